@@ -1,0 +1,45 @@
+# `make test` and `make experiment` work on a fresh machine: the virtual
+# environment is created here, and Debian's wrk / curl / h2load are installed
+# when they are missing and we are allowed to (root with apt-get).
+
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+CONC      ?=
+RUNTIMES  ?=
+WORKLOADS ?=
+PROTO     ?=
+DURATION  ?=
+REPEAT    ?=
+
+.PHONY: test experiment bench venv tools clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test,experiments]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+# System tools from Debian's packages; skip what is already on PATH.
+tools:
+	@sh .ci/install-tools.sh curl wrk h2load
+
+test: venv tools
+	$(PY) -m pytest -q
+
+experiment: venv tools
+	$(PY) -m experiments run \
+	  $(if $(CONC),--conc $(CONC)) $(if $(RUNTIMES),--runtimes $(RUNTIMES)) \
+	  $(if $(WORKLOADS),--workloads $(WORKLOADS)) $(if $(PROTO),--proto $(PROTO)) \
+	  $(if $(DURATION),--duration $(DURATION)) $(if $(REPEAT),--repeat $(REPEAT))
+
+# The walking-skeleton benchmark: hello world at 1 and 64 connections against peers.
+bench: venv tools
+	$(PY) -m experiments.hello_bench
+
+clean:
+	rm -rf $(VENV) .pytest_cache

@@ -1,0 +1,76 @@
+"""``python -m astra MODULE:ATTR --bind HOST:PORT --runtime NAME``"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+
+from .runtimes import DEFAULT_RUNTIME, available_runtimes
+from .server import Server
+
+__all__ = ["main"]
+
+
+def load_handler(spec: str):
+    module_name, sep, attr = spec.partition(":")
+    if not sep or not module_name or not attr:
+        raise SystemExit(f"handler must be given as MODULE:ATTR, not {spec!r}")
+    if "" not in sys.path:
+        sys.path.insert(0, "")  # like `python -m`: modules in the working directory
+    target = importlib.import_module(module_name)
+    for part in attr.split("."):
+        target = getattr(target, part)
+    return target
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m astra", description="Serve a handler with astra.")
+    p.add_argument("handler", help="MODULE:ATTR of a callable handler(request) -> Response")
+    p.add_argument("--bind", default="127.0.0.1:3000", help="HOST:PORT (port 0 picks one)")
+    p.add_argument("--runtime", default=DEFAULT_RUNTIME, choices=available_runtimes())
+    p.add_argument("--max-connections", type=int)
+    p.add_argument("--max-workers", type=int, help="worker threads at most (pool runtimes)")
+    p.add_argument("--worker-keep-alive", type=float, help="seconds an idle worker lingers")
+    p.add_argument("--thread-stack-size", type=int, help="bytes per thread stack")
+    p.add_argument("--header-timeout", type=float)
+    p.add_argument("--keep-alive-timeout", type=float)
+    p.add_argument("--io-timeout", type=float)
+    p.add_argument("--shutdown-timeout", type=float)
+    p.add_argument("--max-header-bytes", type=int)
+    p.add_argument("--max-body-bytes", type=int)
+    p.add_argument("--backlog", type=int)
+    p.add_argument("--reuse-port", action="store_true", default=None,
+                   help="SO_REUSEPORT: let several processes share the port")
+    p.add_argument("--log-level", default="warning")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    handler = load_handler(args.handler)
+    options = {
+        name: value for name, value in vars(args).items()
+        if name not in ("handler", "bind", "runtime", "log_level") and value is not None
+    }
+    server = Server.bind(args.bind, runtime=args.runtime, **options)
+
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    handle = server.start(handler)
+    print(f"listening on {handle.url}", flush=True)
+    while not stop.wait(0.1):
+        if not handle.running:
+            return 1
+    clean = handle.shutdown()
+    return 0 if clean else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

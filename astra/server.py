@@ -1,0 +1,151 @@
+"""``Server``: bind an address, pick a runtime, serve a handler.
+
+::
+
+    from astra import Server, Response
+
+    def hello(request):
+        return Response("Hello World!")
+
+    Server.bind("localhost:3000").serve(hello)
+
+``serve`` blocks until SIGINT or SIGTERM and then shuts down gracefully;
+``start`` returns a :class:`ServerHandle` at once, for tests and embedding.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import signal
+import threading
+from typing import Any
+
+from protocols import Limits
+from runtimes.common import Config, Handler, bind_listener, is_async_handler
+
+from .runtimes import DEFAULT_RUNTIME, load_runtime
+
+__all__ = ["Server", "ServerHandle"]
+
+_LIMIT_FIELDS = {f.name for f in dataclasses.fields(Limits)}
+_CONFIG_FIELDS = {f.name for f in dataclasses.fields(Config)} - {"host", "port", "limits"}
+
+
+def parse_address(address: str) -> tuple[str, int]:
+    """``"host:port"``, ``":port"``, ``"[::1]:port"`` -> (host, port)."""
+    host, sep, port = address.rpartition(":")
+    if not sep:
+        raise ValueError(f"address {address!r} needs a port: HOST:PORT")
+    host = host.strip("[]") or "0.0.0.0"
+    return host, int(port)
+
+
+class Server:
+    """A server waiting to be started: an address plus configuration.
+
+    Keyword options are those of :class:`runtimes.common.Config` (timeouts,
+    ``max_connections``, ``max_workers``, ``thread_stack_size``...) and of
+    :class:`protocols.Limits` (``max_header_bytes``, ``max_body_bytes``...),
+    plus ``runtime``: the name of the runtime to serve with.
+    """
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 3000, *, runtime: str = DEFAULT_RUNTIME,
+                 **options: Any) -> None:
+        unknown = set(options) - _LIMIT_FIELDS - _CONFIG_FIELDS
+        if unknown:
+            raise TypeError(f"unknown server option(s): {', '.join(sorted(unknown))}")
+        limits = Limits(**{k: v for k, v in options.items() if k in _LIMIT_FIELDS})
+        settings = {k: v for k, v in options.items() if k in _CONFIG_FIELDS}
+        self.config = Config(host=host, port=port, limits=limits, **settings)
+        self.runtime_name = runtime
+        self.runtime_class = load_runtime(runtime)
+
+    @classmethod
+    def bind(cls, address: str, **options: Any) -> Server:
+        host, port = parse_address(address)
+        return cls(host, port, **options)
+
+    def start(self, handler: Handler) -> ServerHandle:
+        """Start serving in a background thread; return once connections are accepted."""
+        if not callable(handler):
+            raise TypeError("handler must be callable: handler(request) -> Response")
+        if is_async_handler(handler) and not self.runtime_class.supports_async:
+            raise TypeError(
+                f"the {self.runtime_name!r} runtime runs blocking handlers; "
+                f"{getattr(handler, '__name__', handler)!r} is 'async def'. "
+                "Use an async runtime or a plain def."
+            )
+        listener = bind_listener(self.config)
+        runtime = self.runtime_class(handler, self.config, listener)
+        return ServerHandle(runtime, listener.getsockname())
+
+    def serve(self, handler: Handler) -> None:
+        """Serve until SIGINT or SIGTERM, then shut down gracefully."""
+        handle = self.start(handler)
+        stop_requested = threading.Event()
+
+        def on_signal(signum: int, frame: object) -> None:
+            stop_requested.set()
+
+        previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            while not stop_requested.wait(0.1) and handle.running:
+                pass
+        finally:
+            handle.shutdown()
+            for sig, old in previous.items():
+                signal.signal(sig, old)
+
+
+class ServerHandle:
+    """A running server: its bound ``address``, ``url``, ``stats()`` and ``shutdown()``."""
+
+    def __init__(self, runtime: Any, address: tuple) -> None:
+        self.runtime = runtime
+        self.address: tuple[str, int] = (address[0], address[1])
+        self._ready = threading.Event()
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name=f"astra-{runtime.name}", daemon=True)
+        self._thread.start()
+        self._ready.wait()
+        if self._error is not None:
+            raise self._error
+
+    def _run(self) -> None:
+        try:
+            self.runtime.serve(self._ready.set)
+        except BaseException as exc:  # surfaced to start() if it happened before ready
+            self._error = exc
+            self._ready.set()
+            raise
+
+    @property
+    def url(self) -> str:
+        host, port = self.address
+        return f"http://{'[' + host + ']' if ':' in host else host}:{port}"
+
+    @property
+    def running(self) -> bool:
+        return self._thread.is_alive()
+
+    def stats(self) -> dict[str, int]:
+        return self.runtime.stats()
+
+    def shutdown(self, timeout: float | None = None) -> bool:
+        """Stop accepting, finish in-flight requests, close idle connections.
+
+        Waits up to ``timeout`` seconds (default: the server's
+        shutdown_timeout plus a grace second) and returns True if the
+        server had stopped by then.
+        """
+        self.runtime.stop()
+        if timeout is None:
+            timeout = self.runtime.config.shutdown_timeout + 1.0
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+    def __enter__(self) -> ServerHandle:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.shutdown()

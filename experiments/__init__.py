@@ -1,0 +1,1 @@
+"""The experiment harness: the same handlers on every runtime, under real load."""

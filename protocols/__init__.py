@@ -1,0 +1,30 @@
+"""The sans-IO protocol layer: bytes in, events out; responses in, bytes out.
+
+Nothing here opens a socket, starts a thread or touches an event loop. This
+package is also where the request/response vocabulary handlers see is
+defined (:class:`Request`, :class:`Response`, ...); ``astra`` re-exports it.
+"""
+
+from .errors import BodyTooLarge, ClientDisconnected, HTTPError, ProtocolError
+from .events import (
+    BodyEnded,
+    BodyReceived,
+    ConnectionClosed,
+    Event,
+    ProtocolFailed,
+    RequestReceived,
+    StreamReset,
+)
+from .headers import Headers
+from .http11 import HTTP11Connection, error_response_bytes
+from .limits import Limits
+from .request import BodySource, ConnectionInfo, Request, RequestBody
+from .response import Body, Response, ResponseBuilder
+
+__all__ = [
+    "Body", "BodyEnded", "BodyReceived", "BodySource", "BodyTooLarge",
+    "ClientDisconnected", "ConnectionClosed", "ConnectionInfo", "Event",
+    "HTTP11Connection", "HTTPError", "Headers", "Limits", "ProtocolError",
+    "ProtocolFailed", "Request", "RequestBody", "RequestReceived", "Response",
+    "ResponseBuilder", "StreamReset", "error_response_bytes",
+]

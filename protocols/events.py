@@ -1,0 +1,85 @@
+"""What a protocol connection tells its runtime.
+
+Every HTTP version is presented the same way: one connection carrying many
+request *streams*, each named by an integer ``stream_id``. HTTP/1.1 streams
+come one after another (ids 1, 2, 3, ...; a pipelined request is only released
+once the response before it is finished, which keeps responses in order);
+HTTP/2 streams overlap. A runtime that handles these events handles both.
+
+Events are small immutable records, created once per occurrence and never
+reused, so a runtime can hand them between threads without copying.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .request import Request
+
+__all__ = [
+    "Event",
+    "RequestReceived",
+    "BodyReceived",
+    "BodyEnded",
+    "StreamReset",
+    "ConnectionClosed",
+    "ProtocolFailed",
+]
+
+
+class Event:
+    """Base class of everything :meth:`events` returns."""
+
+    __slots__ = ()
+
+
+@dataclass(frozen=True, slots=True)
+class RequestReceived(Event):
+    """A request head arrived; its body (if any) follows as BodyReceived events.
+
+    ``request.body`` is unset: the runtime attaches a body reader of its kind.
+    ``has_body`` is false when the request cannot have a body (no
+    Content-Length or a zero one, no chunked encoding; END_STREAM on HEADERS
+    in HTTP/2), so a runtime may skip setting up a stream for it.
+    """
+
+    stream_id: int
+    request: Request
+    has_body: bool
+
+
+@dataclass(frozen=True, slots=True)
+class BodyReceived(Event):
+    stream_id: int
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class BodyEnded(Event):
+    """The request body of ``stream_id`` is complete (trailers are dropped)."""
+
+    stream_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class StreamReset(Event):
+    """The client abandoned one stream (HTTP/2 RST_STREAM); the others go on."""
+
+    stream_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionClosed(Event):
+    """The client closed its side; no more requests or body bytes will come."""
+
+
+@dataclass(frozen=True, slots=True)
+class ProtocolFailed(Event):
+    """The client broke the protocol.
+
+    The connection has already queued its error response (``status``) in
+    :meth:`data_to_send`; the runtime flushes that and closes the socket.
+    """
+
+    status: int
+    reason: str

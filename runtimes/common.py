@@ -1,0 +1,204 @@
+"""What every runtime shares: configuration, the listening socket, calling the handler.
+
+A runtime is the part of the server that decides *how* connections wait: on
+an OS thread each, on a selector plus worker threads, on an event loop. Each
+lives in its own module and reads top to bottom; whatever two of them would
+otherwise repeat lives here.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import os
+import resource
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from protocols import ClientDisconnected, HTTPError, Limits, Request, Response
+
+__all__ = [
+    "Config", "Handler", "Runtime", "bind_listener", "call_handler",
+    "error_response", "is_async_handler", "logger",
+]
+
+logger = logging.getLogger("astra")
+
+Handler = Callable[[Request], Any]
+
+
+@dataclass(frozen=True)
+class Config:
+    """Everything a runtime needs to know besides the handler.
+
+    Timeouts are in seconds. Defaults are meant for production, not for
+    benchmarks: a benchmark that wants different ones says so.
+    """
+
+    host: str = "127.0.0.1"
+    port: int = 3000
+    limits: Limits = field(default_factory=Limits)
+    #: A client must finish sending its request head within this time of
+    #: starting it (or of connecting): the Slowloris guard. Past it: 408.
+    header_timeout: float = 10.0
+    #: How long an idle keep-alive connection waits for its next request.
+    keep_alive_timeout: float = 15.0
+    #: Longest silence while reading a request body, or while the client
+    #: reads our response (a stalled reader holds a thread or a buffer).
+    io_timeout: float = 30.0
+    #: Graceful shutdown waits this long for in-flight requests to finish.
+    shutdown_timeout: float = 10.0
+    #: Connections served at once; past it new ones get 503 and are closed.
+    max_connections: int = 10_000
+    backlog: int = 4096
+    #: SO_REUSEPORT, so several server processes can share one port.
+    reuse_port: bool = False
+    #: Stack size for threads the runtime starts (None: the platform default,
+    #: usually 8 MiB of address space, committed only as it is touched).
+    thread_stack_size: int | None = None
+    #: Worker threads (runtimes with a pool): the most alive at once, and how
+    #: long an idle one lingers before it exits.
+    max_workers: int = 15 * (os.cpu_count() or 1)
+    worker_keep_alive: float = 6.0
+
+
+class Runtime:
+    """The interface astra drives. One instance serves one listening socket, once.
+
+    ``serve`` runs in a thread of the caller's choosing and returns when the
+    server has shut down; ``stop`` may be called from any thread (or a
+    signal handler's thread) and asks for a graceful shutdown.
+    """
+
+    name = "?"
+    #: Can this runtime await ``async def`` handlers?
+    supports_async = False
+
+    def __init__(self, handler: Handler, config: Config, listener: socket.socket) -> None:
+        self.handler = handler
+        self.config = config
+        self.listener = listener
+
+    def serve(self, ready: Callable[[], None]) -> None:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def stats(self) -> dict[str, int]:
+        """Internal counters a researcher may want (connections open, threads...)."""
+        return {}
+
+
+def is_async_handler(handler: Handler) -> bool:
+    call = getattr(handler, "__call__", None)
+    return inspect.iscoroutinefunction(handler) or inspect.iscoroutinefunction(call)
+
+
+def bind_listener(config: Config) -> socket.socket:
+    """Create, bind and listen; port 0 picks a free port."""
+    _raise_open_file_limit()
+    infos = socket.getaddrinfo(
+        config.host or None, config.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+    )
+    family, type_, proto, _, address = infos[0]
+    sock = socket.socket(family, type_, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if config.reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind(address)
+        sock.listen(config.backlog)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def _raise_open_file_limit() -> None:
+    """Servers hold one descriptor per connection; take all the OS allows."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        except (ValueError, OSError):
+            pass
+
+
+def error_response(status: int, message: str = "", headers: dict[str, str] | None = None) -> Response:
+    from http import HTTPStatus
+
+    text = f"{status} {HTTPStatus(status).phrase}"
+    if message:
+        text += f": {message}"
+    return Response(text + "\n", status=status, headers=headers)
+
+
+def call_handler(handler: Handler, request: Request) -> Response:
+    """Run a blocking handler and always come back with a Response.
+
+    ``HTTPError`` becomes its status; any other exception a logged 500.
+    ``ClientDisconnected`` propagates: there is nobody left to answer.
+    """
+    try:
+        response = handler(request)
+    except HTTPError as exc:
+        return error_response(exc.status, exc.message, exc.headers)
+    except ClientDisconnected:
+        raise
+    except Exception:
+        logger.exception("handler failed: %s %s", request.method, request.target)
+        return error_response(500)
+    return check_response(response, request)
+
+
+def check_response(response: object, request: Request) -> Response:
+    if isinstance(response, Response):
+        return response
+    logger.error(
+        "handler returned %s for %s %s, expected a Response",
+        type(response).__name__, request.method, request.target,
+    )
+    return error_response(500)
+
+
+def write_response(conn: Any, stream_id: int, response: Response, write: Callable[[bytes], None]) -> None:
+    """Send a response through a protocol connection with a blocking ``write``.
+
+    An in-memory body goes out with its head in a single write (one segment
+    on the wire for a small response, which is what keeps keep-alive clients
+    clear of Nagle and delayed-ACK stalls). A streamed body is written chunk
+    by chunk as the handler's iterator or file produces it, so ``write``
+    blocking on a slow client is the backpressure. If the body fails mid-way
+    the stream is aborted; the caller finds ``conn.should_close`` set.
+    """
+    try:
+        conn.send_response(stream_id, response)
+    except ValueError as exc:
+        logger.error("handler returned an invalid response: %s", exc)
+        response.body.close()
+        response = error_response(500)
+        conn.send_response(stream_id, response)
+    body = response.body
+    if body.data is not None:
+        conn.send_data(stream_id, body.data)
+        conn.end_stream(stream_id)
+        write(conn.data_to_send())
+        return
+    try:
+        write(conn.data_to_send())
+        for chunk in body.chunks():
+            conn.send_data(stream_id, chunk)
+            write(conn.data_to_send())
+        conn.end_stream(stream_id)
+    except (OSError, ClientDisconnected):
+        conn.abort_stream(stream_id)
+        raise
+    except Exception:
+        logger.exception("response body failed mid-stream; aborting the stream")
+        conn.abort_stream(stream_id)
+    finally:
+        body.close()
+    write(conn.data_to_send())

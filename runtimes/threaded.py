@@ -1,0 +1,361 @@
+"""Thread per connection: the purest form of "yield to the OS".
+
+Every connection gets an OS thread that does blocking ``recv`` and
+``sendall`` and calls the handler itself. There is no event loop and no
+scheduler of our own: when a thread waits on its socket or sleeps in a
+handler, the kernel runs another one. The price is a thread (a stack's worth
+of address space, a kernel task) per connection, even an idle one.
+
+Read it in this order:
+
+1. :meth:`ThreadedRuntime.serve`: the accept loop, and the cap on live
+   connections (past it a client gets 503 at once rather than a hang).
+2. :meth:`Connection.run`: one connection's life, request after request.
+3. :class:`BodyReader`: how a handler's ``request.body.read()`` turns into
+   ``recv`` calls on that same thread.
+4. :meth:`ThreadedRuntime._drain`: graceful shutdown.
+
+Timeouts are enforced by the kernel: ``SO_RCVTIMEO`` / ``SO_SNDTIMEO`` make a
+blocking ``recv`` or ``send`` give up with EAGAIN, so waiting costs one system
+call, not a ``poll`` before each read as Python's own socket timeouts do.
+"""
+
+from __future__ import annotations
+
+import selectors
+import socket
+import struct
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+
+from protocols import (
+    BodyEnded,
+    BodyReceived,
+    ClientDisconnected,
+    ConnectionClosed,
+    ConnectionInfo,
+    Event,
+    HTTP11Connection,
+    HTTPError,
+    ProtocolError,
+    ProtocolFailed,
+    RequestBody,
+    RequestReceived,
+    error_response_bytes,
+)
+
+from .common import Runtime, call_handler, logger, write_response
+
+__all__ = ["ThreadedRuntime"]
+
+RECV_SIZE = 64 * 1024
+
+
+class ThreadedRuntime(Runtime):
+    name = "threaded"
+
+    def __init__(self, handler, config, listener) -> None:
+        super().__init__(handler, config, listener)
+        self.stopping = False
+        self._lock = threading.Lock()
+        self._connections: set[Connection] = set()
+        self._all_closed = threading.Condition(self._lock)
+        self._wake_r, self._wake_w = socket.socketpair()
+        self.accepted = 0
+        self.rejected = 0
+
+    # 1. Accepting ---------------------------------------------------------
+
+    def serve(self, ready: Callable[[], None]) -> None:
+        if self.config.thread_stack_size:
+            threading.stack_size(self.config.thread_stack_size)
+        # The accept loop waits on the listener and on a wake-up socket, so
+        # that stop() can interrupt it (closing a socket another thread is
+        # blocked on does not wake that thread on Linux).
+        self.listener.setblocking(False)
+        selector = selectors.DefaultSelector()
+        selector.register(self.listener, selectors.EVENT_READ)
+        selector.register(self._wake_r, selectors.EVENT_READ)
+        ready()
+        try:
+            while not self.stopping:
+                for key, _ in selector.select():
+                    if key.fileobj is self.listener:
+                        self._accept_ready()
+        finally:
+            selector.close()
+            self.listener.close()
+            self._drain()
+            self._wake_r.close()
+            self._wake_w.close()
+
+    def _accept_ready(self) -> None:
+        while not self.stopping:
+            try:
+                sock, peer = self.listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:  # EMFILE and friends: back off, do not spin
+                logger.warning("accept failed: %s", exc)
+                time.sleep(0.05)
+                return
+            self.accepted += 1
+            sock.settimeout(None)
+            with self._lock:
+                full = len(self._connections) >= self.config.max_connections
+            if full:
+                self._reject(sock, "too many connections")
+                continue
+            connection = Connection(self, sock, peer)
+            with self._lock:
+                self._connections.add(connection)
+            try:
+                threading.Thread(target=connection.run, name=f"astra-conn-{peer}", daemon=True).start()
+            except RuntimeError:  # the OS will not give us another thread
+                self._forget(connection)
+                self._reject(sock, "cannot start a thread for this connection")
+
+    def _reject(self, sock: socket.socket, why: str) -> None:
+        """Answer 503 without starting a thread, then close."""
+        self.rejected += 1
+        try:
+            sock.setblocking(False)
+            try:
+                sock.recv(RECV_SIZE)  # unread request bytes would turn our close into a reset
+            except OSError:
+                pass
+            sock.send(error_response_bytes(503, why, [("retry-after", "1")]))
+            sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
+        finally:
+            sock.close()
+
+    def _forget(self, connection: Connection) -> None:
+        with self._lock:
+            self._connections.discard(connection)
+            if not self._connections:
+                self._all_closed.notify_all()
+
+    # 4. Stopping ----------------------------------------------------------
+
+    def stop(self) -> None:
+        self.stopping = True
+        try:
+            self._wake_w.send(b"x")
+        except OSError:
+            pass
+
+    def _drain(self) -> None:
+        """Close idle connections now, let busy ones finish their request, then force the rest."""
+        with self._lock:
+            connections = list(self._connections)
+        for connection in connections:
+            if connection.idle:
+                connection.interrupt()
+        deadline = time.monotonic() + self.config.shutdown_timeout
+        with self._lock:
+            while self._connections and (left := deadline - time.monotonic()) > 0:
+                self._all_closed.wait(left)
+            stragglers = list(self._connections)
+        if stragglers:
+            logger.warning("shutdown timeout: closing %d busy connections", len(stragglers))
+            for connection in stragglers:
+                connection.interrupt()
+
+    def stats(self) -> dict[str, int]:
+        with self._lock:
+            open_connections = len(self._connections)
+        return {
+            "connections_open": open_connections,
+            "connections_accepted": self.accepted,
+            "connections_rejected": self.rejected,
+            "threads": threading.active_count(),
+        }
+
+
+# 2. One connection, on its own thread ---------------------------------------
+
+class Connection:
+    """A client connection and the thread that serves it."""
+
+    def __init__(self, runtime: ThreadedRuntime, sock: socket.socket, peer) -> None:
+        self.runtime = runtime
+        self.config = runtime.config
+        self.sock = sock
+        self.peer = peer
+        self.idle = True  # waiting for a request head: safe to close at shutdown
+        self._recv_timeout = -1.0
+        self.accepted_at = time.monotonic()
+
+    def interrupt(self) -> None:
+        """Wake the thread out of any recv/send (shutdown, not close: the fd stays ours)."""
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+    def run(self) -> None:
+        sock = self.sock
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, _timeval(self.config.io_timeout))
+            info = ConnectionInfo(_address(self.peer), _address(sock.getsockname()))
+            self.conn = HTTP11Connection(info, self.config.limits)
+            self._serve()
+        except (ClientDisconnected, OSError):
+            pass  # the client went away or stalled: its connection is all it costs
+        except Exception:
+            logger.exception("connection %s failed", self.peer)
+        finally:
+            sock.close()
+            self.runtime._forget(self)
+
+    def _serve(self) -> None:
+        conn = self.conn
+        handler = self.runtime.handler
+        first = True
+        while True:
+            events = self._wait_for_request(first)
+            if events is None:
+                return
+            first = False
+            self.idle = False
+            started = events[0]
+            assert isinstance(started, RequestReceived)
+            request = started.request
+            if started.has_body:
+                reader = BodyReader(self, started.stream_id)
+                for event in events[1:]:
+                    reader.absorb(event)
+                request.body = RequestBody(reader.read_chunk)
+            response = call_handler(handler, request)
+            if self.runtime.stopping:
+                conn.close_after_current()
+            write_response(conn, started.stream_id, response, self.write)
+            if conn.should_close:
+                self.write(conn.data_to_send())
+                return
+
+    def _wait_for_request(self, first: bool) -> list[Event] | None:
+        """Read until a request head is parsed; None means close the connection.
+
+        A new connection must deliver its first head within header_timeout of
+        connecting. An idle keep-alive connection may stay silent for
+        keep_alive_timeout; once the next head starts arriving it has
+        header_timeout to finish it.
+        """
+        conn = self.conn
+        config = self.config
+        deadline = self.accepted_at + config.header_timeout if first else None
+        while True:
+            events = conn.events()
+            if events:
+                if isinstance(events[0], RequestReceived):
+                    return events
+                self.write(conn.data_to_send())  # ProtocolFailed: its 4xx is queued
+                return None
+            if conn.should_close:
+                self.write(conn.data_to_send())
+                return None
+            if deadline is None:
+                timeout = config.keep_alive_timeout
+            else:
+                timeout = deadline - time.monotonic()
+            self.idle = True
+            if self.runtime.stopping or timeout <= 0:
+                data = None
+            else:
+                data = self.recv(timeout)
+            if data is None:  # timed out (or shutting down)
+                if deadline is not None and not self.runtime.stopping:
+                    self.write(error_response_bytes(408, "request head not received in time"))
+                return None
+            if deadline is None:
+                deadline = time.monotonic() + config.header_timeout
+            conn.receive_data(data)
+
+    # Socket edges ------------------------------------------------------------
+
+    def recv(self, timeout: float) -> bytes | None:
+        """One blocking read: bytes, b"" at end of stream, None on timeout."""
+        if timeout != self._recv_timeout:
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, _timeval(timeout))
+            self._recv_timeout = timeout
+        try:
+            return self.sock.recv(RECV_SIZE)
+        except BlockingIOError:
+            return None
+        except ConnectionError:
+            return b""
+
+    def write(self, data: bytes) -> None:
+        if not data:
+            return
+        try:
+            self.sock.sendall(data)
+        except BlockingIOError:
+            raise ClientDisconnected("client stopped reading") from None
+
+
+# 3. The request body, read on demand ----------------------------------------
+
+class BodyReader:
+    """Feeds ``request.body`` from the socket, on the handler's own thread.
+
+    Body chunks parsed along with the head are queued first; after that each
+    read that finds the queue empty does one blocking ``recv``. A client that
+    sent ``Expect: 100-continue`` is told to go ahead only now, when the
+    handler actually asks for the body.
+    """
+
+    def __init__(self, connection: Connection, stream_id: int) -> None:
+        self.connection = connection
+        self.stream_id = stream_id
+        self.chunks: deque[bytes] = deque()
+        self.ended = False
+        self.error: Exception | None = None
+
+    def absorb(self, event: Event) -> None:
+        if isinstance(event, BodyReceived):
+            self.chunks.append(event.data)
+        elif isinstance(event, BodyEnded):
+            self.ended = True
+        elif isinstance(event, ConnectionClosed):
+            self.error = ClientDisconnected("client closed the connection mid-body")
+        elif isinstance(event, ProtocolFailed):
+            self.error = ProtocolError(event.reason, event.status)
+
+    def read_chunk(self) -> bytes:
+        connection = self.connection
+        conn = connection.conn
+        while not self.chunks:
+            if self.ended:
+                return b""
+            if self.error is not None:
+                raise self.error
+            if conn.expects_continue:
+                conn.send_continue(self.stream_id)
+                connection.write(conn.data_to_send())
+            data = connection.recv(connection.config.io_timeout)
+            if data is None:
+                raise HTTPError(408, "request body not received in time")
+            conn.receive_data(data)
+            for event in conn.events():
+                self.absorb(event)
+        return self.chunks.popleft()
+
+
+def _timeval(seconds: float) -> bytes:
+    seconds = max(seconds, 0.001)  # a zero timeval means "wait forever"
+    whole = int(seconds)
+    return struct.pack("ll", whole, int((seconds - whole) * 1_000_000))
+
+
+def _address(address) -> tuple[str, int] | None:
+    if isinstance(address, tuple) and len(address) >= 2:
+        return (address[0], address[1])
+    return None
+

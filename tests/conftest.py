@@ -1,0 +1,103 @@
+"""Fixtures shared by the behavioural tests.
+
+Every behavioural test takes the ``serve`` fixture, which is parametrized over
+``astra.available_runtimes()``: registering a runtime makes the whole suite
+run against it.
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+
+import h11
+import pytest
+
+from astra import Server, available_runtimes
+
+
+@pytest.fixture(params=available_runtimes())
+def runtime(request) -> str:
+    return request.param
+
+
+@pytest.fixture
+def serve(runtime):
+    """serve(handler, **options) -> a running ServerHandle on 127.0.0.1 (free port)."""
+    handles = []
+
+    def start(handler, **options):
+        options.setdefault("shutdown_timeout", 3.0)
+        handle = Server("127.0.0.1", 0, runtime=runtime, **options).start(handler)
+        handles.append(handle)
+        return handle
+
+    yield start
+    for handle in handles:
+        assert handle.shutdown(10), "server did not shut down"
+
+
+def connect(handle, timeout: float = 5.0) -> socket.socket:
+    sock = socket.create_connection(handle.address, timeout=timeout)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return sock
+
+
+def read_until_closed(sock: socket.socket, timeout: float = 5.0) -> bytes:
+    """Everything the server sends until it closes the connection (or resets it)."""
+    sock.settimeout(timeout)
+    data = b""
+    try:
+        while chunk := sock.recv(65536):
+            data += chunk
+    except ConnectionResetError:
+        pass
+    return data
+
+
+def parse_responses(data: bytes, methods: list[str] | None = None) -> list[tuple[h11.Response, bytes]]:
+    """Parse raw response bytes with h11's client side: a real, strict parser."""
+    client = h11.Connection(h11.CLIENT)
+    responses = []
+    for method in methods or ["GET"] * 100:
+        client.send(h11.Request(method=method, target="/", headers=[("Host", "x")]))
+        client.send(h11.EndOfMessage())
+        if data:
+            client.receive_data(data)
+            data = b""
+        head, body = None, b""
+        while True:
+            event = client.next_event()
+            if event is h11.NEED_DATA:
+                return responses  # incomplete or no more responses
+            if isinstance(event, h11.InformationalResponse):
+                continue
+            if isinstance(event, h11.Response):
+                head = event
+            elif isinstance(event, h11.Data):
+                body += event.data
+            elif isinstance(event, h11.EndOfMessage):
+                responses.append((head, body))
+                break
+            elif isinstance(event, h11.ConnectionClosed):
+                return responses
+        if client.our_state is h11.MUST_CLOSE or client.their_state is h11.MUST_CLOSE:
+            return responses
+        client.start_next_cycle()
+    return responses
+
+
+def header(response: h11.Response, name: str) -> str | None:
+    for key, value in response.headers:
+        if key.decode().lower() == name.lower():
+            return value.decode()
+    return None
+
+
+def wait_for(predicate, timeout: float = 5.0, interval: float = 0.02) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return predicate()

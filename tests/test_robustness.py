@@ -1,0 +1,182 @@
+"""Bad input, failing handlers, slow and vanishing clients: on every runtime.
+
+The rule: a bad request gets a clear 4xx and its connection is closed, a
+failing handler gets a 500, and either way everyone else keeps being served
+and nothing leaks.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import time
+
+import httpx
+import pytest
+
+from astra import Response
+
+from .conftest import connect, parse_responses, read_until_closed, wait_for
+from .test_protocol_http11 import BAD_REQUESTS
+
+
+def hello(request):
+    return Response("Hello World!")
+
+
+@pytest.mark.parametrize("name", ["garbage", "no host", "cl and te", "bare lf", "obs fold", "two hosts"])
+def test_malformed_request_gets_4xx_and_close_and_server_goes_on(serve, name):
+    data, status = BAD_REQUESTS[name]
+    handle = serve(hello)
+    with connect(handle) as sock:
+        sock.sendall(data)
+        reply = read_until_closed(sock)
+    assert reply.startswith(b"HTTP/1.1 %d " % status), reply
+    assert b"connection: close" in reply
+    assert httpx.get(handle.url).text == "Hello World!"
+
+
+def test_oversized_headers_get_431(serve):
+    handle = serve(hello, max_header_bytes=4096)
+    with connect(handle) as sock:
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 8000 + b"\r\n\r\n")
+        reply = read_until_closed(sock)
+    assert reply.startswith(b"HTTP/1.1 431 ")
+    assert httpx.get(handle.url).status_code == 200
+
+
+def test_oversized_body_gets_413(serve):
+    handle = serve(lambda request: Response(request.read()), max_body_bytes=1000)
+    assert httpx.post(handle.url, content=b"x" * 1000).status_code == 200
+    with connect(handle) as sock:  # declared too large: refused before reading
+        sock.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1001\r\n\r\n")
+        assert read_until_closed(sock).startswith(b"HTTP/1.1 413 ")
+    with connect(handle) as sock:  # chunked: refused when it crosses the limit
+        sock.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+                     + b"200\r\n" + b"x" * 512 + b"\r\n" + b"200\r\n" + b"x" * 512 + b"\r\n")
+        assert read_until_closed(sock).startswith(b"HTTP/1.1 413 ")
+    assert httpx.get(handle.url).status_code == 200
+
+
+def test_raising_handler_gets_500_and_is_logged(serve, caplog):
+    def handler(request):
+        if request.path == "/boom":
+            raise RuntimeError("boom")
+        return Response("fine")
+
+    handle = serve(handler)
+    with caplog.at_level(logging.ERROR, logger="astra"):
+        with httpx.Client() as client:
+            assert client.get(handle.url + "/boom").status_code == 500
+            assert client.get(handle.url + "/ok").text == "fine"  # same connection still usable
+    assert any("boom" in (r.exc_text or "") or "RuntimeError" in (r.exc_text or "") for r in caplog.records)
+
+
+def test_handler_returning_nonsense_gets_500(serve):
+    handle = serve(lambda request: "not a response")
+    assert httpx.get(handle.url).status_code == 500
+
+
+def test_invalid_response_header_gets_500_not_a_split_response(serve):
+    handle = serve(lambda request: Response("x", headers={"x-a": "b\r\nset-cookie: evil=1"}))
+    response = httpx.get(handle.url)
+    assert response.status_code == 500 and "set-cookie" not in response.headers
+
+
+def test_body_iterator_failing_mid_stream_truncates_and_closes(serve):
+    def handler(request):
+        def parts():
+            yield b"first part;"
+            raise RuntimeError("generator broke")
+        return Response(parts() if request.path == "/fail" else "fine")
+
+    handle = serve(handler)
+    with connect(handle) as sock:
+        sock.sendall(b"GET /fail HTTP/1.1\r\nHost: x\r\n\r\n")
+        data = read_until_closed(sock)
+    assert data.startswith(b"HTTP/1.1 200 ") and b"first part;" in data
+    assert not data.endswith(b"0\r\n\r\n")  # no terminating chunk: the client sees the failure
+    assert httpx.get(handle.url).status_code == 200
+
+
+def test_client_vanishing_mid_request_costs_only_its_connection(serve):
+    handle = serve(lambda request: Response(request.read()))
+    for _ in range(20):
+        sock = connect(handle)
+        sock.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\npartial")
+        sock.close()
+    sock = connect(handle)
+    sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n")  # half a head, then gone
+    sock.close()
+    assert httpx.post(handle.url, content=b"still here").text == "still here"
+    assert wait_for(lambda: handle.stats()["connections_open"] == 0)
+
+
+def test_client_vanishing_mid_response_costs_only_its_connection(serve):
+    def handler(request):
+        return Response(iter([b"x" * 65536] * 200))  # ~13 MB, far more than socket buffers
+
+    handle = serve(handler)
+    for _ in range(5):
+        sock = connect(handle)
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        sock.recv(1000)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+        sock.close()  # reset
+    assert httpx.get(handle.url, timeout=10).status_code == 200
+    assert wait_for(lambda: handle.stats()["connections_open"] == 0, timeout=10)
+
+
+def test_slowloris_head_is_cut_off_after_header_timeout(serve):
+    handle = serve(hello, header_timeout=0.5)
+    slow = connect(handle)
+    slow.sendall(b"GET / HTTP/1.1\r\n")
+    started = time.monotonic()
+    # Meanwhile others are served normally.
+    assert httpx.get(handle.url).status_code == 200
+    for _ in range(3):
+        time.sleep(0.1)
+        try:
+            slow.sendall(b"X-A: b\r\n")  # trickling headers does not extend the deadline
+        except OSError:
+            break
+    reply = read_until_closed(slow, timeout=5)
+    elapsed = time.monotonic() - started
+    assert reply.startswith(b"HTTP/1.1 408 ") or reply == b""
+    assert elapsed < 2.0, elapsed
+    slow.close()
+
+
+def test_silent_connection_is_closed_after_header_timeout(serve):
+    handle = serve(hello, header_timeout=0.3)
+    with connect(handle) as sock:
+        started = time.monotonic()
+        read_until_closed(sock, timeout=5)
+        assert time.monotonic() - started < 2.0
+
+
+def test_idle_keep_alive_connection_is_closed_after_its_timeout(serve):
+    handle = serve(hello, keep_alive_timeout=0.3)
+    with connect(handle) as sock:
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        started = time.monotonic()
+        data = read_until_closed(sock, timeout=5)
+        assert time.monotonic() - started < 2.0
+    (head, body), = parse_responses(data)
+    assert body == b"Hello World!"
+
+
+def test_connections_past_the_cap_get_503(serve):
+    handle = serve(hello, max_connections=2)
+    held = [connect(handle) for _ in range(2)]
+    for sock in held:  # make sure both are accepted and counted
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert sock.recv(1000).startswith(b"HTTP/1.1 200 ")
+    with connect(handle) as extra:
+        extra.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        reply = read_until_closed(extra)
+    assert reply.startswith(b"HTTP/1.1 503 ") and b"retry-after: 1" in reply
+    for sock in held:
+        sock.close()
+    assert wait_for(lambda: handle.stats()["connections_open"] == 0)
+    assert httpx.get(handle.url).status_code == 200
