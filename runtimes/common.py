@@ -21,7 +21,7 @@ from protocols import ClientDisconnected, HTTPError, Limits, Request, Response
 
 __all__ = [
     "Config", "Handler", "Runtime", "bind_listener", "call_handler",
-    "error_response", "is_async_handler", "logger",
+    "error_response", "is_async_handler", "logger", "socket_address",
 ]
 
 logger = logging.getLogger("astra")
@@ -164,41 +164,9 @@ def check_response(response: object, request: Request) -> Response:
     return error_response(500)
 
 
-def write_response(conn: Any, stream_id: int, response: Response, write: Callable[[bytes], None]) -> None:
-    """Send a response through a protocol connection with a blocking ``write``.
 
-    An in-memory body goes out with its head in a single write (one segment
-    on the wire for a small response, which is what keeps keep-alive clients
-    clear of Nagle and delayed-ACK stalls). A streamed body is written chunk
-    by chunk as the handler's iterator or file produces it, so ``write``
-    blocking on a slow client is the backpressure. If the body fails mid-way
-    the stream is aborted; the caller finds ``conn.should_close`` set.
-    """
-    try:
-        conn.send_response(stream_id, response)
-    except ValueError as exc:
-        logger.error("handler returned an invalid response: %s", exc)
-        response.body.close()
-        response = error_response(500)
-        conn.send_response(stream_id, response)
-    body = response.body
-    if body.data is not None:
-        conn.send_data(stream_id, body.data)
-        conn.end_stream(stream_id)
-        write(conn.data_to_send())
-        return
-    try:
-        write(conn.data_to_send())
-        for chunk in body.chunks():
-            conn.send_data(stream_id, chunk)
-            write(conn.data_to_send())
-        conn.end_stream(stream_id)
-    except (OSError, ClientDisconnected):
-        conn.abort_stream(stream_id)
-        raise
-    except Exception:
-        logger.exception("response body failed mid-stream; aborting the stream")
-        conn.abort_stream(stream_id)
-    finally:
-        body.close()
-    write(conn.data_to_send())
+def socket_address(address: Any) -> tuple[str, int] | None:
+    """(host, port) of an AF_INET/AF_INET6 address; None for anything else."""
+    if isinstance(address, tuple) and len(address) >= 2:
+        return (address[0], address[1])
+    return None

@@ -27,26 +27,21 @@ import socket
 import struct
 import threading
 import time
-from collections import deque
 from collections.abc import Callable
 
 from protocols import (
-    BodyEnded,
-    BodyReceived,
     ClientDisconnected,
-    ConnectionClosed,
     ConnectionInfo,
     Event,
     HTTP11Connection,
     HTTPError,
-    ProtocolError,
-    ProtocolFailed,
     RequestBody,
     RequestReceived,
     error_response_bytes,
 )
 
-from .common import Runtime, call_handler, logger, write_response
+from ._threads import BodyInbox, reject_connection, write_response
+from .common import Runtime, call_handler, logger, socket_address
 
 __all__ = ["ThreadedRuntime"]
 
@@ -118,20 +113,8 @@ class ThreadedRuntime(Runtime):
                 self._reject(sock, "cannot start a thread for this connection")
 
     def _reject(self, sock: socket.socket, why: str) -> None:
-        """Answer 503 without starting a thread, then close."""
         self.rejected += 1
-        try:
-            sock.setblocking(False)
-            try:
-                sock.recv(RECV_SIZE)  # unread request bytes would turn our close into a reset
-            except OSError:
-                pass
-            sock.send(error_response_bytes(503, why, [("retry-after", "1")]))
-            sock.shutdown(socket.SHUT_WR)
-        except OSError:
-            pass
-        finally:
-            sock.close()
+        reject_connection(sock, why)
 
     def _forget(self, connection: Connection) -> None:
         with self._lock:
@@ -202,7 +185,7 @@ class Connection:
         try:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, _timeval(self.config.io_timeout))
-            info = ConnectionInfo(_address(self.peer), _address(sock.getsockname()))
+            info = ConnectionInfo(socket_address(self.peer), socket_address(sock.getsockname()))
             self.conn = HTTP11Connection(info, self.config.limits)
             self._serve()
         except (ClientDisconnected, OSError):
@@ -302,7 +285,7 @@ class Connection:
 
 # 3. The request body, read on demand ----------------------------------------
 
-class BodyReader:
+class BodyReader(BodyInbox):
     """Feeds ``request.body`` from the socket, on the handler's own thread.
 
     Body chunks parsed along with the head are queued first; after that each
@@ -312,30 +295,13 @@ class BodyReader:
     """
 
     def __init__(self, connection: Connection, stream_id: int) -> None:
+        super().__init__(stream_id)
         self.connection = connection
-        self.stream_id = stream_id
-        self.chunks: deque[bytes] = deque()
-        self.ended = False
-        self.error: Exception | None = None
-
-    def absorb(self, event: Event) -> None:
-        if isinstance(event, BodyReceived):
-            self.chunks.append(event.data)
-        elif isinstance(event, BodyEnded):
-            self.ended = True
-        elif isinstance(event, ConnectionClosed):
-            self.error = ClientDisconnected("client closed the connection mid-body")
-        elif isinstance(event, ProtocolFailed):
-            self.error = ProtocolError(event.reason, event.status)
 
     def read_chunk(self) -> bytes:
         connection = self.connection
         conn = connection.conn
-        while not self.chunks:
-            if self.ended:
-                return b""
-            if self.error is not None:
-                raise self.error
+        while (chunk := self.take()) is None:
             if conn.expects_continue:
                 conn.send_continue(self.stream_id)
                 connection.write(conn.data_to_send())
@@ -345,17 +311,11 @@ class BodyReader:
             conn.receive_data(data)
             for event in conn.events():
                 self.absorb(event)
-        return self.chunks.popleft()
+        return chunk
 
 
 def _timeval(seconds: float) -> bytes:
     seconds = max(seconds, 0.001)  # a zero timeval means "wait forever"
     whole = int(seconds)
     return struct.pack("ll", whole, int((seconds - whole) * 1_000_000))
-
-
-def _address(address) -> tuple[str, int] | None:
-    if isinstance(address, tuple) and len(address) >= 2:
-        return (address[0], address[1])
-    return None
 

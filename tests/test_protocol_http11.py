@@ -59,6 +59,12 @@ def test_simple_get_becomes_a_request_event():
     assert request.peer == ("10.0.0.1", 1234)
 
 
+@pytest.mark.parametrize("host", [b"example.com", b"example.com:8080", b"[::1]:80", b"127.0.0.1", b""])
+def test_valid_hosts_are_accepted(host):
+    events = feed(new_conn(), b"GET / HTTP/1.1\r\nHost: " + host + b"\r\n\r\n")
+    assert isinstance(events[0], RequestReceived)
+
+
 def test_partial_head_waits_for_more_bytes():
     conn = new_conn()
     assert feed(conn, b"GET / HTTP/1.1\r\nHo") == []
@@ -206,6 +212,7 @@ BAD_REQUESTS = {
     "garbage": (b"\x16\x03\x01\x00\xa5\x01\x00\x00\r\n\r\n", 400),
     "no host": (b"GET / HTTP/1.1\r\n\r\n", 400),
     "two hosts": (b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400),
+    "bad host": (b"GET / HTTP/1.1\r\nHost: a/b@c\r\n\r\n", 400),
     "cl and te": (b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n", 400),
     "te in 1.0": (b"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n", 400),
     "bad cl": (b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: -1\r\n\r\n", 400),

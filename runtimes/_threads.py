@@ -1,0 +1,153 @@
+"""What the runtimes that call handlers on OS threads share.
+
+``threaded`` (a thread per connection) and ``hybrid`` (a reactor plus a
+worker pool) differ in who waits on sockets, not in how a handler's response
+is written out, how request body events are queued for the handler, or how a
+connection over the cap is turned away. Those live here, once.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections import deque
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
+from typing import Any
+
+from protocols import (
+    BodyEnded,
+    BodyReceived,
+    ClientDisconnected,
+    ConnectionClosed,
+    Event,
+    ProtocolError,
+    ProtocolFailed,
+    Response,
+    error_response_bytes,
+)
+
+from .common import error_response, logger
+
+__all__ = ["BodyInbox", "reject_connection", "write_response"]
+
+_UNLOCKED = nullcontext()
+
+
+def write_response(
+    conn: Any,
+    stream_id: int,
+    response: Response,
+    write: Callable[[bytes], None],
+    guard: AbstractContextManager = _UNLOCKED,
+) -> None:
+    """Send a response through a protocol connection with a blocking ``write``.
+
+    ``guard`` is held around every call into the protocol connection (a
+    runtime whose reactor feeds the same connection from another thread passes
+    a lock) and released around ``write``, which may wait for a slow client.
+
+    An in-memory body goes out with its head in a single write: one segment
+    on the wire for a small response, which keeps keep-alive clients clear of
+    Nagle and delayed-ACK stalls. A streamed body is written chunk by chunk
+    as the handler's iterator or file produces it, so ``write`` blocking on a
+    slow client is the backpressure. If the body fails mid-way the stream is
+    aborted, and the caller finds ``conn.should_close`` set.
+    """
+    with guard:
+        try:
+            conn.send_response(stream_id, response)
+        except ValueError as exc:
+            logger.error("handler returned an invalid response: %s", exc)
+            response.body.close()
+            response = error_response(500)
+            conn.send_response(stream_id, response)
+        body = response.body
+        if body.data is not None:
+            conn.send_data(stream_id, body.data)
+            conn.end_stream(stream_id)
+            data = conn.data_to_send()
+    if body.data is not None:
+        write(data)
+        return
+    try:
+        with guard:
+            data = conn.data_to_send()
+        write(data)
+        for chunk in body.chunks():
+            with guard:
+                conn.send_data(stream_id, chunk)
+                data = conn.data_to_send()
+            write(data)
+        with guard:
+            conn.end_stream(stream_id)
+    except (OSError, ClientDisconnected):
+        with guard:
+            conn.abort_stream(stream_id)
+        raise
+    except Exception:
+        logger.exception("response body failed mid-stream; aborting the stream")
+        with guard:
+            conn.abort_stream(stream_id)
+    finally:
+        body.close()
+    with guard:
+        data = conn.data_to_send()
+    write(data)
+
+
+class BodyInbox:
+    """Request body events for one stream, queued until the handler reads them.
+
+    ``absorb`` files a protocol event; subclasses decide how ``read_chunk``
+    (the ``RequestBody`` source) waits when the queue is empty.
+    """
+
+    def __init__(self, stream_id: int) -> None:
+        self.stream_id = stream_id
+        self.chunks: deque[bytes] = deque()
+        self.buffered = 0
+        self.ended = False
+        self.error: Exception | None = None
+
+    def absorb(self, event: Event) -> None:
+        if isinstance(event, BodyReceived):
+            self.chunks.append(event.data)
+            self.buffered += len(event.data)
+        elif isinstance(event, BodyEnded):
+            self.ended = True
+        elif isinstance(event, ConnectionClosed):
+            self.fail(ClientDisconnected("client closed the connection mid-body"))
+        elif isinstance(event, ProtocolFailed):
+            self.fail(ProtocolError(event.reason, event.status))
+
+    def fail(self, error: Exception) -> None:
+        if not self.ended and self.error is None:
+            self.error = error
+
+    def take(self) -> bytes | None:
+        """The next queued chunk, b"" at the end, None if the caller must wait."""
+        if self.chunks:
+            chunk = self.chunks.popleft()
+            self.buffered -= len(chunk)
+            return chunk
+        if self.ended:
+            return b""
+        if self.error is not None:
+            raise self.error
+        return None
+
+
+def reject_connection(sock: socket.socket, why: str) -> None:
+    """Answer 503 on a connection we will not serve, without waiting for anything."""
+    try:
+        sock.setblocking(False)
+        try:
+            sock.recv(65536)  # unread request bytes would turn our close into a reset
+        except OSError:
+            pass
+        sock.send(error_response_bytes(503, why, [("retry-after", "1")]))
+        sock.shutdown(socket.SHUT_WR)
+    except OSError:
+        pass
+    finally:
+        sock.close()
