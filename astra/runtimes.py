@@ -14,6 +14,7 @@ __all__ = ["RUNTIMES", "available_runtimes", "load_runtime"]
 #: name -> "module:Class"
 RUNTIMES: dict[str, str] = {
     "threaded": "runtimes.threaded:ThreadedRuntime",
+    "hybrid": "runtimes.hybrid:HybridRuntime",
 }
 
 DEFAULT_RUNTIME = "threaded"

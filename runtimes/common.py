@@ -62,6 +62,8 @@ class Config:
     #: long an idle one lingers before it exits.
     max_workers: int = 15 * (os.cpu_count() or 1)
     worker_keep_alive: float = 6.0
+    #: Requests waiting for a worker (pool runtimes); past it: 503 + Retry-After.
+    max_queued_requests: int = 1024
 
 
 class Runtime:
