@@ -188,26 +188,32 @@ def test_http_error_raised_by_the_handler(serve):
 
 
 def test_twenty_concurrent_sleeping_handlers_run_in_parallel(serve):
+    lock = threading.Lock()
+    running = [0, 0]  # now, peak
+
     def handler(request):
+        with lock:
+            running[0] += 1
+            running[1] = max(running[1], running[0])
         time.sleep(0.5)
+        with lock:
+            running[0] -= 1
         return Response("slept")
 
     handle = serve(handler)
-    results = []
-
-    def one():
-        results.append(httpx.get(handle.url, timeout=10).text)
-
-    threads = [threading.Thread(target=one) for _ in range(20)]
+    socks = [connect(handle, timeout=10) for _ in range(20)]
     started = time.monotonic()
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    for sock in socks:
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    bodies = [parse_responses(read_until_closed(sock, timeout=10))[0][1] for sock in socks]
     elapsed = time.monotonic() - started
-    assert results == ["slept"] * 20
-    # Serially this would take 10 s; the bound is loose on purpose (noisy CI).
-    assert elapsed < 1.5, elapsed
+    for sock in socks:
+        sock.close()
+    assert bodies == [b"slept"] * 20
+    assert running[1] == 20  # all twenty were asleep at once
+    # Serially this takes 10 s; typically ~0.55 s here. The bound is loose
+    # because CI machines are shared and noisy; the benchmark note has figures.
+    assert elapsed < 3.0, elapsed
 
 
 @pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
