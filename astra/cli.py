@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import json
 import logging
 import signal
 import sys
 import threading
+import time
 from collections.abc import Sequence
 
 from .runtimes import DEFAULT_RUNTIME, available_runtimes
@@ -47,6 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backlog", type=int)
     p.add_argument("--reuse-port", action="store_true", default=None,
                    help="SO_REUSEPORT: let several processes share the port")
+    p.add_argument("--stats-file", help="append the runtime's counters as JSON lines to this file")
+    p.add_argument("--stats-interval", type=float, default=1.0, help="seconds between stats lines")
     p.add_argument("--log-level", default="warning")
     return p
 
@@ -57,7 +61,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     handler = load_handler(args.handler)
     options = {
         name: value for name, value in vars(args).items()
-        if name not in ("handler", "bind", "runtime", "log_level") and value is not None
+        if name not in ("handler", "bind", "runtime", "log_level", "stats_file", "stats_interval")
+        and value is not None
     }
     server = Server.bind(args.bind, runtime=args.runtime, **options)
 
@@ -66,11 +71,34 @@ def main(argv: Sequence[str] | None = None) -> int:
         signal.signal(sig, lambda *_: stop.set())
     handle = server.start(handler)
     print(f"listening on {handle.url}", flush=True)
+    stats = StatsWriter(handle, args.stats_file, args.stats_interval) if args.stats_file else None
     while not stop.wait(0.1):
         if not handle.running:
             return 1
+        if stats:
+            stats.maybe_write()
     clean = handle.shutdown()
+    if stats:
+        stats.write()
     return 0 if clean else 1
+
+
+class StatsWriter:
+    """Appends ``{"time": ..., **handle.stats()}`` lines for the experiment harness."""
+
+    def __init__(self, handle, path: str, interval: float) -> None:
+        self.handle, self.path, self.interval = handle, path, interval
+        self.next = 0.0
+
+    def maybe_write(self) -> None:
+        if time.monotonic() >= self.next:
+            self.write()
+
+    def write(self) -> None:
+        self.next = time.monotonic() + self.interval
+        line = json.dumps({"time": time.time(), **self.handle.stats()})
+        with open(self.path, "a") as f:
+            f.write(line + "\n")
 
 
 if __name__ == "__main__":

@@ -77,6 +77,8 @@ class Runtime:
     name = "?"
     #: Can this runtime await ``async def`` handlers?
     supports_async = False
+    #: Does it queue requests for a bounded pool (and answer 503 past the queue)?
+    uses_worker_pool = False
 
     def __init__(self, handler: Handler, config: Config, listener: socket.socket) -> None:
         self.handler = handler

@@ -72,6 +72,7 @@ IDLE_DEADLINE = "idle"  # keep-alive idle timeout: close quietly
 
 class HybridRuntime(Runtime):
     name = "hybrid"
+    uses_worker_pool = True
 
     def __init__(self, handler, config, listener) -> None:
         super().__init__(handler, config, listener)

@@ -117,6 +117,29 @@ def test_serve_blocks_until_sigterm_then_exits_cleanly(runtime):
             proc.wait()
 
 
+def test_cli_writes_stats_lines(runtime, tmp_path):
+    stats_file = tmp_path / "stats.jsonl"
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "astra", "tests.apps:hello", "--bind", "127.0.0.1:0", "--runtime", runtime,
+         "--stats-file", str(stats_file), "--stats-interval", "0.2"],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        url = proc.stdout.readline().split()[-1]
+        assert httpx.get(url).status_code == 200
+        assert wait_for(lambda: stats_file.exists() and len(stats_file.read_text().splitlines()) >= 2)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(10) == 0
+        import json
+        last = json.loads(stats_file.read_text().splitlines()[-1])
+        assert last["connections_accepted"] >= 1 and "connections_open" in last and "threads" in last
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
 def test_cli_survives_a_raising_handler(runtime):
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     proc = subprocess.Popen(

@@ -180,3 +180,52 @@ def test_connections_past_the_cap_get_503(serve):
         sock.close()
     assert wait_for(lambda: handle.stats()["connections_open"] == 0)
     assert httpx.get(handle.url).status_code == 200
+
+
+def test_overload_past_the_queue_gets_503_with_retry_after(serve):
+    """A pool runtime answers at once when its queue is full, instead of hanging."""
+    handle = serve(lambda request: (time.sleep(0.5), Response("slow"))[1], max_workers=1, max_queued_requests=1)
+    if not handle.runtime.uses_worker_pool:
+        pytest.skip("no worker pool: every connection has its own thread")
+    socks = [connect(handle) for _ in range(3)]
+    for sock in socks:
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        time.sleep(0.05)  # one running, one queued, one refused
+    replies = [read_until_closed(sock, timeout=5) if i == 2 else sock.recv(1000) for i, sock in enumerate(socks)]
+    assert replies[0].endswith(b"slow") and replies[1].endswith(b"slow")
+    assert replies[2].startswith(b"HTTP/1.1 503 ") and b"retry-after: 1" in replies[2]
+    for sock in socks:
+        sock.close()
+    assert handle.stats()["requests_overloaded"] == 1
+    assert httpx.get(handle.url).text == "slow"
+
+
+def test_pool_grows_on_demand_and_idle_workers_exit(serve):
+    handle = serve(lambda request: (time.sleep(0.2), Response("ok"))[1], worker_keep_alive=0.3)
+    if not handle.runtime.uses_worker_pool:
+        pytest.skip("no worker pool")
+    assert handle.stats()["workers_alive"] == 0  # starts empty
+    socks = [connect(handle) for _ in range(5)]
+    for sock in socks:
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    for sock in socks:
+        assert read_until_closed(sock).endswith(b"ok")
+        sock.close()
+    assert handle.stats()["workers_peak"] == 5
+    assert wait_for(lambda: handle.stats()["workers_alive"] == 0, timeout=5)
+
+
+def test_stalled_half_request_lines_do_not_affect_others(serve):
+    handle = serve(hello, header_timeout=0.5)
+    stalled = [connect(handle) for _ in range(50)]
+    for sock in stalled:
+        sock.sendall(b"GET /half-a-req")
+    with httpx.Client() as client:
+        for _ in range(20):
+            assert client.get(handle.url).status_code == 200
+    started = time.monotonic()
+    for sock in stalled:
+        assert read_until_closed(sock, timeout=5).startswith(b"HTTP/1.1 408 ")
+        sock.close()
+    assert time.monotonic() - started < 3.0
+    assert wait_for(lambda: handle.stats()["connections_open"] == 0)

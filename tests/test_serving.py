@@ -187,7 +187,8 @@ def test_http_error_raised_by_the_handler(serve):
     assert response.headers["x-why"] == "missing"
 
 
-def test_twenty_concurrent_sleeping_handlers_run_in_parallel(serve):
+def test_thirty_concurrent_sleeping_handlers_run_in_parallel(serve):
+    """Thirty, not twenty: a pool runtime must manage it with its default pool (15 x 2 CPUs)."""
     lock = threading.Lock()
     running = [0, 0]  # now, peak
 
@@ -201,7 +202,7 @@ def test_twenty_concurrent_sleeping_handlers_run_in_parallel(serve):
         return Response("slept")
 
     handle = serve(handler)
-    socks = [connect(handle, timeout=10) for _ in range(20)]
+    socks = [connect(handle, timeout=10) for _ in range(30)]
     started = time.monotonic()
     for sock in socks:
         sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
@@ -209,9 +210,9 @@ def test_twenty_concurrent_sleeping_handlers_run_in_parallel(serve):
     elapsed = time.monotonic() - started
     for sock in socks:
         sock.close()
-    assert bodies == [b"slept"] * 20
-    assert running[1] == 20  # all twenty were asleep at once
-    # Serially this takes 10 s; typically ~0.55 s here. The bound is loose
+    assert bodies == [b"slept"] * 30
+    assert running[1] == 30  # all thirty were asleep at once
+    # Serially this takes 15 s; typically ~0.55 s here. The bound is loose
     # because CI machines are shared and noisy; the benchmark note has figures.
     assert elapsed < 3.0, elapsed
 

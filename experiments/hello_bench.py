@@ -1,0 +1,338 @@
+"""The walking-skeleton benchmark: hello world, astra against its peers.
+
+``python -m experiments.hello_bench [--conns 1,64] [--duration 5] [--runtimes threaded]``
+
+Every server (astra on each of its runtimes, then the peers: the standard
+library's ThreadingHTTPServer, hypercorn, waitress and uvicorn with h11) is
+started fresh in its own subprocess, polled until it answers a GET with 200,
+and driven with ``wrk -t1 -cN`` for each connection count N. The method, and why:
+
+* Pinning. The server runs on CPU 0 and wrk on CPU 1 (``taskset -c``), so the
+  load generator never steals the server's core and the numbers say what one
+  core of server buys. Without taskset we run unpinned and say so.
+* Warm-up. Each measured run follows a discarded 1 s run at the same
+  concurrency: imports, caches, thread pools and the CPU's clocks settle first.
+* Same-run peers. Absolute requests/s depend on the machine, its load and its
+  mood; ratios between servers measured minutes apart on the same box much
+  less so. So the peers are measured in every run, and the ratios are the result.
+
+wrk reports through ``experiments/wrk_json.lua`` (one ``JSON {...}`` line).
+Server CPU time (user+sys from /proc/PID/stat, over the server's process tree)
+is sampled around each measured run to give CPU-microseconds per request. The
+pause before each measured run, when neither server nor wrk works, doubles as
+a check on the box: CPUs busy then (``other``) belong to someone else, and
+numbers measured next to them are suspect.
+Results go to ``results/hello_bench-<timestamp>.json`` and ``-latest.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import importlib.metadata
+import importlib.util
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime
+from pathlib import Path
+
+from astra import available_runtimes
+
+ROOT = Path(__file__).resolve().parent.parent
+LUA_SCRIPT = Path(__file__).resolve().with_name("wrk_json.lua")
+RESULTS_DIR = ROOT / "results"
+BASELINE = "astra-threaded"
+PEERS = ("stdlib", "stdlib-tuned", "hypercorn", "waitress", "uvicorn-h11")
+TICK_US = 1e6 / os.sysconf("SC_CLK_TCK")
+SERVER_CPU, WRK_CPU = 0, 1
+
+
+def server_table(runtimes: list[str]) -> dict[str, tuple[str | None, list[str]]]:
+    """name -> (package it needs, argv with "{port}"). Peers run as ``python -m``
+    with this interpreter: the entry points of the hypercorn / waitress-serve /
+    uvicorn scripts, without a PATH lookup."""
+    py, bind = sys.executable, "127.0.0.1:{port}"
+    astra = {f"astra-{name}": (None, [py, "-m", "astra", "experiments.apps:hello", "--bind", bind,
+                                      "--runtime", name]) for name in runtimes}
+    return astra | {
+        "stdlib": (None, [py, "-m", "experiments.peers", "stdlib", "{port}"]),
+        "stdlib-tuned": (None, [py, "-m", "experiments.peers", "stdlib-tuned", "{port}"]),
+        # asyncio worker, h11 for HTTP/1.1; hypercorn's access log is off unless asked for.
+        "hypercorn": ("hypercorn", [py, "-m", "hypercorn", "experiments.peers:asgi_hello", "-b", bind,
+                                    "-k", "asyncio"]),
+        "waitress": ("waitress", [py, "-m", "waitress", f"--listen={bind}", "experiments.peers:wsgi_hello"]),
+        "uvicorn-h11": ("uvicorn", [py, "-m", "uvicorn", "experiments.peers:asgi_hello", "--host", "127.0.0.1",
+                                    "--port", "{port}", "--http", "h11", "--loop", "asyncio",
+                                    "--no-access-log", "--log-level", "warning"]),
+    }
+
+
+# Processes and CPU time, from /proc -------------------------------------------
+
+def _stat(pid: int) -> list[str]:
+    with open(f"/proc/{pid}/stat") as f:
+        return f.read().rpartition(")")[2].split()  # [0] is field 3 (state): field n is [n - 3]
+
+
+def descendants(pid: int) -> dict[int, str]:
+    """Children, grandchildren... (hypercorn serves from a child) -> their start times."""
+    kids: dict[int, list[tuple[int, str]]] = {}
+    for entry in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            fields = _stat(int(entry))
+            kids.setdefault(int(fields[1]), []).append((int(entry), fields[19]))  # ppid, starttime
+        except (OSError, IndexError):
+            pass
+    found, todo = {}, [pid]
+    while todo:
+        for child, started in kids.get(todo.pop(), []):
+            found[child] = started
+            todo.append(child)
+    return found
+
+
+def cpu_us(pid: int) -> float:
+    """User+system CPU time of a process tree, all threads, in microseconds."""
+    total = 0
+    for p in [pid, *descendants(pid)]:
+        try:
+            fields = _stat(p)
+            total += int(fields[11]) + int(fields[12])  # utime, stime
+        except (OSError, IndexError):
+            pass
+    return total * TICK_US
+
+
+def busy_cpus(seconds: float) -> float:
+    """Sleep ``seconds``; return how many CPUs' worth of work the machine did meanwhile."""
+    def sample() -> list[int]:
+        return [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+    before = sample()
+    time.sleep(seconds)
+    delta = [b - a for a, b in zip(before, sample())]
+    return (os.cpu_count() or 1) * (1 - (delta[3] + delta[4]) / max(sum(delta), 1))  # idle, iowait
+
+
+# One server ----------------------------------------------------------------------
+
+class ServerProcess:
+    """A server subprocess we started; we stop it, and only it, by PID."""
+
+    def __init__(self, argv: list[str], pin: bool, log) -> None:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}/"
+        argv = [arg.replace("{port}", str(self.port)) for arg in argv]
+        prefix = ["taskset", "-c", str(SERVER_CPU)] if pin else []  # taskset execs: same PID
+        self.proc = subprocess.Popen(prefix + argv, cwd=ROOT, stdin=subprocess.DEVNULL,
+                                     stdout=log, stderr=subprocess.STDOUT)
+
+    def wait_ready(self, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited with status {self.proc.returncode}")
+            conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=2)
+            try:
+                conn.connect()  # TCP first, then one GET
+                conn.request("GET", "/")
+                if conn.getresponse().status == 200:
+                    return
+            except (OSError, http.client.HTTPException):
+                pass
+            finally:
+                conn.close()
+            time.sleep(0.1)
+        raise RuntimeError(f"server not ready after {timeout:.0f} s")
+
+    def stop(self, timeout: float = 10.0) -> str:
+        """SIGTERM, then SIGKILL after ``timeout``; returns how it ended."""
+        if self.proc.poll() is not None:
+            return f"had already exited ({self.proc.returncode})"
+        children = descendants(self.proc.pid)
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            how = f"exited ({self.proc.wait(timeout)}) after SIGTERM"
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            how = f"killed ({self.proc.wait()}) {timeout:.0f} s after SIGTERM"
+        for pid, started in children.items():  # workers the parent left behind
+            try:
+                if _stat(pid)[19] == started:  # the same process, not a reused PID
+                    os.kill(pid, signal.SIGKILL)
+            except (OSError, IndexError):
+                pass
+        return how
+
+
+def run_wrk(url: str, conns: int, seconds: int, pin: bool) -> dict:
+    cmd = (["taskset", "-c", str(WRK_CPU)] if pin else []) + [
+        "wrk", "-t1", f"-c{conns}", f"-d{seconds}s", "--latency", "--timeout", "10s",
+        "-s", str(LUA_SCRIPT), url]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 60)
+    for line in out.stdout.splitlines():
+        if line.startswith("JSON "):
+            return json.loads(line[5:])
+    raise RuntimeError(f"no JSON line from wrk (status {out.returncode}): {out.stderr.strip()[-300:]}")
+
+
+def measure(name: str, argv: list[str], args, pin: bool) -> list[dict]:
+    rows: list[dict] = []
+    with tempfile.TemporaryFile("w+") as log:
+        server = ServerProcess(argv, pin, log)
+        try:
+            server.wait_ready()
+            for conns in args.conns:
+                run_wrk(server.url, conns, args.warmup, pin)  # warm-up, discarded
+                other = busy_cpus(args.pause)  # the server idles, wrk is gone: who else is busy?
+                before = cpu_us(server.proc.pid)
+                r = run_wrk(server.url, conns, args.duration, pin)
+                cpu = cpu_us(server.proc.pid) - before
+                r.update(server=name, conns=conns, server_cpu_us=round(cpu), other_cpus=round(other, 2),
+                         cpu_us_per_request=cpu / r["requests"] if r["requests"] else None)
+                rows.append(r)
+                print(f"  c={conns}: {r['requests_per_s']:,.0f} req/s", flush=True)
+                if server.proc.poll() is not None:
+                    print(f"  ! {name} died during the run (status {server.proc.returncode})")
+                    break
+                time.sleep(args.pause)
+        except Exception as exc:  # one failed server must not sink the comparison
+            print(f"  ! {name}: {exc}")
+        finally:
+            how = server.stop()
+            log.seek(0)
+            lines = log.read().splitlines()
+    noteworthy = [line for line in lines if re.search(r"error|warn|traceback|exception", line, re.I)]
+    if noteworthy:
+        print(f"  log: {len(noteworthy)} warning/error lines, e.g. {noteworthy[0][:160]!r}")
+    print(f"  stopped: {how}")
+    for r in rows:
+        r.update(server_stop=how, server_log_tail=lines[-20:])
+    return rows
+
+
+# Reporting -----------------------------------------------------------------------
+
+def fmt_us(us: float) -> str:
+    return f"{us / 1000:.2f}ms" if us >= 1000 else f"{us:.0f}us"
+
+
+def report(rows: list[dict]) -> list[dict]:
+    base = {r["conns"]: r["requests_per_s"] for r in rows if r["server"] == BASELINE}
+    print(f"\n{'server':<16}{'conns':>6}{'req/s':>10}{'p50':>10}{'p99':>10}{'errors':>8}"
+          f"{'cpu-us/req':>12}{'astra/x':>9}{'other':>7}")
+    for r in rows:
+        ratio = f"{base[r['conns']] / r['requests_per_s']:.2f}x" if r["requests_per_s"] and r["conns"] in base else "-"
+        cpu = "-" if r["cpu_us_per_request"] is None else f"{r['cpu_us_per_request']:.1f}"
+        print(f"{r['server']:<16}{r['conns']:>6}{r['requests_per_s']:>10,.0f}{fmt_us(r['latency_us']['p50']):>10}"
+              f"{fmt_us(r['latency_us']['p99']):>10}{sum(r['errors'].values()):>8}{cpu:>12}{ratio:>9}"
+              f"{r['other_cpus']:>7.2f}")
+    print(f"(astra/x: {BASELINE} req/s over this server's at the same conns; "
+          "other: CPUs busy just before the run, server idle, no wrk)\n")
+    # The targets the issues set: (astra server, peer, conns, metric, target).
+    # "rps" is astra's requests/s over the peer's; "p99" the peer's p99 over astra's.
+    checks = [
+        ("astra-threaded", "hypercorn", 64, "rps", 2.0),
+        ("astra-threaded", "waitress", 64, "rps", 1.0),
+        ("astra-threaded", "stdlib", 1, "rps", None),
+        ("astra-threaded", "stdlib-tuned", 64, "rps", None),
+        ("astra-hybrid", "waitress", 64, "rps", 1.0),
+        ("astra-hybrid", "waitress", 1000, "rps", 1.0),
+        ("astra-hybrid", "waitress", 1000, "p99", 10.0),
+    ]
+    found = {(r["server"], r["conns"]): r for r in rows}
+    ratios = []
+    for ours, peer, conns, metric, target in checks:
+        mine, theirs = found.get((ours, conns)), found.get((peer, conns))
+        label = f"{ours} vs {peer} @ {conns} conns ({metric}):"
+        if not mine or not theirs:
+            continue
+        if metric == "rps":
+            ratio = mine["requests_per_s"] / theirs["requests_per_s"] if theirs["requests_per_s"] else float("inf")
+        else:
+            ratio = theirs["latency_us"]["p99"] / max(mine["latency_us"]["p99"], 1)
+        verdict = "" if target is None else f"  (target >= {target:g}x: {'met' if ratio >= target else 'NOT met'})"
+        print(f"{label:<52} {ratio:.2f}x{verdict}")
+        ratios.append({"astra": ours, "peer": peer, "conns": conns, "metric": metric,
+                       "ratio": ratio, "target": target})
+    if any(r["other_cpus"] > 0.2 for r in rows):
+        print("WARNING: something else was using the machine around some runs (see 'other'): "
+              "treat those rows with care, or run again on a quiet box")
+    return ratios
+
+
+def version(package: str) -> str | None:
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m experiments.hello_bench", description=__doc__.split("\n")[0])
+    p.add_argument("--conns", default="1,64", help="comma-separated connection counts (default 1,64)")
+    p.add_argument("--duration", type=int, default=5, help="seconds per measured run (default 5)")
+    p.add_argument("--warmup", type=int, default=1, help="seconds of discarded warm-up per run (default 1)")
+    p.add_argument("--pause", type=float, default=1.0, help="seconds of rest between runs (default 1)")
+    p.add_argument("--runtimes", help="comma-separated astra runtimes (default: all available)")
+    p.add_argument("--peers", default=",".join(PEERS), help="comma-separated peers ('' for none)")
+    args = p.parse_args(argv)
+    args.conns = [int(c) for c in args.conns.split(",") if c.strip()]
+    if shutil.which("wrk") is None:
+        print("wrk is not installed (`make tools` installs it)", file=sys.stderr)
+        return 2
+    runtimes = available_runtimes()
+    if args.runtimes:
+        wanted = [r.strip() for r in args.runtimes.split(",") if r.strip()]
+        if unknown := set(wanted) - set(runtimes):
+            p.error(f"unknown runtime(s) {', '.join(sorted(unknown))}; available: {', '.join(runtimes)}")
+        runtimes = wanted
+    peers = [x.strip() for x in args.peers.split(",") if x.strip()]
+    if unknown := set(peers) - set(PEERS):
+        p.error(f"unknown peer(s) {', '.join(sorted(unknown))}; known: {', '.join(PEERS)}")
+
+    pin = shutil.which("taskset") is not None and {SERVER_CPU, WRK_CPU} <= os.sched_getaffinity(0)
+    print(f"pinning: server on CPU {SERVER_CPU}, wrk on CPU {WRK_CPU}" if pin else
+          "NOTE: taskset or CPUs 0-1 unavailable: running UNPINNED, server and wrk share the CPUs")
+    rows: list[dict] = []
+    for name, (package, server_argv) in server_table(runtimes).items():
+        if not name.startswith("astra-") and name not in peers:
+            continue
+        if package and importlib.util.find_spec(package) is None:
+            print(f"skipping {name}: package {package!r} is not installed")
+            continue
+        print(f"measuring {name} ...", flush=True)
+        rows += measure(name, server_argv, args, pin)
+    ratios = report(rows)
+
+    wrk_v = subprocess.run(["wrk", "-v"], capture_output=True, text=True)  # exits 1, prints to stdout
+    metadata = {
+        "date": datetime.now().astimezone().isoformat(timespec="seconds"),
+        "wrk_version": next(iter((wrk_v.stdout + wrk_v.stderr).splitlines()), "").strip(),
+        "python_version": sys.version, "cpu_count": os.cpu_count(), "uname": " ".join(platform.uname()),
+        "h11_version": version("h11"), "peer_versions": {p: version(p) for p in ("hypercorn", "waitress", "uvicorn")},
+        "pinned": pin, "server_cpu": SERVER_CPU if pin else None, "wrk_cpu": WRK_CPU if pin else None,
+        "conns": args.conns, "duration_s": args.duration, "warmup_s": args.warmup,
+        "wrk_command": "wrk -t1 -cN -dDs --latency --timeout 10s -s experiments/wrk_json.lua URL",
+    }
+    RESULTS_DIR.mkdir(exist_ok=True)
+    document = json.dumps({"metadata": metadata, "results": rows, "ratios": ratios}, indent=2) + "\n"
+    path = RESULTS_DIR / f"hello_bench-{datetime.now().strftime('%Y%m%d-%H%M%S')}.json"
+    path.write_text(document)
+    (RESULTS_DIR / "hello_bench-latest.json").write_text(document)
+    print(f"\nwrote {path.relative_to(ROOT)} and results/hello_bench-latest.json")
+    return 0 if rows else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
