@@ -32,6 +32,7 @@ the backpressure a slow reader exerts on a streaming handler.
 
 from __future__ import annotations
 
+import queue
 import selectors
 import socket
 import threading
@@ -535,9 +536,14 @@ class WorkerPool:
 
     It starts empty. A job goes to an idle worker if there is one, else to a
     new worker while fewer than ``max_workers`` are alive, else into the
-    queue while it holds fewer than ``max_queued`` jobs; otherwise ``submit``
-    returns False and the caller refuses the work. A worker idle for
-    ``keep_alive`` seconds exits.
+    queue while fewer than ``max_queued`` jobs wait there; otherwise
+    ``submit`` returns False and the caller refuses the work. A worker idle
+    for ``keep_alive`` seconds exits.
+
+    Jobs travel through a ``queue.SimpleQueue`` (a C semaphore: handing a job
+    to a sleeping worker is one futex wake), while the bookkeeping that
+    decides where a job goes sits under a plain lock. ``threading.Condition``
+    would do both, in Python, at several times the cost per request.
     """
 
     def __init__(self, max_workers: int, keep_alive: float, max_queued: int) -> None:
@@ -545,10 +551,10 @@ class WorkerPool:
         self.keep_alive = keep_alive
         self.max_queued = max_queued
         self._lock = threading.Lock()
-        self._work = threading.Condition(self._lock)
-        self._jobs: deque[Callable[[], None]] = deque()
+        self._jobs: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
+        self.pending = 0  # submitted, not yet taken by a worker
         self.alive = 0
-        self.idle = 0
+        self.idle = 0  # blocked in get(), waiting for a job
         self.peak = 0
         self.started = 0
         self._closed = False
@@ -557,41 +563,43 @@ class WorkerPool:
         with self._lock:
             if self._closed:
                 return False
-            if self.idle > len(self._jobs):
-                self._jobs.append(job)
-                self._work.notify()
-                return True
-            if self.alive >= self.max_workers:
-                if len(self._jobs) >= self.max_queued:
+            spawn = False
+            if self.idle <= self.pending:  # nobody free to take it at once
+                if self.alive < self.max_workers:
+                    spawn = True
+                    self.alive += 1
+                    self.started += 1
+                    self.peak = max(self.peak, self.alive)
+                elif self.pending - self.idle >= self.max_queued:
                     return False
-                self._jobs.append(job)
-                return True
-            self._jobs.append(job)
-            self.alive += 1
-            self.started += 1
-            self.peak = max(self.peak, self.alive)
-        try:
-            threading.Thread(target=self._work_loop, name="astra-worker", daemon=True).start()
-        except RuntimeError:  # no more threads from the OS: the queued job waits for a live one
-            with self._lock:
-                self.alive -= 1
-            logger.error("could not start a worker thread (%d alive)", self.alive)
+            self.pending += 1
+        self._jobs.put(job)
+        if spawn:
+            try:
+                threading.Thread(target=self._work_loop, name="astra-worker", daemon=True).start()
+            except RuntimeError:  # no more threads from the OS: the job waits for a live one
+                with self._lock:
+                    self.alive -= 1
+                logger.error("could not start a worker thread (%d alive)", self.alive)
         return True
 
     def _work_loop(self) -> None:
+        jobs = self._jobs
         while True:
             with self._lock:
-                while not self._jobs:
-                    if self._closed:
-                        self.alive -= 1
-                        return
-                    self.idle += 1
-                    woken = self._work.wait(self.keep_alive)
-                    self.idle -= 1
-                    if not woken and not self._jobs:
-                        self.alive -= 1
-                        return
-                job = self._jobs.popleft()
+                self.idle += 1
+            try:
+                job = jobs.get(timeout=self.keep_alive)
+            except queue.Empty:
+                job = None
+            with self._lock:
+                self.idle -= 1
+                if job is None:
+                    if self.pending and not self._closed:
+                        continue  # a job was promised to an idle worker: stay for it
+                    self.alive -= 1
+                    return
+                self.pending -= 1
             try:
                 job()
             except BaseException:
@@ -600,7 +608,9 @@ class WorkerPool:
     def close(self) -> None:
         with self._lock:
             self._closed = True
-            self._work.notify_all()
+            alive = self.alive
+        for _ in range(alive):
+            self._jobs.put(None)  # wakes each worker; finding no job, it exits
 
     def stats(self) -> dict[str, int]:
         with self._lock:
@@ -609,5 +619,5 @@ class WorkerPool:
                 "workers_idle": self.idle,
                 "workers_peak": self.peak,
                 "workers_started": self.started,
-                "queue_depth": len(self._jobs),
+                "queue_depth": max(0, self.pending - self.idle),
             }
