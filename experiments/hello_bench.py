@@ -223,6 +223,28 @@ def measure(name: str, argv: list[str], args, pin: bool) -> list[dict]:
 
 # Reporting -----------------------------------------------------------------------
 
+def median_rows(runs: list[dict]) -> list[dict]:
+    """One row per (server, conns): the run with the median requests/s, plus the spread."""
+    groups: dict[tuple[str, int], list[dict]] = {}
+    for run in runs:
+        groups.setdefault((run["server"], run["conns"]), []).append(run)
+    rows = []
+    for group in groups.values():
+        ordered = sorted(group, key=lambda r: r["requests_per_s"])
+        median = dict(ordered[(len(ordered) - 1) // 2])
+        median["rounds"] = len(group)
+        median["requests_per_s_all"] = [r["requests_per_s"] for r in group]
+        rows.append(median)
+    return rows
+
+
+def spread(row: dict) -> str:
+    values = row.get("requests_per_s_all") or []
+    if len(values) < 2 or not row["requests_per_s"]:
+        return "-"
+    return f"{(max(values) - min(values)) / row['requests_per_s']:.0%}"
+
+
 def fmt_us(us: float) -> str:
     return f"{us / 1000:.2f}ms" if us >= 1000 else f"{us:.0f}us"
 
@@ -230,15 +252,16 @@ def fmt_us(us: float) -> str:
 def report(rows: list[dict]) -> list[dict]:
     base = {r["conns"]: r["requests_per_s"] for r in rows if r["server"] == BASELINE}
     print(f"\n{'server':<16}{'conns':>6}{'req/s':>10}{'p50':>10}{'p99':>10}{'errors':>8}"
-          f"{'cpu-us/req':>12}{'astra/x':>9}{'other':>7}")
+          f"{'cpu-us/req':>12}{'astra/x':>9}{'other':>7}{'spread':>8}")
     for r in rows:
         ratio = f"{base[r['conns']] / r['requests_per_s']:.2f}x" if r["requests_per_s"] and r["conns"] in base else "-"
         cpu = "-" if r["cpu_us_per_request"] is None else f"{r['cpu_us_per_request']:.1f}"
         print(f"{r['server']:<16}{r['conns']:>6}{r['requests_per_s']:>10,.0f}{fmt_us(r['latency_us']['p50']):>10}"
               f"{fmt_us(r['latency_us']['p99']):>10}{sum(r['errors'].values()):>8}{cpu:>12}{ratio:>9}"
-              f"{r['other_cpus']:>7.2f}")
+              f"{r['other_cpus']:>7.2f}{spread(r):>8}")
     print(f"(astra/x: {BASELINE} req/s over this server's at the same conns; "
-          "other: CPUs busy just before the run, server idle, no wrk)\n")
+          "other: CPUs busy just before the run, server idle, no wrk; "
+          "spread: (max - min) / median req/s over the rounds)\n")
     # The targets the issues set: (astra server, peer, conns, metric, target).
     # "rps" is astra's requests/s over the peer's; "p99" the peer's p99 over astra's.
     checks = [
@@ -284,6 +307,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--duration", type=int, default=5, help="seconds per measured run (default 5)")
     p.add_argument("--warmup", type=int, default=1, help="seconds of discarded warm-up per run (default 1)")
     p.add_argument("--pause", type=float, default=1.0, help="seconds of rest between runs (default 1)")
+    p.add_argument("--repeat", type=int, default=1, help="rounds over all servers; the median is reported")
     p.add_argument("--runtimes", help="comma-separated astra runtimes (default: all available)")
     p.add_argument("--peers", default=",".join(PEERS), help="comma-separated peers ('' for none)")
     args = p.parse_args(argv)
@@ -304,15 +328,23 @@ def main(argv: list[str] | None = None) -> int:
     pin = shutil.which("taskset") is not None and {SERVER_CPU, WRK_CPU} <= os.sched_getaffinity(0)
     print(f"pinning: server on CPU {SERVER_CPU}, wrk on CPU {WRK_CPU}" if pin else
           "NOTE: taskset or CPUs 0-1 unavailable: running UNPINNED, server and wrk share the CPUs")
-    rows: list[dict] = []
+    servers = {}
     for name, (package, server_argv) in server_table(runtimes).items():
         if not name.startswith("astra-") and name not in peers:
             continue
         if package and importlib.util.find_spec(package) is None:
             print(f"skipping {name}: package {package!r} is not installed")
             continue
-        print(f"measuring {name} ...", flush=True)
-        rows += measure(name, server_argv, args, pin)
+        servers[name] = server_argv
+    # Rounds go through every server in turn, so a noisy minute on a shared
+    # machine lands on all of them rather than on one.
+    runs: list[dict] = []
+    for round_no in range(1, args.repeat + 1):
+        for name, server_argv in servers.items():
+            print(f"measuring {name} (round {round_no}/{args.repeat}) ...", flush=True)
+            for row in measure(name, server_argv, args, pin):
+                runs.append(row | {"round": round_no})
+    rows = median_rows(runs)
     ratios = report(rows)
 
     wrk_v = subprocess.run(["wrk", "-v"], capture_output=True, text=True)  # exits 1, prints to stdout
@@ -322,11 +354,11 @@ def main(argv: list[str] | None = None) -> int:
         "python_version": sys.version, "cpu_count": os.cpu_count(), "uname": " ".join(platform.uname()),
         "h11_version": version("h11"), "peer_versions": {p: version(p) for p in ("hypercorn", "waitress", "uvicorn")},
         "pinned": pin, "server_cpu": SERVER_CPU if pin else None, "wrk_cpu": WRK_CPU if pin else None,
-        "conns": args.conns, "duration_s": args.duration, "warmup_s": args.warmup,
+        "conns": args.conns, "duration_s": args.duration, "warmup_s": args.warmup, "repeat": args.repeat,
         "wrk_command": "wrk -t1 -cN -dDs --latency --timeout 10s -s experiments/wrk_json.lua URL",
     }
     RESULTS_DIR.mkdir(exist_ok=True)
-    document = json.dumps({"metadata": metadata, "results": rows, "ratios": ratios}, indent=2) + "\n"
+    document = json.dumps({"metadata": metadata, "results": rows, "ratios": ratios, "runs": runs}, indent=2) + "\n"
     path = RESULTS_DIR / f"hello_bench-{datetime.now().strftime('%Y%m%d-%H%M%S')}.json"
     path.write_text(document)
     (RESULTS_DIR / "hello_bench-latest.json").write_text(document)

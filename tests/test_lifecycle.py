@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import sys
 import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -95,68 +97,53 @@ def test_unknown_option_and_runtime_are_clear_errors():
         Server.bind("127.0.0.1:0", runtime="fibers")
 
 
-def test_serve_blocks_until_sigterm_then_exits_cleanly(runtime):
-    """The command line: listen line, requests, a failing handler, SIGTERM, exit 0."""
+@contextmanager
+def cli_server(runtime: str, handler: str, *extra: str):
+    """``python -m astra`` in a subprocess; yields (process, url). Killed if still alive after."""
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     proc = subprocess.Popen(
-        [sys.executable, "-m", "astra", "tests.apps:hello", "--bind", "127.0.0.1:0", "--runtime", runtime],
+        [sys.executable, "-m", "astra", handler, "--bind", "127.0.0.1:0", "--runtime", runtime, *extra],
         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     try:
         line = proc.stdout.readline()
         assert line.startswith("listening on http://127.0.0.1:"), line + proc.stderr.read()
-        url = line.split()[-1]
+        yield proc, line.split()[-1]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_serve_blocks_until_sigterm_then_exits_cleanly(runtime):
+    """The command line: listen line, requests, SIGTERM, exit 0."""
+    with cli_server(runtime, "tests.apps:hello") as (proc, url):
         with httpx.Client() as client:
             for _ in range(3):
                 assert client.get(url).text == "Hello World!"
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(10) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
 
 
 def test_cli_writes_stats_lines(runtime, tmp_path):
     stats_file = tmp_path / "stats.jsonl"
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "astra", "tests.apps:hello", "--bind", "127.0.0.1:0", "--runtime", runtime,
-         "--stats-file", str(stats_file), "--stats-interval", "0.2"],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )
-    try:
-        url = proc.stdout.readline().split()[-1]
+    with cli_server(runtime, "tests.apps:hello", "--stats-file", str(stats_file),
+                    "--stats-interval", "0.2") as (proc, url):
         assert httpx.get(url).status_code == 200
         assert wait_for(lambda: stats_file.exists() and len(stats_file.read_text().splitlines()) >= 2)
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(10) == 0
-        import json
-        last = json.loads(stats_file.read_text().splitlines()[-1])
-        assert last["connections_accepted"] >= 1 and "connections_open" in last and "threads" in last
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+    last = json.loads(stats_file.read_text().splitlines()[-1])
+    assert last["connections_accepted"] >= 1 and "connections_open" in last and "threads" in last
 
 
 def test_cli_survives_a_raising_handler(runtime):
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "astra", "tests.apps:boom", "--bind", "127.0.0.1:0", "--runtime", runtime],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )
-    try:
-        url = proc.stdout.readline().split()[-1]
+    with cli_server(runtime, "tests.apps:boom") as (proc, url):
         for _ in range(3):
             assert httpx.get(url).status_code == 500
         proc.send_signal(signal.SIGINT)
         assert proc.wait(10) == 0
         assert "RuntimeError: boom" in proc.stderr.read()
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
 
 
 def test_stats_count_connections(serve):
