@@ -39,6 +39,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-workers", type=int, help="worker threads at most (pool runtimes)")
     p.add_argument("--worker-keep-alive", type=float, help="seconds an idle worker lingers")
     p.add_argument("--max-queued-requests", type=int, help="requests waiting for a worker before 503")
+    p.add_argument("--blocking-handlers", choices=["thread", "inline"],
+                   help="event-loop runtimes: run blocking handlers on threads (default) or on the loop")
+    p.add_argument("--loop", choices=["auto", "asyncio", "uvloop"], help="the asyncio runtime's event loop")
     p.add_argument("--thread-stack-size", type=int, help="bytes per thread stack")
     p.add_argument("--header-timeout", type=float)
     p.add_argument("--keep-alive-timeout", type=float)

@@ -15,6 +15,8 @@ __all__ = ["RUNTIMES", "available_runtimes", "load_runtime"]
 RUNTIMES: dict[str, str] = {
     "threaded": "runtimes.threaded:ThreadedRuntime",
     "hybrid": "runtimes.hybrid:HybridRuntime",
+    "asyncio": "runtimes.asyncio_runtime:AsyncioRuntime",
+    "trio": "runtimes.trio_runtime:TrioRuntime",
 }
 
 DEFAULT_RUNTIME = "threaded"

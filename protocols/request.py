@@ -10,18 +10,20 @@ waits on a queue, and the reader above them is the same code.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from .headers import Headers
 
-__all__ = ["ConnectionInfo", "Request", "RequestBody", "BodySource"]
+__all__ = ["AsyncBodySource", "BodySource", "ConnectionInfo", "Request", "RequestBody"]
 
 #: Returns the next chunk of body bytes, ``b""`` once the body is complete.
 #: May block (thread runtimes) and may raise ``ClientDisconnected``,
 #: ``BodyTooLarge`` or a timeout.
 BodySource = Callable[[], bytes]
+#: The same, awaited: how an ``async def`` handler's body arrives.
+AsyncBodySource = Callable[[], Awaitable[bytes]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,22 +43,60 @@ class RequestBody:
     ``readline`` / ``readinto`` make it usable wherever a binary file is
     expected. Bytes are fetched from the client only when asked for, so a
     handler that streams a large upload never holds it all in memory.
+
+    On the event-loop runtimes an ``async def`` handler awaits instead:
+    ``await body.aread()`` or ``async for chunk in body``.
     """
 
-    __slots__ = ("_source", "_buffer", "_done")
+    __slots__ = ("_source", "_asource", "_buffer", "_done")
 
-    def __init__(self, source: BodySource | None = None) -> None:
+    def __init__(self, source: BodySource | None = None, asource: AsyncBodySource | None = None) -> None:
         self._source = source
+        self._asource = asource
         self._buffer = b""
-        self._done = source is None
+        self._done = source is None and asource is None
 
     def _fetch(self) -> bytes:
         if self._done:
             return b""
-        chunk = self._source()  # type: ignore[misc]
+        if self._source is None:
+            raise RuntimeError("this body can only be read with await (body.aread(), async for)")
+        chunk = self._source()
         if not chunk:
             self._done = True
         return chunk
+
+    async def _afetch(self) -> bytes:
+        if self._done:
+            return b""
+        if self._asource is None:
+            raise RuntimeError("this body is read without await (body.read(), for)")
+        chunk = await self._asource()
+        if not chunk:
+            self._done = True
+        return chunk
+
+    async def aread(self, size: int = -1) -> bytes:
+        if size is None or size < 0:
+            parts = [self._buffer]
+            self._buffer = b""
+            while chunk := await self._afetch():
+                parts.append(chunk)
+            return b"".join(parts)
+        while len(self._buffer) < size:
+            chunk = await self._afetch()
+            if not chunk:
+                break
+            self._buffer += chunk
+        out, self._buffer = self._buffer[:size], self._buffer[size:]
+        return out
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        if self._buffer:
+            chunk, self._buffer = self._buffer, b""
+            yield chunk
+        while chunk := await self._afetch():
+            yield chunk
 
     def __iter__(self) -> Iterator[bytes]:
         if self._buffer:
@@ -196,6 +236,10 @@ class Request:
     def read(self) -> bytes:
         """The whole body (bounded by the server's ``max_body_bytes``)."""
         return self.body.read()
+
+    async def aread(self) -> bytes:
+        """The whole body, awaited (``async def`` handlers)."""
+        return await self.body.aread()
 
     def text(self, encoding: str = "utf-8") -> str:
         return self.read().decode(encoding)

@@ -2,7 +2,8 @@
 
 A response body is a :class:`Body`: bytes or text held in memory (its length
 is known, so ``Content-Length`` is sent), or a stream: an iterable of chunks
-or a binary file-like object. A stream whose length cannot be known up front
+or a binary file-like object. An ``async`` generator is a stream too, on the
+event-loop runtimes. A stream whose length cannot be known up front
 goes out chunked on HTTP/1.1 (and as plain DATA frames on HTTP/2); a regular
 file's remaining size is known, so it gets a ``Content-Length`` too.
 """
@@ -12,7 +13,7 @@ from __future__ import annotations
 import io
 import os
 import stat
-from collections.abc import Iterable, Iterator
+from collections.abc import AsyncIterator, Iterable, Iterator
 from typing import Any, BinaryIO, Union
 
 from .headers import Headers
@@ -47,6 +48,11 @@ class Body:
         elif isinstance(content, Body):
             self.data, self.length, self._stream = content.data, content.length, content._stream
             return
+        elif hasattr(content, "__aiter__"):  # an async generator: event-loop runtimes only
+            self.data = None
+            self._stream = content
+            self.length = None
+            return
         elif hasattr(content, "read"):
             self.data = None
             self._stream = content
@@ -69,6 +75,26 @@ class Body:
     def is_stream(self) -> bool:
         return self.data is None
 
+    @property
+    def is_async(self) -> bool:
+        """An async iterable: only an event-loop runtime can send it."""
+        return hasattr(self._stream, "__aiter__")
+
+    async def achunks(self) -> AsyncIterator[bytes]:
+        """Yield an async stream's chunks as bytes, skipping empty ones."""
+        async for chunk in self._stream:
+            if isinstance(chunk, str):
+                chunk = chunk.encode("utf-8")
+            if chunk:
+                yield bytes(chunk)
+
+    async def aclose(self) -> None:
+        aclose = getattr(self._stream, "aclose", None)
+        if aclose is not None:
+            await aclose()
+        else:
+            self.close()
+
     def chunks(self) -> Iterator[bytes]:
         """Yield the body as non-empty byte chunks, reading streams lazily."""
         if self.data is not None:
@@ -76,6 +102,8 @@ class Body:
                 yield self.data
             return
         stream = self._stream
+        if hasattr(stream, "__aiter__"):
+            raise TypeError("an async body needs an event-loop runtime (asyncio, trio)")
         if hasattr(stream, "read"):
             while chunk := stream.read(CHUNK_SIZE):
                 yield chunk.encode("utf-8") if isinstance(chunk, str) else bytes(chunk)

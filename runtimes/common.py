@@ -64,6 +64,11 @@ class Config:
     worker_keep_alive: float = 6.0
     #: Requests waiting for a worker (pool runtimes); past it: 503 + Retry-After.
     max_queued_requests: int = 1024
+    #: Event-loop runtimes: run blocking handlers on worker threads ("thread")
+    #: or on the loop itself ("inline": fast if they never block).
+    blocking_handlers: str = "thread"
+    #: The asyncio runtime's loop: "auto" (uvloop when installed), "asyncio" or "uvloop".
+    loop: str = "auto"
 
 
 class Runtime:

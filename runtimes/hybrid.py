@@ -17,9 +17,12 @@ Read it in this order:
 2. :class:`Channel`: one connection's state, shared by the reactor and at
    most one worker at a time, under the channel's lock.
 3. :class:`Exchange`: one request on a worker: body, handler, response.
-4. :class:`WorkerPool`: starts empty, grows to ``max_workers``, shrinks
-   after ``worker_keep_alive`` seconds idle.
-5. Shutdown, at the end of :meth:`HybridRuntime.serve`.
+4. Shutdown, at the end of :meth:`HybridRuntime.serve`.
+
+The worker pool (``_threads.WorkerPool``: starts empty, grows to
+``max_workers``, shrinks after ``worker_keep_alive`` seconds idle, refuses
+past ``max_queued_requests``) is shared with the event-loop runtimes, which
+run blocking handlers on the same kind of pool.
 
 Who does what: only the reactor waits on sockets, changes the selector and
 closes sockets. A worker with a response ready tries one non-blocking
@@ -32,7 +35,6 @@ the backpressure a slow reader exerts on a streaming handler.
 
 from __future__ import annotations
 
-import queue
 import selectors
 import socket
 import threading
@@ -53,10 +55,10 @@ from protocols import (
     error_response_bytes,
 )
 
-from ._threads import BodyInbox, reject_connection, write_response
+from ._threads import BodyInbox, WorkerPool, reject_connection, write_response
 from .common import Runtime, call_handler, error_response, logger, socket_address
 
-__all__ = ["HybridRuntime", "WorkerPool"]
+__all__ = ["HybridRuntime"]
 
 RECV_SIZE = 64 * 1024
 HIGH_WATER = 256 * 1024  # pending output past which a streaming worker waits
@@ -284,7 +286,7 @@ class HybridRuntime(Runtime):
             channel.sock.close()
         self.channels.pop(channel.fd, None)
 
-    # 5. Shutdown -----------------------------------------------------------
+    # 4. Shutdown -----------------------------------------------------------
 
     def stop(self) -> None:
         self.stopping = True
@@ -527,97 +529,3 @@ class PooledBody(BodyInbox):
 
     def take_would_wait(self) -> bool:
         return not self.chunks and not self.ended and self.error is None
-
-
-# 4. The pool ---------------------------------------------------------------------
-
-class WorkerPool:
-    """An elastic pool of daemon threads with a bounded queue.
-
-    It starts empty. A job goes to an idle worker if there is one, else to a
-    new worker while fewer than ``max_workers`` are alive, else into the
-    queue while fewer than ``max_queued`` jobs wait there; otherwise
-    ``submit`` returns False and the caller refuses the work. A worker idle
-    for ``keep_alive`` seconds exits.
-
-    Jobs travel through a ``queue.SimpleQueue`` (a C semaphore: handing a job
-    to a sleeping worker is one futex wake), while the bookkeeping that
-    decides where a job goes sits under a plain lock. ``threading.Condition``
-    would do both, in Python, at several times the cost per request.
-    """
-
-    def __init__(self, max_workers: int, keep_alive: float, max_queued: int) -> None:
-        self.max_workers = max(1, max_workers)
-        self.keep_alive = keep_alive
-        self.max_queued = max_queued
-        self._lock = threading.Lock()
-        self._jobs: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
-        self.pending = 0  # submitted, not yet taken by a worker
-        self.alive = 0
-        self.idle = 0  # blocked in get(), waiting for a job
-        self.peak = 0
-        self.started = 0
-        self._closed = False
-
-    def submit(self, job: Callable[[], None]) -> bool:
-        with self._lock:
-            if self._closed:
-                return False
-            spawn = False
-            if self.idle <= self.pending:  # nobody free to take it at once
-                if self.alive < self.max_workers:
-                    spawn = True
-                    self.alive += 1
-                    self.started += 1
-                    self.peak = max(self.peak, self.alive)
-                elif self.pending - self.idle >= self.max_queued:
-                    return False
-            self.pending += 1
-        self._jobs.put(job)
-        if spawn:
-            try:
-                threading.Thread(target=self._work_loop, name="astra-worker", daemon=True).start()
-            except RuntimeError:  # no more threads from the OS: the job waits for a live one
-                with self._lock:
-                    self.alive -= 1
-                logger.error("could not start a worker thread (%d alive)", self.alive)
-        return True
-
-    def _work_loop(self) -> None:
-        jobs = self._jobs
-        while True:
-            with self._lock:
-                self.idle += 1
-            try:
-                job = jobs.get(timeout=self.keep_alive)
-            except queue.Empty:
-                job = None
-            with self._lock:
-                self.idle -= 1
-                if job is None:
-                    if self.pending and not self._closed:
-                        continue  # a job was promised to an idle worker: stay for it
-                    self.alive -= 1
-                    return
-                self.pending -= 1
-            try:
-                job()
-            except BaseException:
-                logger.exception("worker job failed")
-
-    def close(self) -> None:
-        with self._lock:
-            self._closed = True
-            alive = self.alive
-        for _ in range(alive):
-            self._jobs.put(None)  # wakes each worker; finding no job, it exits
-
-    def stats(self) -> dict[str, int]:
-        with self._lock:
-            return {
-                "workers_alive": self.alive,
-                "workers_idle": self.idle,
-                "workers_peak": self.peak,
-                "workers_started": self.started,
-                "queue_depth": max(0, self.pending - self.idle),
-            }
