@@ -42,6 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--blocking-handlers", choices=["thread", "inline"],
                    help="event-loop runtimes: run blocking handlers on threads (default) or on the loop")
     p.add_argument("--loop", choices=["auto", "asyncio", "uvloop"], help="the asyncio runtime's event loop")
+    p.add_argument("--async-streams", choices=["native", "anyio"],
+                   help="the asyncio runtime's streams (native asyncio.Protocol, or anyio's)")
     p.add_argument("--thread-stack-size", type=int, help="bytes per thread stack")
     p.add_argument("--header-timeout", type=float)
     p.add_argument("--keep-alive-timeout", type=float)

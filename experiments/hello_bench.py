@@ -46,22 +46,32 @@ from datetime import datetime
 from pathlib import Path
 
 from astra import available_runtimes
+from astra.runtimes import load_runtime
 
 ROOT = Path(__file__).resolve().parent.parent
 LUA_SCRIPT = Path(__file__).resolve().with_name("wrk_json.lua")
 RESULTS_DIR = ROOT / "results"
 BASELINE = "astra-threaded"
-PEERS = ("stdlib", "stdlib-tuned", "hypercorn", "waitress", "uvicorn-h11")
+PEERS = ("stdlib", "stdlib-tuned", "hypercorn", "hypercorn-trio", "waitress", "uvicorn-h11",
+         "floor-threads", "floor-asyncio", "floor-trio")
+DEFAULT_PEERS = ("stdlib", "stdlib-tuned", "hypercorn", "waitress", "uvicorn-h11")
 TICK_US = 1e6 / os.sysconf("SC_CLK_TCK")
 SERVER_CPU, WRK_CPU = 0, 1
 
 
-def server_table(runtimes: list[str]) -> dict[str, tuple[str | None, list[str]]]:
+def handler_for(runtime: str, kind: str) -> str:
+    """The hello handler to serve: ``async def`` where asked for and the runtime can await it."""
+    if kind == "async" and load_runtime(runtime).supports_async:
+        return "experiments.apps:hello_async"
+    return "experiments.apps:hello"
+
+
+def server_table(runtimes: list[str], handler: str = "sync") -> dict[str, tuple[str | None, list[str]]]:
     """name -> (package it needs, argv with "{port}"). Peers run as ``python -m``
     with this interpreter: the entry points of the hypercorn / waitress-serve /
     uvicorn scripts, without a PATH lookup."""
     py, bind = sys.executable, "127.0.0.1:{port}"
-    astra = {f"astra-{name}": (None, [py, "-m", "astra", "experiments.apps:hello", "--bind", bind,
+    astra = {f"astra-{name}": (None, [py, "-m", "astra", handler_for(name, handler), "--bind", bind,
                                       "--runtime", name]) for name in runtimes}
     return astra | {
         "stdlib": (None, [py, "-m", "experiments.peers", "stdlib", "{port}"]),
@@ -69,7 +79,11 @@ def server_table(runtimes: list[str]) -> dict[str, tuple[str | None, list[str]]]
         # asyncio worker, h11 for HTTP/1.1; hypercorn's access log is off unless asked for.
         "hypercorn": ("hypercorn", [py, "-m", "hypercorn", "experiments.peers:asgi_hello", "-b", bind,
                                     "-k", "asyncio"]),
+        "hypercorn-trio": ("hypercorn", [py, "-m", "hypercorn", "experiments.peers:asgi_hello", "-b", bind,
+                                         "-k", "trio"]),
         "waitress": ("waitress", [py, "-m", "waitress", f"--listen={bind}", "experiments.peers:wsgi_hello"]),
+        **{floor: (None, [py, "-m", "experiments.peers", floor, "{port}"])
+           for floor in ("floor-threads", "floor-asyncio", "floor-trio")},
         "uvicorn-h11": ("uvicorn", [py, "-m", "uvicorn", "experiments.peers:asgi_hello", "--host", "127.0.0.1",
                                     "--port", "{port}", "--http", "h11", "--loop", "asyncio",
                                     "--no-access-log", "--log-level", "warning"]),
@@ -272,6 +286,13 @@ def report(rows: list[dict]) -> list[dict]:
         ("astra-hybrid", "waitress", 64, "rps", 1.0),
         ("astra-hybrid", "waitress", 1000, "rps", 1.0),
         ("astra-hybrid", "waitress", 1000, "p99", 10.0),
+        ("astra-asyncio", "hypercorn", 64, "rps", 2.0),
+        ("astra-asyncio", "hypercorn", 1000, "rps", 2.0),
+        ("astra-trio", "hypercorn-trio", 64, "rps", 2.0),
+        ("astra-trio", "hypercorn-trio", 1000, "rps", 2.0),
+        ("astra-threaded", "floor-threads", 64, "rps", None),
+        ("astra-asyncio", "floor-asyncio", 64, "rps", None),
+        ("astra-trio", "floor-trio", 64, "rps", None),
     ]
     found = {(r["server"], r["conns"]): r for r in rows}
     ratios = []
@@ -309,7 +330,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--pause", type=float, default=1.0, help="seconds of rest between runs (default 1)")
     p.add_argument("--repeat", type=int, default=1, help="rounds over all servers; the median is reported")
     p.add_argument("--runtimes", help="comma-separated astra runtimes (default: all available)")
-    p.add_argument("--peers", default=",".join(PEERS), help="comma-separated peers ('' for none)")
+    p.add_argument("--peers", default=",".join(DEFAULT_PEERS),
+                   help=f"comma-separated peers ('' for none; known: {', '.join(PEERS)})")
+    p.add_argument("--handler", choices=["sync", "async"], default="sync",
+                   help="astra's hello handler: plain def, or async def on runtimes that await it")
     args = p.parse_args(argv)
     args.conns = [int(c) for c in args.conns.split(",") if c.strip()]
     if shutil.which("wrk") is None:
@@ -329,7 +353,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"pinning: server on CPU {SERVER_CPU}, wrk on CPU {WRK_CPU}" if pin else
           "NOTE: taskset or CPUs 0-1 unavailable: running UNPINNED, server and wrk share the CPUs")
     servers = {}
-    for name, (package, server_argv) in server_table(runtimes).items():
+    for name, (package, server_argv) in server_table(runtimes, args.handler).items():
         if not name.startswith("astra-") and name not in peers:
             continue
         if package and importlib.util.find_spec(package) is None:
@@ -355,6 +379,7 @@ def main(argv: list[str] | None = None) -> int:
         "h11_version": version("h11"), "peer_versions": {p: version(p) for p in ("hypercorn", "waitress", "uvicorn")},
         "pinned": pin, "server_cpu": SERVER_CPU if pin else None, "wrk_cpu": WRK_CPU if pin else None,
         "conns": args.conns, "duration_s": args.duration, "warmup_s": args.warmup, "repeat": args.repeat,
+        "handler": args.handler,
         "wrk_command": "wrk -t1 -cN -dDs --latency --timeout 10s -s experiments/wrk_json.lua URL",
     }
     RESULTS_DIR.mkdir(exist_ok=True)

@@ -12,6 +12,7 @@ Content-Length), as ``experiments.apps:hello`` does on astra.
 
 from __future__ import annotations
 
+import socket
 import sys
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -87,6 +88,88 @@ class TunedServer(QuietServer):
 VARIANTS = {"stdlib": (QuietServer, HelloHandler), "stdlib-tuned": (TunedServer, TunedHelloHandler)}
 
 
+# Raw-socket floors: a canned response, no HTTP parsing at all. What is left
+# is the cost of the runtime itself (accepting, waking, reading, writing), so
+# a server's distance from its floor is what its protocol layer costs.
+CANNED = (b"HTTP/1.1 200 OK\r\ncontent-type: text/plain; charset=utf-8\r\n"
+          b"content-length: 12\r\n\r\nHello World!")
+
+
+def _requests_in(data: bytes, pending: bytes) -> tuple[int, bytes]:
+    """Count complete request heads (GETs, no bodies); return (count, leftover)."""
+    data = pending + data
+    count = data.count(b"\r\n\r\n")
+    return count, data[data.rfind(b"\r\n\r\n") + 4:] if count else data
+
+
+def floor_threads(port: int) -> None:
+    import threading
+
+    listener = socket.create_server(("127.0.0.1", port), backlog=4096)
+
+    def serve(sock: socket.socket) -> None:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        pending = b""
+        with sock:
+            while data := _recv(sock):
+                count, pending = _requests_in(data, pending)
+                sock.sendall(CANNED * count)
+
+    print(f"listening on http://127.0.0.1:{listener.getsockname()[1]}", flush=True)
+    while True:
+        sock, _ = listener.accept()
+        threading.Thread(target=serve, args=(sock,), daemon=True).start()
+
+
+def _recv(sock: socket.socket) -> bytes:
+    try:
+        return sock.recv(65536)
+    except ConnectionError:
+        return b""
+
+
+def floor_asyncio(port: int) -> None:
+    import asyncio
+
+    class Canned(asyncio.Protocol):
+        def connection_made(self, transport):
+            self.transport, self.pending = transport, b""
+
+        def data_received(self, data):
+            count, self.pending = _requests_in(data, self.pending)
+            self.transport.write(CANNED * count)
+
+    async def main():
+        server = await asyncio.get_running_loop().create_server(Canned, "127.0.0.1", port, backlog=4096)
+        print(f"listening on http://127.0.0.1:{server.sockets[0].getsockname()[1]}", flush=True)
+        await server.serve_forever()
+
+    asyncio.run(main())
+
+
+def floor_trio(port: int) -> None:
+    import trio
+
+    async def serve(stream):
+        pending = b""
+        try:
+            while data := await stream.receive_some(65536):
+                count, pending = _requests_in(data, pending)
+                await stream.send_all(CANNED * count)
+        except trio.BrokenResourceError:
+            pass
+
+    async def main():
+        listeners = await trio.open_tcp_listeners(port, host="127.0.0.1", backlog=4096)
+        print(f"listening on http://127.0.0.1:{listeners[0].socket.getsockname()[1]}", flush=True)
+        await trio.serve_listeners(serve, listeners)
+
+    trio.run(main)
+
+
+FLOORS = {"floor-threads": floor_threads, "floor-asyncio": floor_asyncio, "floor-trio": floor_trio}
+
+
 def serve_stdlib(variant: str, port: int) -> None:
     server_class, handler_class = VARIANTS[variant]
     server = server_class(("127.0.0.1", port), handler_class)
@@ -95,6 +178,10 @@ def serve_stdlib(variant: str, port: int) -> None:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 3 or sys.argv[1] not in VARIANTS:
-        sys.exit(f"usage: python -m experiments.peers {{{'|'.join(VARIANTS)}}} PORT")
-    serve_stdlib(sys.argv[1], int(sys.argv[2]))
+    names = [*VARIANTS, *FLOORS]
+    if len(sys.argv) != 3 or sys.argv[1] not in names:
+        sys.exit(f"usage: python -m experiments.peers {{{'|'.join(names)}}} PORT")
+    if sys.argv[1] in FLOORS:
+        FLOORS[sys.argv[1]](int(sys.argv[2]))
+    else:
+        serve_stdlib(sys.argv[1], int(sys.argv[2]))

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import socket
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -66,6 +67,7 @@ from .common import (
 __all__ = ["AsyncRuntime"]
 
 RECV_SIZE = 64 * 1024
+SWEEP_INTERVAL = 0.1  # how often deadlines are checked (timeouts are this precise)
 _DISCONNECTS = (ClientDisconnected, OSError, anyio.BrokenResourceError, anyio.ClosedResourceError,
                 anyio.EndOfStream)
 
@@ -88,6 +90,27 @@ class AsyncRuntime(Runtime):
     def thread_notifier(self) -> Callable[[Callable[[], None]], None]:
         """Called on the loop: a function other threads use to run a callback on it."""
         raise NotImplementedError
+
+    async def serve_listener(self, sock: socket.socket, on_stream: Callable[[Any], None]) -> None:
+        """Accept connections on ``sock`` and hand each stream to ``on_stream``, until cancelled.
+
+        This default uses anyio's socket streams; an edge may bring its own
+        stream type, with ``receive(max_bytes)``, ``send(data)``, ``aclose()``
+        and ``extra(attribute)`` as on ``anyio.abc.SocketStream``.
+        """
+        listener = await anyio.abc.SocketListener.from_socket(sock)
+        try:
+            while True:
+                try:
+                    stream = await listener.accept()
+                except OSError as exc:  # EMFILE and friends: back off, do not spin
+                    logger.warning("accept failed: %s", exc)
+                    await anyio.sleep(0.05)
+                    continue
+                on_stream(stream)
+        finally:
+            with anyio.CancelScope(shield=True):
+                await listener.aclose()
 
     def serve(self, ready: Callable[[], None]) -> None:
         self.server = AsyncServer(self)
@@ -129,45 +152,53 @@ class AsyncServer:
         self._stop = anyio.Event()
         self._all_closed = anyio.Event()
         self.token = anyio.lowlevel.current_token()
-        listener = await anyio.abc.SocketListener.from_socket(self.runtime.listener)
         try:
             async with anyio.create_task_group() as tasks:
-                tasks.start_soon(self._accept, listener, tasks)
+                self.tasks = tasks
+                tasks.start_soon(self._sweep)
+                accepting = anyio.CancelScope()
+                tasks.start_soon(self._accept, accepting)
                 ready()
                 if self.runtime._stop_requested.is_set():  # stop() came before we had a token
                     self.stop()
                 await self._stop.wait()
-                await self._drain(listener, tasks)
+                accepting.cancel()
+                await self._drain(tasks)
         finally:
             self.pool.close()
+
+    async def _sweep(self) -> None:
+        """Every connection's timeouts, checked by one task (see AsyncConnection)."""
+        while True:
+            await anyio.sleep(SWEEP_INTERVAL)
+            now = time.monotonic()
+            for connection in list(self.connections):
+                deadline = connection.deadline
+                if deadline is not None and now >= deadline:
+                    connection.expire(connection.deadline_kind)
 
     def stop(self) -> None:
         """On the loop: begin the graceful shutdown."""
         self.stopping = True
         self._stop.set()
 
-    async def _accept(self, listener: anyio.abc.SocketListener, tasks: anyio.abc.TaskGroup) -> None:
-        while True:
-            try:
-                stream = await listener.accept()
-            except (anyio.ClosedResourceError, anyio.BrokenResourceError):
-                return
-            except OSError as exc:  # EMFILE and friends: back off, do not spin
-                logger.warning("accept failed: %s", exc)
-                await anyio.sleep(0.05)
-                continue
-            self.accepted += 1
-            if len(self.connections) >= self.config.max_connections:
-                self.rejected += 1
-                tasks.start_soon(_reject, stream)
-                continue
-            connection = AsyncConnection(self, stream)
-            self.connections.add(connection)
-            tasks.start_soon(connection.serve)
+    async def _accept(self, scope: anyio.CancelScope) -> None:
+        with scope:
+            await self.runtime.serve_listener(self.runtime.listener, self._on_stream)
 
-    async def _drain(self, listener: anyio.abc.SocketListener, tasks: anyio.abc.TaskGroup) -> None:
-        """Stop accepting; close idle connections; let busy ones finish; then cancel the rest."""
-        await listener.aclose()
+    def _on_stream(self, stream: Any) -> None:
+        self.accepted += 1
+        if self.stopping or len(self.connections) >= self.config.max_connections:
+            self.rejected += 1
+            self.tasks.start_soon(_reject, stream)
+            return
+        connection = AsyncConnection(self, stream)
+        self.connections.add(connection)
+        self.tasks.start_soon(connection.serve)
+
+    async def _drain(self, tasks: anyio.abc.TaskGroup) -> None:
+        """Close idle connections; let busy ones finish; then cancel the rest."""
+        await anyio.sleep(0)  # let the accept task close the listener
         for connection in list(self.connections):
             connection.close_if_idle()
         with anyio.move_on_after(self.config.shutdown_timeout):
@@ -237,46 +268,53 @@ async def _reject(stream: anyio.abc.SocketStream) -> None:
 
 # 2. One connection, as a task ---------------------------------------------------
 
+# What a connection's deadline means when the sweeper finds it has passed.
+HEAD = "head"  # the request head did not arrive in time: 408, close
+IDLE = "idle"  # keep-alive idle timeout: close quietly
+BODY = "body"  # the request body stalled: 408 if no response has started, close
+SEND = "send"  # the client stopped reading our response: close
+
+
 class AsyncConnection:
+    """One connection's task.
+
+    Timeouts cost nothing on the hot path: instead of a cancel scope per
+    read or write (anyio's cost several microseconds each on asyncio), the
+    connection keeps a ``deadline`` and its meaning, and the server's sweeper
+    task cancels the connection's one scope when a deadline passes.
+    """
+
     def __init__(self, server: AsyncServer, stream: anyio.abc.SocketStream) -> None:
         self.server = server
         self.config = server.config
         self.stream = stream
-        self.idle_scope: anyio.CancelScope | None = None  # set while waiting for a request head
+        self.scope: anyio.CancelScope | None = None
+        self.deadline: float | None = time.monotonic() + self.config.header_timeout
+        self.deadline_kind = HEAD
+        self.expired: str | None = None
+        self.responding = False
         sock = stream.extra(anyio.abc.SocketAttribute.raw_socket)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         info = ConnectionInfo(socket_address(stream.extra(anyio.abc.SocketAttribute.remote_address)),
                               socket_address(stream.extra(anyio.abc.SocketAttribute.local_address)))
         self.proto = HTTP11Connection(info, self.config.limits)
 
+    def expire(self, kind: str) -> None:
+        if self.scope is not None and self.expired is None:
+            self.expired = kind
+            self.scope.cancel()
+
     def close_if_idle(self) -> None:
-        if self.idle_scope is not None:
-            self.idle_scope.cancel()
+        if self.deadline_kind in (HEAD, IDLE) and self.deadline is not None:
+            self.expire(IDLE)  # no request in progress: close without a word
 
     async def serve(self) -> None:
-        proto = self.proto
-        first = True
         try:
-            while True:
-                events = await self._wait_for_request(first)
-                if events is None:
-                    return
-                first = False
-                started = events[0]
-                request = started.request
-                inbox = None
-                if started.has_body:
-                    inbox = AsyncBodyInbox(self, started.stream_id)
-                    for event in events[1:]:
-                        inbox.absorb(event)
-                    request.body = inbox.request_body(self.server)
-                response = await self.call_handler(request, inbox)
-                if self.server.stopping:
-                    proto.close_after_current()
-                await self.write_response(started.stream_id, response)
-                if proto.should_close:
-                    await self.send(proto.data_to_send())
-                    return
+            with anyio.CancelScope() as self.scope:
+                await self._serve()
+            if self.expired in (HEAD, BODY) and not self.responding:
+                with anyio.move_on_after(1):
+                    await self.stream.send(error_response_bytes(408, f"request {self.expired} not received in time"))
         except _DISCONNECTS:
             pass  # the client went away: its connection is all it costs
         except Exception:
@@ -286,7 +324,30 @@ class AsyncConnection:
             with anyio.CancelScope(shield=True):
                 await self.stream.aclose()
 
-    async def _wait_for_request(self, first: bool) -> list[Event] | None:
+    async def _serve(self) -> None:
+        proto = self.proto
+        while True:
+            events = await self._wait_for_request()
+            if events is None:
+                return
+            started = events[0]
+            request = started.request
+            inbox = None
+            if started.has_body:
+                inbox = AsyncBodyInbox(self, started.stream_id)
+                for event in events[1:]:
+                    inbox.absorb(event)
+                request.body = inbox.request_body(self.server)
+            response = await self.call_handler(request, inbox)
+            if self.server.stopping:
+                proto.close_after_current()
+            await self.write_response(started.stream_id, response)
+            if proto.should_close:
+                await self.send(proto.data_to_send())
+                return
+            self.set_deadline(self.config.keep_alive_timeout, IDLE)
+
+    async def _wait_for_request(self) -> list[Event] | None:
         """Read until a request head is parsed; None means close the connection.
 
         Deadlines as on the thread runtimes: a new connection has
@@ -294,30 +355,28 @@ class AsyncConnection:
         stay silent for keep_alive_timeout, then has header_timeout to finish.
         """
         proto = self.proto
-        config = self.config
-        deadline = anyio.current_time() + config.header_timeout if first else None
         while True:
             events = proto.events()
             if events:
                 if type(events[0]) is RequestReceived:
+                    self.deadline = None  # the handler takes as long as it takes
+                    self.responding = False
                     return events
                 await self.send(proto.data_to_send())  # ProtocolFailed: its 4xx is queued
                 return None
             if proto.should_close or self.server.stopping:
                 await self.send(proto.data_to_send())
                 return None
-            timeout = config.keep_alive_timeout if deadline is None else deadline - anyio.current_time()
-            data = None
-            with anyio.CancelScope(deadline=anyio.current_time() + max(timeout, 0)) as self.idle_scope:
-                data = await self.receive()
-            self.idle_scope = None
-            if data is None:  # timed out, or closed by a shutdown
-                if deadline is not None and not self.server.stopping:
-                    await self.send(error_response_bytes(408, "request head not received in time"))
+            data = await self.receive()
+            if not data:
                 return None
-            if deadline is None:
-                deadline = anyio.current_time() + config.header_timeout
+            if self.deadline_kind is IDLE:
+                self.set_deadline(self.config.header_timeout, HEAD)
             proto.receive_data(data)
+
+    def set_deadline(self, seconds: float, kind: str) -> None:
+        self.deadline = time.monotonic() + seconds
+        self.deadline_kind = kind
 
     # Socket edges ------------------------------------------------------------
 
@@ -330,10 +389,12 @@ class AsyncConnection:
     async def send(self, data: bytes) -> None:
         if not data:
             return
-        with anyio.move_on_after(self.config.io_timeout) as scope:
+        saved = self.deadline, self.deadline_kind
+        self.set_deadline(self.config.io_timeout, SEND)
+        try:
             await self.stream.send(data)
-        if scope.cancelled_caught:
-            raise ClientDisconnected("client stopped reading")
+        finally:
+            self.deadline, self.deadline_kind = saved
 
     # 3. Running the handler ------------------------------------------------------
 
@@ -368,6 +429,7 @@ class AsyncConnection:
         a worker thread, chunk by chunk, so it never blocks the loop.
         """
         proto = self.proto
+        self.responding = True
         try:
             proto.send_response(stream_id, response)
         except ValueError as exc:
@@ -443,12 +505,11 @@ class AsyncBodyInbox(BodyInbox):
             if proto.expects_continue:
                 proto.send_continue(self.stream_id)
                 await connection.send(proto.data_to_send())
-            with anyio.move_on_after(connection.config.io_timeout):
-                data = await connection.receive()
-                proto.receive_data(data)
-                for event in proto.events():
-                    self.absorb(event)
-                continue
-            raise HTTPError(408, "request body not received in time")
+            connection.set_deadline(connection.config.io_timeout, BODY)
+            data = await connection.receive()
+            connection.deadline = None
+            proto.receive_data(data)
+            for event in proto.events():
+                self.absorb(event)
         return chunk
 

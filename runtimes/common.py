@@ -69,6 +69,9 @@ class Config:
     blocking_handlers: str = "thread"
     #: The asyncio runtime's loop: "auto" (uvloop when installed), "asyncio" or "uvloop".
     loop: str = "auto"
+    #: The asyncio runtime's streams: "native" (on asyncio.Protocol) or "anyio"
+    #: (anyio's own, as the trio runtime uses), to measure what the edge costs.
+    async_streams: str = "native"
 
 
 class Runtime:
