@@ -9,9 +9,10 @@ The driver is the shared one in ``_async.py``. What this edge adds:
   ``send`` a checkpoint (an extra trip round the loop) and keep their own
   queue and event per stream; :class:`ProtocolStream` sits directly on an
   ``asyncio.Protocol``: data arrives by callback into a list, and a ``send``
-  that the kernel takes at once never suspends. On a hello-world benchmark
-  this cut the asyncio runtime's CPU per request by about a third (see the
-  async runtimes' issue note for the figures).
+  that the kernel takes at once never suspends. Measured on hello world at
+  64 connections (server pinned to one core): 197 us of CPU per request on
+  anyio's streams, 147 us on these. ``async_streams="anyio"`` brings anyio's
+  back, to measure it again.
 """
 
 from __future__ import annotations
