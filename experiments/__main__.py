@@ -1,18 +1,100 @@
-"""``python -m experiments run ...``: the experiment harness (issue: the harness).
+"""``python -m experiments run``: the experiment harness (what ``make experiment`` runs).
 
-Until the harness lands this says so; ``python -m experiments.hello_bench``
-(``make bench``) is the benchmark that exists today.
+Examples::
+
+    python -m experiments run                          # the default sweep (< 30 min)
+    python -m experiments run --conc 25000             # 1, 10, 100, 1000, 10000, 25000
+    python -m experiments run --conc 1,64,1000 --runtimes hybrid,asyncio --workloads sleep
+    python -m experiments run --dry-run                # the plan and how long it will take
 """
 
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import shutil
 import sys
+
+from astra import available_runtimes
+
+from .plan import Plan, ladder
+from .workloads import WORKLOADS
+
+PROTOCOLS = ("h1",)  # HTTP/2 joins when the protocol layer speaks it
+
+
+def parse_cpus(text: str) -> list[int]:
+    return [int(c) for c in text.split(",") if c.strip()]
+
+
+def names(text: str | None, known: list[str], what: str) -> list[str]:
+    if not text:
+        return list(known)
+    chosen = [n.strip() for n in text.split(",") if n.strip()]
+    if unknown := [n for n in chosen if n not in known]:
+        raise SystemExit(f"unknown {what}: {', '.join(unknown)}; choose from {', '.join(known)}")
+    return chosen
 
 
 def main(argv: list[str]) -> int:
-    if not argv or argv[0] != "run":
-        print("usage: python -m experiments run [--conc N] [--runtimes ...]", file=sys.stderr)
-        return 2
-    print("experiments: the harness is not built yet; `make bench` runs the hello-world benchmark.")
+    parser = argparse.ArgumentParser(prog="python -m experiments", description=__doc__.split("\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    run = commands.add_parser("run", help="run an experiment")
+    run.add_argument("--conc", default="1000", help="N (ladder 1, 10, ... N) or a list 1,64,1000 (default 1000)")
+    run.add_argument("--runtimes", help=f"comma-separated (default all: {', '.join(available_runtimes())})")
+    run.add_argument("--workloads", help=f"comma-separated (default all: {', '.join(WORKLOADS)})")
+    run.add_argument("--proto", default="h1", help="h1 (h2 arrives with HTTP/2 support)")
+    run.add_argument("--duration", type=float, default=5.0, help="measured seconds per level (default 5)")
+    run.add_argument("--warmup", type=float, default=1.0, help="discarded warm-up seconds per level (default 1)")
+    run.add_argument("--repeat", type=int, default=1, help="rounds; the median is reported (default 1)")
+    run.add_argument("--pause", type=float, default=1.0, help="seconds between levels (default 1)")
+    run.add_argument("--fairness", type=float, default=3.0,
+                     help="seconds of h2load --h1 per level from 100 connections (0: skip; default 3)")
+    run.add_argument("--server-cpus", default="0", help="CPUs the servers are pinned to (default 0)")
+    run.add_argument("--client-cpus", default="1", help="CPUs the load generators are pinned to (default 1)")
+    run.add_argument("--sleep-ms", type=float, default=10.0, help="the sleep workload's sleep (default 10 ms)")
+    run.add_argument("--handlers", choices=["auto", "sync"], default="auto",
+                     help="auto: async def forms on runtimes that await them; sync: blocking forms everywhere")
+    run.add_argument("--server-args", default="", help="extra astra CLI options, e.g. '--max-workers 200'")
+    run.add_argument("--results-dir", default=None, help="where results go (default: results/)")
+    run.add_argument("--dry-run", action="store_true", help="print the plan and its estimated duration")
+    args = parser.parse_args(argv)
+
+    if args.proto not in PROTOCOLS:
+        raise SystemExit(f"protocol {args.proto!r} is not available yet (have: {', '.join(PROTOCOLS)})")
+    plan = Plan(
+        runtimes=names(args.runtimes, available_runtimes(), "runtime"),
+        workloads=names(args.workloads, list(WORKLOADS), "workload"),
+        levels=ladder(args.conc), proto=args.proto, duration=args.duration, warmup=args.warmup,
+        pause=args.pause, repeat=args.repeat, fairness_duration=args.fairness,
+        server_cpus=parse_cpus(args.server_cpus), client_cpus=parse_cpus(args.client_cpus),
+    )
+    print(plan.describe(), flush=True)
+    if args.dry_run:
+        return 0
+    missing = [tool for tool in ("wrk", "h2load", "taskset") if shutil.which(tool) is None]
+    if missing:
+        packages = {"wrk": "wrk", "h2load": "nghttp2-client", "taskset": "util-linux"}
+        raise SystemExit("missing tools: " + ", ".join(missing) + "; install the Debian packages "
+                         + " ".join(packages[t] for t in missing) + " (make tools does it as root)")
+    usable = os.sched_getaffinity(0)
+    if not set(plan.server_cpus + plan.client_cpus) <= usable:
+        raise SystemExit(f"CPUs {plan.server_cpus + plan.client_cpus} are not all available here ({sorted(usable)})")
+
+    from pathlib import Path
+
+    from .report import render
+    from .run import RESULTS, run_plan
+
+    command = "python -m experiments " + shlex.join(argv)
+    path = run_plan(plan, command=command, extra_args=shlex.split(args.server_args),
+                    sleep_ms=args.sleep_ms, handler_style=args.handlers,
+                    results=Path(args.results_dir) if args.results_dir else RESULTS)
+    written = render(path)
+    print("\nwrote " + ", ".join(str(p) for p in [path, *written]))
     return 0
 
 
-sys.exit(main(sys.argv[1:]))
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

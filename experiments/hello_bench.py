@@ -28,7 +28,6 @@ Results go to ``results/hello_bench-<timestamp>.json`` and ``-latest.json``.
 from __future__ import annotations
 
 import argparse
-import http.client
 import importlib.metadata
 import importlib.util
 import json
@@ -36,8 +35,6 @@ import os
 import platform
 import re
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -48,6 +45,8 @@ from pathlib import Path
 from astra import available_runtimes
 from astra.runtimes import load_runtime
 
+from .servers import ServerProcess, busy_cpus, cpu_us
+
 ROOT = Path(__file__).resolve().parent.parent
 LUA_SCRIPT = Path(__file__).resolve().with_name("wrk_json.lua")
 RESULTS_DIR = ROOT / "results"
@@ -55,7 +54,6 @@ BASELINE = "astra-threaded"
 PEERS = ("stdlib", "stdlib-tuned", "hypercorn", "hypercorn-trio", "waitress", "uvicorn-h11",
          "floor-threads", "floor-asyncio", "floor-trio")
 DEFAULT_PEERS = ("stdlib", "stdlib-tuned", "hypercorn", "waitress", "uvicorn-h11")
-TICK_US = 1e6 / os.sysconf("SC_CLK_TCK")
 SERVER_CPU, WRK_CPU = 0, 1
 
 
@@ -90,104 +88,6 @@ def server_table(runtimes: list[str], handler: str = "sync") -> dict[str, tuple[
     }
 
 
-# Processes and CPU time, from /proc -------------------------------------------
-
-def _stat(pid: int) -> list[str]:
-    with open(f"/proc/{pid}/stat") as f:
-        return f.read().rpartition(")")[2].split()  # [0] is field 3 (state): field n is [n - 3]
-
-
-def descendants(pid: int) -> dict[int, str]:
-    """Children, grandchildren... (hypercorn serves from a child) -> their start times."""
-    kids: dict[int, list[tuple[int, str]]] = {}
-    for entry in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            fields = _stat(int(entry))
-            kids.setdefault(int(fields[1]), []).append((int(entry), fields[19]))  # ppid, starttime
-        except (OSError, IndexError):
-            pass
-    found, todo = {}, [pid]
-    while todo:
-        for child, started in kids.get(todo.pop(), []):
-            found[child] = started
-            todo.append(child)
-    return found
-
-
-def cpu_us(pid: int) -> float:
-    """User+system CPU time of a process tree, all threads, in microseconds."""
-    total = 0
-    for p in [pid, *descendants(pid)]:
-        try:
-            fields = _stat(p)
-            total += int(fields[11]) + int(fields[12])  # utime, stime
-        except (OSError, IndexError):
-            pass
-    return total * TICK_US
-
-
-def busy_cpus(seconds: float) -> float:
-    """Sleep ``seconds``; return how many CPUs' worth of work the machine did meanwhile."""
-    def sample() -> list[int]:
-        return [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
-    before = sample()
-    time.sleep(seconds)
-    delta = [b - a for a, b in zip(before, sample())]
-    return (os.cpu_count() or 1) * (1 - (delta[3] + delta[4]) / max(sum(delta), 1))  # idle, iowait
-
-
-# One server ----------------------------------------------------------------------
-
-class ServerProcess:
-    """A server subprocess we started; we stop it, and only it, by PID."""
-
-    def __init__(self, argv: list[str], pin: bool, log) -> None:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = s.getsockname()[1]
-        self.url = f"http://127.0.0.1:{self.port}/"
-        argv = [arg.replace("{port}", str(self.port)) for arg in argv]
-        prefix = ["taskset", "-c", str(SERVER_CPU)] if pin else []  # taskset execs: same PID
-        self.proc = subprocess.Popen(prefix + argv, cwd=ROOT, stdin=subprocess.DEVNULL,
-                                     stdout=log, stderr=subprocess.STDOUT)
-
-    def wait_ready(self, timeout: float = 30.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"server exited with status {self.proc.returncode}")
-            conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=2)
-            try:
-                conn.connect()  # TCP first, then one GET
-                conn.request("GET", "/")
-                if conn.getresponse().status == 200:
-                    return
-            except (OSError, http.client.HTTPException):
-                pass
-            finally:
-                conn.close()
-            time.sleep(0.1)
-        raise RuntimeError(f"server not ready after {timeout:.0f} s")
-
-    def stop(self, timeout: float = 10.0) -> str:
-        """SIGTERM, then SIGKILL after ``timeout``; returns how it ended."""
-        if self.proc.poll() is not None:
-            return f"had already exited ({self.proc.returncode})"
-        children = descendants(self.proc.pid)
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            how = f"exited ({self.proc.wait(timeout)}) after SIGTERM"
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            how = f"killed ({self.proc.wait()}) {timeout:.0f} s after SIGTERM"
-        for pid, started in children.items():  # workers the parent left behind
-            try:
-                if _stat(pid)[19] == started:  # the same process, not a reused PID
-                    os.kill(pid, signal.SIGKILL)
-            except (OSError, IndexError):
-                pass
-        return how
-
 
 def run_wrk(url: str, conns: int, seconds: int, pin: bool) -> dict:
     cmd = (["taskset", "-c", str(WRK_CPU)] if pin else []) + [
@@ -203,7 +103,7 @@ def run_wrk(url: str, conns: int, seconds: int, pin: bool) -> dict:
 def measure(name: str, argv: list[str], args, pin: bool) -> list[dict]:
     rows: list[dict] = []
     with tempfile.TemporaryFile("w+") as log:
-        server = ServerProcess(argv, pin, log)
+        server = ServerProcess(argv, cpus=[SERVER_CPU] if pin else None, log=log)
         try:
             server.wait_ready()
             for conns in args.conns:

@@ -1,0 +1,89 @@
+"""What an experiment will do, decided before anything starts: levels, shards, time.
+
+``--conc N`` means the ladder 1, 10, 100, ... up to N, with N itself last;
+``--conc 1,64,1000`` is an explicit list. A level with more connections than
+one process should hold is *sharded*: several server processes, each bound
+to its own loopback address (127.0.0.1, 127.0.0.2, ...), and one load
+generator per server. This machine allows 20,000 open files per process and
+about 28,000 ephemeral ports per destination address, so 25,000 connections
+cannot come from, or go to, a single process.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+__all__ = ["Plan", "ladder", "SHARD_CONNECTIONS"]
+
+#: Connections one server process (and one load generator) is given at most.
+SHARD_CONNECTIONS = 9_000
+#: Levels from this many connections on get a fairness run (h2load --h1).
+FAIRNESS_FROM = 100
+SERVER_START_S = 2.0  # typical start-up and readiness check, per server process
+
+
+def ladder(spec: str) -> list[int]:
+    """``"25000"`` -> [1, 10, 100, 1000, 10000, 25000]; ``"1,64,1000"`` -> [1, 64, 1000]."""
+    spec = str(spec).strip()
+    if "," in spec:
+        levels = [int(part) for part in spec.split(",") if part.strip()]
+    else:
+        top = int(spec)
+        levels = [10 ** i for i in range(int(math.log10(top)) + 1) if 10 ** i < top] + [top]
+    if not levels or min(levels) < 1:
+        raise ValueError(f"concurrency levels must be positive: {spec!r}")
+    return levels
+
+
+def shards_for(conc: int) -> int:
+    return max(1, math.ceil(conc / SHARD_CONNECTIONS))
+
+
+@dataclass
+class Plan:
+    runtimes: list[str]
+    workloads: list[str]
+    levels: list[int]
+    proto: str = "h1"
+    duration: float = 5.0
+    warmup: float = 1.0
+    pause: float = 1.0
+    repeat: int = 1
+    fairness_duration: float = 3.0
+    server_cpus: list[int] = field(default_factory=lambda: [0])
+    client_cpus: list[int] = field(default_factory=lambda: [1])
+
+    @property
+    def shards(self) -> int:
+        """Server processes started per (runtime, workload): enough for the top level."""
+        return shards_for(max(self.levels))
+
+    def level_seconds(self, conc: int) -> float:
+        fairness = self.fairness_duration if conc >= FAIRNESS_FROM and self.fairness_duration else 0
+        # Opening thousands of connections is not free either: ~1 s per 10,000.
+        return self.warmup + self.duration + fairness + self.pause + 0.5 + conc / 10_000
+
+    def estimate_seconds(self) -> float:
+        per_server = self.shards * SERVER_START_S + sum(self.level_seconds(c) for c in self.levels)
+        return self.repeat * len(self.runtimes) * len(self.workloads) * per_server
+
+    def describe(self) -> str:
+        lines = [
+            f"runtimes:   {', '.join(self.runtimes)}",
+            f"workloads:  {', '.join(self.workloads)}",
+            f"protocol:   {self.proto}",
+            f"levels:     {', '.join(f'{c:,}' for c in self.levels)} connections",
+            f"servers:    {self.shards} process(es) per runtime and workload"
+            + (f" (levels above {SHARD_CONNECTIONS:,} connections are split over 127.0.0.1..{self.shards})"
+               if self.shards > 1 else ""),
+            f"each level: {self.warmup:g} s warm-up (discarded), {self.duration:g} s measured"
+            + (f", {self.fairness_duration:g} s fairness run (h2load --h1) from {FAIRNESS_FROM} connections"
+               if self.fairness_duration else "")
+            + f", {self.pause:g} s pause",
+            f"rounds:     {self.repeat} (median reported)",
+            f"pinning:    servers on CPU {','.join(map(str, self.server_cpus))}, "
+            f"load generators on CPU {','.join(map(str, self.client_cpus))}",
+            f"estimated:  {self.estimate_seconds() / 60:.0f} min",
+        ]
+        return "\n".join(lines)

@@ -1,0 +1,352 @@
+"""Render the harness's results document: a summary table, a Markdown report, a CSV and plots.
+
+Pure: it reads the document ``python -m experiments run`` writes (a dict, saved
+as JSON) and starts no servers and no load, so an old results file can be
+rendered again at any time::
+
+    python -m experiments.report results/experiment-XXXX.json
+
+prints the table and writes ``experiment-XXXX.md``, ``experiment-XXXX.csv`` and
+``experiment-XXXX-<workload>-<proto>.png`` next to the JSON file.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import re
+import statistics
+import sys
+from pathlib import Path
+
+KEY = ("runtime", "workload", "proto", "conc")
+METRICS = ("rps", "p50_ms", "p99_ms", "p999_ms", "max_ms", "errors", "cpu_us_per_request", "peak_rss_mib",
+           "rss_per_conn_kib", "peak_threads", "ctx_vol", "ctx_invol", "conns_established",
+           "fair_min_rps", "fair_max_rps", "fair_mean_rps", "other_cpus")
+CSV_FIELDS = ("workload", "proto", "conc", "runtime", "failed", "error", "rounds", "rounds_ok", "round",
+              "servers", *METRICS, "spread", "rps_all")
+
+
+def dig(d, *keys):
+    """d[k1][k2]... or None as soon as a level is missing (failed runs lack whole sections)."""
+    for k in keys:
+        if not isinstance(d, dict):
+            return None
+        d = d.get(k)
+    return d
+
+
+def _div(value, by):
+    return None if value is None else value / by
+
+
+def _rps(run: dict):
+    value = dig(run, "load", "requests_per_s")
+    return value if isinstance(value, (int, float)) else None
+
+
+def _errors(run: dict) -> int:
+    wrk = dig(run, "load", "errors") or {}
+    total = sum(v for v in wrk.values() if isinstance(v, (int, float)))
+    fair = run.get("fairness") or {}
+    # h2load's "errored" is a subset of "failed" (failed also counts non-2xx/3xx
+    # answers) and its timed-out requests are failed ones too: adding the three
+    # would count a request up to three times, so take the largest.
+    return int(total + max(fair.get(k) or 0 for k in ("failed", "errored", "timeout")))
+
+
+def _flatten(run: dict) -> dict:
+    lat = dig(run, "load", "latency_us") or {}
+    cost = run.get("cost") or {}
+    fair = dig(run, "fairness", "client_rps") or {}
+    return {
+        "rps": _rps(run),
+        "p50_ms": _div(lat.get("p50"), 1000), "p99_ms": _div(lat.get("p99"), 1000),
+        "p999_ms": _div(lat.get("p99.9"), 1000), "max_ms": _div(lat.get("max"), 1000),
+        "errors": _errors(run),
+        "cpu_us_per_request": cost.get("cpu_us_per_request"),
+        "peak_rss_mib": _div(cost.get("peak_rss_kib"), 1024),
+        "rss_per_conn_kib": _div(cost.get("rss_per_connection_bytes"), 1024),
+        "peak_threads": cost.get("peak_threads"),
+        "ctx_vol": cost.get("ctx_voluntary"), "ctx_invol": cost.get("ctx_involuntary"),
+        "conns_established": cost.get("connections_established"),
+        "fair_min_rps": fair.get("min"), "fair_max_rps": fair.get("max"), "fair_mean_rps": fair.get("mean"),
+        "other_cpus": run.get("other_cpus"),  # CPUs something else kept busy just before the run
+    }
+
+
+def summarize(doc: dict) -> list[dict]:
+    """One row per (runtime, workload, proto, conc), from the round with the median req/s.
+
+    With an even number of good rounds the lower of the two middle ones is
+    taken, so every field of a row (rps included) comes from one real run.
+    ``spread`` is (max - min) / median req/s over the good rounds, None with
+    fewer than two. A row whose every round errored has ``failed`` True,
+    ``error`` set and None metrics; errors of some rounds only are listed in
+    ``round_errors``.
+    """
+    groups: dict[tuple, list[dict]] = {}
+    for run in doc.get("runs") or []:
+        groups.setdefault(tuple(run.get(k) for k in KEY), []).append(run)
+    rows = []
+    for key, group in groups.items():
+        ok = [r for r in group if not r.get("error") and _rps(r) is not None]
+        bad = [f"round {r.get('round', '?')}: {r.get('error') or 'no requests_per_s'}"
+               for r in group if r not in ok]
+        row = dict(zip(KEY, key), rounds=len(group), rounds_ok=len(ok), failed=not ok,
+                   error="; ".join(bad) if not ok else None, round_errors=bad)
+        if not ok:
+            rows.append(row | dict.fromkeys(METRICS) | {"round": None, "servers": None, "rps_all": [],
+                                                        "spread": None})
+            continue
+        pick = sorted(ok, key=_rps)[(len(ok) - 1) // 2]
+        rps_all = [_rps(r) for r in ok]
+        median = statistics.median(rps_all)
+        spread = (max(rps_all) - min(rps_all)) / median if len(ok) > 1 and median else None
+        rows.append(row | _flatten(pick) | {"round": pick.get("round"), "servers": pick.get("servers"),
+                                            "rps_all": rps_all, "spread": spread})
+    rows.sort(key=lambda r: (str(r["workload"]), str(r["proto"]), r["conc"] or 0, str(r["runtime"])))
+    return rows
+
+
+# Tables ---------------------------------------------------------------------------
+
+def _f(value, spec: str) -> str:
+    if value is None:
+        return "-"
+    return format(int(value) if spec.endswith("d") else value, spec)
+
+
+def _fair(r: dict) -> str:
+    if r["fair_min_rps"] is None and r["fair_max_rps"] is None:
+        return "-"
+    return f"{_f(r['fair_min_rps'], '.2f')}..{_f(r['fair_max_rps'], '.2f')}"
+
+
+# (header, what it means, cell) -- shared by the printed table, the Markdown and its legend.
+COLUMNS = [
+    ("conc", "concurrent connections the load generator keeps open", lambda r: str(r["conc"])),
+    ("runtime", "the astra runtime serving", lambda r: str(r["runtime"])),
+    ("req/s", "responses per second wrk completed (the median round)", lambda r: _f(r["rps"], ",.0f")),
+    ("p50 ms", "median latency in ms of the requests wrk saw complete", lambda r: _f(r["p50_ms"], ".2f")),
+    ("p99 ms", "99th percentile latency, ms", lambda r: _f(r["p99_ms"], ".2f")),
+    ("p99.9 ms", "99.9th percentile latency, ms", lambda r: _f(r["p999_ms"], ".2f")),
+    ("errors", "wrk connect/read/write/timeout errors and non-2xx/3xx answers, plus the requests "
+               "h2load's fairness run saw fail", lambda r: _f(r["errors"], "d")),
+    ("cpu-us/req", "server CPU time (user + system, all its processes) per completed request, microseconds",
+     lambda r: _f(r["cpu_us_per_request"], ".1f")),
+    ("RSS MiB", "peak resident memory of the server processes, MiB", lambda r: _f(r["peak_rss_mib"], ".1f")),
+    ("KiB/conn", "growth of resident memory over the idle server, per connection open at the peak, KiB",
+     lambda r: _f(r["rss_per_conn_kib"], ".1f")),
+    ("threads", "peak OS threads of the server processes", lambda r: _f(r["peak_threads"], "d")),
+    ("ctx vol/invol", "voluntary / involuntary context switches of the server during the run",
+     lambda r: f"{_f(r['ctx_vol'], 'd')}/{_f(r['ctx_invol'], 'd')}"),
+    ("conns", "peak connections the server had open (from astra's stats)",
+     lambda r: _f(r["conns_established"], "d")),
+    ("fair req/s/client", "h2load --h1 per-client req/s, slowest..fastest client: 0.00 is a starved client",
+     _fair),
+    ("spread", "(max - min) / median req/s over the rounds: the run-to-run noise ('-' with one round)",
+     lambda r: _f(r["spread"], ".0%")),
+]
+
+
+def _cells(row: dict) -> list[str]:
+    if row["failed"]:
+        return [str(row["conc"]), str(row["runtime"]), "FAILED"] + ["-"] * (len(COLUMNS) - 3)
+    return [cell(row) for _, _, cell in COLUMNS]
+
+
+def _tables(rows: list[dict]) -> dict[tuple, list[dict]]:
+    tables: dict[tuple, list[dict]] = {}
+    for row in rows:
+        tables.setdefault((row["workload"], row["proto"]), []).append(row)
+    return tables
+
+
+def _notes(rows: list[dict]) -> list[str]:
+    notes = []
+    for r in rows:
+        where = f"{r['runtime']} @ {r['conc']}"
+        if r["failed"]:
+            notes.append(f"{where}: FAILED, every round errored ({r['error']})")
+        elif r["round_errors"]:
+            notes.append(f"{where}: reported from the rounds that ran; {'; '.join(r['round_errors'])}")
+    if erred := [f"{r['runtime']} @ {r['conc']} ({r['errors']})" for r in rows if r["errors"]]:
+        notes.append(f"with errors, so latency not trustworthy: {', '.join(erred)}")
+    if busy := [f"{r['runtime']} @ {r['conc']}" for r in rows if (r.get("other_cpus") or 0) > 0.2]:
+        notes.append(f"something else was busy on the machine just before: {', '.join(busy)}")
+    return notes
+
+
+def print_table(rows: list[dict]) -> None:
+    for (workload, proto), group in _tables(rows).items():
+        lines = [[h for h, _, _ in COLUMNS]] + [_cells(r) for r in group]
+        widths = [max(len(line[i]) for line in lines) for i in range(len(COLUMNS))]
+        print(f"\n{workload} ({proto})")
+        for line in lines:
+            print("  ".join(c.ljust(w) if i == 1 else c.rjust(w) for i, (c, w) in enumerate(zip(line, widths))))
+        for note in _notes(group):
+            print(f"  note: {note}")
+    print("(fair req/s/client: h2load --h1, slowest..fastest client; "
+          "spread: (max - min) / median req/s over the rounds)")
+
+
+# Markdown and CSV -------------------------------------------------------------------
+
+def _setup(meta: dict) -> list[str]:
+    tools = meta.get("tools") or {}
+    if meta.get("server_cpus") and meta.get("client_cpus"):
+        pinned = f"server on CPUs {meta['server_cpus']}, load generator on CPUs {meta['client_cpus']}"
+    else:
+        pinned = "not recorded" if "server_cpus" not in meta else "none: server and load share the CPUs"
+    lines = [
+        f"- **Date:** {meta.get('date', '?')}",
+        f"- **Machine:** {meta.get('cpus', '?')} CPUs; {meta.get('kernel', '?')}",
+        f"- **Pinning:** {pinned}",
+        f"- **Python:** {meta.get('python', '?')}",
+        *(f"- **{name}:** `{version}`" for name, version in tools.items()),
+        f"- **Each run:** {meta.get('warmup_s', '?')} s warm-up, then {meta.get('duration_s', '?')} s measured; "
+        f"{meta.get('repeat', '?')} round(s) per point, the round with the median req/s reported",
+    ]
+    if meta.get("command"):
+        lines.append(f"- **Command:** `{meta['command']}`")
+    known = {"date", "cpus", "kernel", "server_cpus", "client_cpus", "python", "tools", "warmup_s",
+             "duration_s", "repeat", "command", "notes"}
+    lines += [f"- **{k}:** {v}" for k, v in meta.items() if k not in known]
+    lines += [f"- {note}" for note in meta.get("notes") or []]
+    return lines
+
+
+def _md_table(rows: list[dict]) -> list[str]:
+    def line(cells):
+        return "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
+    return [line([h for h, _, _ in COLUMNS]), "|" + "|".join("---:" if i != 1 else "---" for i in
+                                                              range(len(COLUMNS))) + "|",
+            *(line(_cells(r)) for r in rows)]
+
+
+HOW_TO_READ = """\
+- Ratios between runtimes are only meaningful within one results file: one
+  machine, one session, the same tools. Do not compare figures across files
+  or machines.
+- wrk only reports the requests that complete. A server that leaves some
+  connections waiting forever can still show high req/s and low latency.
+  The fairness columns come from a separate `h2load --h1` run with the same
+  concurrency. They give the slowest and fastest client's req/s, and a
+  minimum of 0.00 means at least one client was starved: it got nothing.
+- A row with errors or timeouts has latency figures you cannot trust: they
+  describe only the requests that succeeded.
+- `spread` shows how noisy the measurement was. Differences smaller than the
+  spread are not differences."""
+
+
+def write_markdown(doc: dict, rows: list[dict], path: Path, plots: list[Path]) -> None:
+    path = Path(path)
+    out = [f"# Results: {path.stem}", "", "## Setup", "", *_setup(doc.get("metadata") or {}), ""]
+    for (workload, proto), group in _tables(rows).items():
+        out += [f"## {workload} ({proto})", "", *_md_table(group), ""]
+        out += [f"- {note}" for note in _notes(group)] + ([""] if _notes(group) else [])
+        suffix = f"-{_safe(workload)}-{_safe(proto)}.png"
+        for p in (p for p in plots if Path(p).name.endswith(suffix)):
+            out += [f"![{workload} ({proto})]({os.path.relpath(p, path.parent)})", ""]
+    out += ["## How to read this", "", *(f"- **{h}**: {meaning}" for h, meaning, _ in COLUMNS), "",
+            HOW_TO_READ, ""]
+    path.write_text("\n".join(out))
+
+
+def write_csv(rows: list[dict], path: Path) -> None:
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=CSV_FIELDS, extrasaction="ignore")
+        writer.writeheader()
+        for row in rows:
+            writer.writerow(row | {"rps_all": ";".join(f"{v:g}" for v in row["rps_all"])})
+
+
+# Plots ----------------------------------------------------------------------------
+
+def _safe(name) -> str:
+    return re.sub(r"[^\w.-]+", "_", str(name))
+
+
+PANELS = [("rps", "throughput (req/s)", "linear"), ("p99_ms", "p99 latency (ms, log scale)", "log"),
+          ("cpu_us_per_request", "server CPU µs per request", "linear")]
+
+
+def plot(doc: dict, rows: list[dict], out_dir: Path, stem: str) -> list[Path]:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg  # Agg: no display, no pyplot state
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import NullFormatter, ScalarFormatter
+
+    runtimes = sorted({str(r["runtime"]) for r in rows})
+    style = {rt: (f"C{i % 10}", "osD^v<>ph*"[i % 10]) for i, rt in enumerate(runtimes)}
+    paths = []
+    for (workload, proto), group in _tables(rows).items():
+        fig = Figure(figsize=(15, 4.8), layout="constrained")
+        FigureCanvasAgg(fig)
+        axes = fig.subplots(1, 3, sharex=True)
+        for ax, (key, label, yscale) in zip(axes, PANELS):
+            ax.set_xmargin(0.08)
+            top = 0
+            for rt in runtimes:
+                pts = [r for r in group if str(r["runtime"]) == rt and not r["failed"] and r[key] is not None
+                       and (yscale == "linear" or r[key] > 0)]
+                if not pts:
+                    continue
+                color, marker = style[rt]
+                top = max(top, *(r[key] for r in pts))
+                ax.plot([r["conc"] for r in pts], [r[key] for r in pts], marker=marker, color=color, label=rt)
+                bad = [r for r in pts if r["errors"]]
+                ax.scatter([r["conc"] for r in bad], [r[key] for r in bad], s=90, marker=marker,
+                           facecolors="white", edgecolors=color, linewidths=1.5, zorder=3)
+            ax.set_xscale("log")
+            ax.set_yscale(yscale)
+            if yscale == "linear" and top > 0:
+                ax.set_ylim(0, top * 1.1)  # from zero, with room for the markers at the top
+            ax.set_title(label)
+            ax.set_xlabel("concurrent connections (log scale)")
+            ax.set_ylabel(label)
+            ax.grid(True, which="major", alpha=0.35)
+        concs = sorted({r["conc"] for r in group if r["conc"]})
+        axes[0].set_xticks(concs)
+        axes[0].xaxis.set_major_formatter(ScalarFormatter())
+        axes[0].xaxis.set_minor_formatter(NullFormatter())
+        handles = {lab: h for ax in axes for h, lab in zip(*ax.get_legend_handles_labels())}
+        if handles:
+            fig.legend(handles.values(), handles.keys(), title="runtime", loc="outside right upper")
+        title = f"{workload} ({proto})"
+        failed = [f"{r['runtime']}@{r['conc']}" for r in group if r["failed"]]
+        if failed:
+            title += f"\nnot plotted, run failed: {', '.join(failed)}"
+        if any(r["errors"] for r in group if not r["failed"]):
+            title += "\nhollow marker: the run had errors, its latency is not trustworthy"
+        fig.suptitle(title)
+        path = Path(out_dir) / f"{stem}-{_safe(workload)}-{_safe(proto)}.png"
+        fig.savefig(path, dpi=110)
+        paths.append(path)
+    return paths
+
+
+def render(path: Path) -> list[Path]:
+    path = Path(path)
+    doc = json.loads(path.read_text())
+    rows = summarize(doc)
+    print_table(rows)
+    plots = plot(doc, rows, path.parent, path.stem)
+    md, table = path.with_suffix(".md"), path.with_suffix(".csv")
+    write_markdown(doc, rows, md, plots)
+    write_csv(rows, table)
+    return [md, table, *plots]
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 1 or argv[0] in ("-h", "--help"):
+        print("usage: python -m experiments.report RESULTS.json", file=sys.stderr)
+        return 2
+    for written in render(Path(argv[0])):
+        print(f"wrote {written}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,35 @@
+"""The workloads the harness runs, by name: each defined once, served on every runtime."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["Workload", "WORKLOADS"]
+
+
+@dataclass(frozen=True)
+class Workload:
+    name: str
+    description: str
+    blocking: str  # MODULE:ATTR of the plain handler
+    awaitable: str | None = None  # MODULE:ATTR of the ``async def`` form, where the work can be awaited
+
+    def handler_for(self, runtime_awaits: bool, style: str = "auto") -> str:
+        """Which form a runtime serves: ``auto`` awaits where it can."""
+        if style == "sync" or not runtime_awaits or self.awaitable is None:
+            return self.blocking
+        return self.awaitable
+
+
+WORKLOADS = {
+    w.name: w for w in (
+        Workload("hello", "hello world (the seeds' README)", "experiments.apps:hello",
+                 "experiments.apps:hello_async"),
+        Workload("cpu", "100 string formats + JSON of an address (the seed blog's simulated work)",
+                 "experiments.apps:cpu"),
+        Workload("sleep", "the handler sleeps ASTRA_SLEEP_MS (10 ms): blocking I/O stand-in",
+                 "experiments.apps:sleep", "experiments.apps:sleep_async"),
+        Workload("file", "read a ~1 KiB index.html from disk per request (the seeds' example)",
+                 "experiments.apps:file", "experiments.apps:file_async"),
+    )
+}

@@ -1,0 +1,68 @@
+"""The experiment harness: its plan, and one real end-to-end run on loopback."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from experiments.plan import SHARD_CONNECTIONS, Plan, ladder, shards_for
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_ladder_from_a_top_level():
+    assert ladder("25000") == [1, 10, 100, 1000, 10000, 25000]
+    assert ladder("1000") == [1, 10, 100, 1000]
+    assert ladder("1") == [1]
+
+
+def test_ladder_from_a_list():
+    assert ladder("1,64,1000") == [1, 64, 1000]
+    with pytest.raises(ValueError):
+        ladder("0,10")
+
+
+def test_large_levels_are_sharded():
+    assert shards_for(1000) == 1
+    assert shards_for(SHARD_CONNECTIONS) == 1
+    assert shards_for(25_000) == 3
+
+
+def test_default_sweep_fits_in_thirty_minutes():
+    plan = Plan(runtimes=["threaded", "hybrid", "asyncio", "trio"],
+                workloads=["hello", "cpu", "sleep", "file"], levels=ladder("1000"))
+    assert plan.estimate_seconds() < 30 * 60
+
+
+def test_dry_run_prints_the_plan():
+    out = subprocess.run([sys.executable, "-m", "experiments", "run", "--dry-run", "--conc", "25000"],
+                         cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert "1, 10, 100, 1,000, 10,000, 25,000" in out.stdout and "estimated" in out.stdout
+
+
+@pytest.mark.skipif(not all(shutil.which(t) for t in ("wrk", "h2load", "taskset")), reason="load tools missing")
+def test_a_small_experiment_end_to_end(tmp_path):
+    out = subprocess.run(
+        [sys.executable, "-m", "experiments", "run", "--conc", "2,100", "--runtimes", "hybrid",
+         "--workloads", "hello", "--duration", "1", "--warmup", "1", "--fairness", "1", "--pause", "0",
+         "--results-dir", str(tmp_path)],
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+    )
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+    doc = json.loads((tmp_path / "experiment-latest.json").read_text())
+    runs = doc["runs"]
+    assert [r["conc"] for r in runs] == [2, 100]
+    for run in runs:
+        assert run["error"] is None, run
+        assert run["load"]["requests"] > 0 and sum(run["load"]["errors"].values()) == 0
+        assert run["cost"]["cpu_us_per_request"] > 0 and run["cost"]["peak_threads"] >= 2
+    assert runs[1]["fairness"]["client_rps"]["min"] > 0  # every client was served
+    assert runs[1]["cost"]["connections_established"] >= 100
+    assert doc["metadata"]["tools"]["wrk"] and doc["metadata"]["tools"]["h2load"]
+    assert list(tmp_path.glob("*.md")) and list(tmp_path.glob("*.png"))

@@ -1,0 +1,155 @@
+"""experiments.report: summarizing and rendering a results document (no servers, no load)."""
+
+from __future__ import annotations
+
+import copy
+import csv
+import json
+
+import pytest
+
+pytest.importorskip("matplotlib")
+
+from experiments import report  # noqa: E402
+
+
+def run(runtime, conc, round_no, rps, *, p99_us=25_000, wrk_errors=None, fairness="default", error=None):
+    doc = {"runtime": runtime, "workload": "hello", "proto": "h1", "conc": conc, "round": round_no,
+           "servers": 1, "load_processes": 1, "error": error}
+    if error:
+        return doc  # a failed run carries little more than its key and the error
+    doc["load"] = {
+        "tool": "wrk", "requests": int(rps * 5), "requests_per_s": rps,
+        "errors": {"connect": 0, "read": 0, "write": 0, "status": 0, "timeout": 0} | (wrk_errors or {}),
+        "latency_us": {"p50": 15_000, "p90": 18_000, "p99": p99_us, "p99.9": 40_000, "max": 60_000,
+                       "mean": 16_000},
+    }
+    doc["fairness"] = None if fairness is None else {
+        "tool": "h2load", "client_rps": {"min": 0.0, "max": 6.2, "mean": 3.0, "sd": 0.1},
+        "request_time_us": {"min": 1, "max": 2, "mean": 1.5, "sd": 0.1}, "requests": 1234,
+        "failed": 4, "errored": 3, "timeout": 1,
+    }
+    doc["other_cpus"] = 0.5 if (runtime, conc) == ("hybrid", 10) else 0.0
+    doc["cost"] = {"cpu_s": 4.9, "cpu_us_per_request": 1e6 / rps, "peak_rss_kib": 61_440,
+                   "rss_per_connection_bytes": 3_072.0, "peak_threads": 32, "ctx_voluntary": 1234,
+                   "ctx_involuntary": 56, "connections_established": conc}
+    return doc
+
+
+@pytest.fixture
+def doc() -> dict:
+    """2 runtimes x 2 concurrencies x 2 rounds; one errored run, one without fairness, one all-failed point."""
+    return {
+        "metadata": {"date": "2026-11-21T06:40:00+00:00", "python": "3.11.7", "cpus": 2, "kernel": "Linux 6.1",
+                     "tools": {"wrk": "wrk debian/4.1.0", "h2load": "h2load nghttp2/1.52.0"},
+                     "server_cpus": [0], "client_cpus": [1], "duration_s": 5, "warmup_s": 1, "repeat": 2,
+                     "command": "python -m experiments run --conc 10,1000", "notes": ["synthetic"]},
+        "runs": [
+            run("threaded", 10, 1, 6000.0),
+            run("threaded", 10, 2, 5000.0, fairness=None),
+            run("threaded", 1000, 1, 4000.0, wrk_errors={"timeout": 7, "read": 2}),
+            run("threaded", 1000, 2, None, error="server did not start"),
+            run("hybrid", 10, 1, 7000.0),
+            run("hybrid", 10, 2, 8000.0),
+            run("hybrid", 1000, 1, None, error="wrk crashed"),
+            run("hybrid", 1000, 2, None, error="wrk crashed again"),
+        ],
+    }
+
+
+def by_key(rows):
+    return {(r["runtime"], r["conc"]): r for r in rows}
+
+
+def test_summarize_medians_spread_and_order(doc):
+    rows = report.summarize(doc)
+    assert [(r["conc"], r["runtime"]) for r in rows] == [
+        (10, "hybrid"), (10, "threaded"), (1000, "hybrid"), (1000, "threaded")]
+    row = by_key(rows)[("threaded", 10)]
+    # Two rounds: the lower middle round is picked, and every field comes from it.
+    assert row["rps"] == 5000.0 and row["round"] == 2
+    assert row["rps_all"] == [6000.0, 5000.0]
+    assert row["spread"] == pytest.approx(1000 / 5500)
+    assert row["cpu_us_per_request"] == pytest.approx(200.0)
+    assert (row["p50_ms"], row["p99_ms"], row["p999_ms"], row["max_ms"]) == (15.0, 25.0, 40.0, 60.0)
+    assert row["peak_rss_mib"] == 60.0 and row["rss_per_conn_kib"] == 3.0
+    assert (row["ctx_vol"], row["ctx_invol"], row["peak_threads"], row["conns_established"]) == (1234, 56, 32, 10)
+    # That round had no fairness run: the fairness fields are None, not a crash.
+    assert row["fair_min_rps"] is row["fair_max_rps"] is row["fair_mean_rps"] is None
+    assert row["errors"] == 0 and row["rounds"] == 2 and not row["failed"]
+
+
+def test_summarize_odd_rounds_takes_the_true_median(doc):
+    doc["runs"].append(run("hybrid", 10, 3, 9000.0))
+    row = by_key(report.summarize(doc))[("hybrid", 10)]
+    assert row["rps"] == 8000.0 and row["round"] == 2 and row["rounds"] == 3
+    assert row["spread"] == pytest.approx(2000 / 8000)
+
+
+def test_errors_sum_wrk_and_fairness(doc):
+    row = by_key(report.summarize(doc))[("threaded", 1000)]
+    # wrk: 7 timeouts + 2 read errors; h2load: failed 4 (errored 3 and timeout 1 are part of it).
+    assert row["errors"] == 7 + 2 + 4
+    assert row["fair_min_rps"] == 0.0 and row["fair_max_rps"] == 6.2 and row["fair_mean_rps"] == 3.0
+
+
+def test_partly_and_wholly_failed_points(doc):
+    rows = by_key(report.summarize(doc))
+    partly = rows[("threaded", 1000)]
+    assert not partly["failed"] and partly["error"] is None
+    assert partly["rounds"] == 2 and partly["rounds_ok"] == 1 and partly["rps"] == 4000.0
+    assert partly["spread"] is None  # one good round: no spread to speak of
+    assert partly["round_errors"] == ["round 2: server did not start"]
+    failed = rows[("hybrid", 1000)]
+    assert failed["failed"] and "wrk crashed" in failed["error"] and "wrk crashed again" in failed["error"]
+    assert failed["rps"] is None and failed["rps_all"] == [] and failed["spread"] is None
+
+
+def test_missing_sections_do_not_crash(doc, capsys):
+    sparse = copy.deepcopy(doc)
+    for r in sparse["runs"]:
+        r.pop("cost", None)
+        if "load" in r:
+            del r["load"]["latency_us"]["p99.9"]
+            del r["load"]["errors"]
+    sparse["runs"].append({"runtime": "trio", "workload": "cpu", "proto": "h1", "conc": 5, "error": "boom"})
+    sparse["metadata"] = {}
+    rows = report.summarize(sparse)
+    row = by_key(rows)[("threaded", 10)]
+    assert row["p999_ms"] is None and row["cpu_us_per_request"] is None and row["peak_rss_mib"] is None
+    report.print_table(rows)
+    out = capsys.readouterr().out
+    assert "hello (h1)" in out and "cpu (h1)" in out and "FAILED" in out
+    assert report.summarize({}) == []
+
+
+def test_render_writes_markdown_csv_and_plots(doc, tmp_path, capsys):
+    source = tmp_path / "experiment-test.json"
+    source.write_text(json.dumps(doc))
+    written = report.render(source)
+    md, table = tmp_path / "experiment-test.md", tmp_path / "experiment-test.csv"
+    png = tmp_path / "experiment-test-hello-h1.png"
+    assert written == [md, table, png]
+    assert png.read_bytes().startswith(b"\x89PNG") and png.stat().st_size > 10_000
+    assert "hello (h1)" in capsys.readouterr().out
+
+    text = md.read_text()
+    for expected in ("wrk debian/4.1.0", "h2load nghttp2/1.52.0", "CPUs [0]", "CPUs [1]",
+                     "python -m experiments run --conc 10,1000", "## hello (h1)",
+                     "![hello (h1)](experiment-test-hello-h1.png)", "## How to read this", "starved",
+                     "FAILED", "wrk crashed", "busy on the machine just before: hybrid @ 10"):
+        assert expected in text, expected
+
+    with open(table, newline="") as f:
+        lines = list(csv.DictReader(f))
+    assert len(lines) == 4
+    first = lines[0]
+    assert (first["runtime"], first["conc"], first["rps"], first["rps_all"]) == ("hybrid", "10", "7000.0", "7000;8000")
+
+
+def test_cli_renders_a_file(doc, tmp_path, capsys):
+    source = tmp_path / "old.json"
+    source.write_text(json.dumps(doc))
+    assert report.main([str(source)]) == 0
+    assert (tmp_path / "old.md").exists() and (tmp_path / "old-hello-h1.png").exists()
+    assert report.main([]) == 2
