@@ -21,7 +21,7 @@ from protocols import ClientDisconnected, HTTPError, Limits, Request, Response
 
 __all__ = [
     "Config", "Handler", "Runtime", "bind_listener", "call_handler",
-    "error_response", "is_async_handler", "logger", "socket_address",
+    "error_response", "is_async_handler", "logger", "socket_address", "thread_count",
 ]
 
 logger = logging.getLogger("astra")
@@ -182,3 +182,17 @@ def socket_address(address: Any) -> tuple[str, int] | None:
     if isinstance(address, tuple) and len(address) >= 2:
         return (address[0], address[1])
     return None
+
+
+def thread_count() -> int:
+    """Threads in this process, as the kernel counts them (``threading`` misses some)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Threads:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    import threading
+
+    return threading.active_count()

@@ -56,7 +56,7 @@ from protocols import (
 )
 
 from ._threads import BodyInbox, WorkerPool, reject_connection, write_response
-from .common import Runtime, call_handler, error_response, logger, socket_address
+from .common import Runtime, call_handler, error_response, logger, socket_address, thread_count
 
 __all__ = ["HybridRuntime"]
 
@@ -312,7 +312,7 @@ class HybridRuntime(Runtime):
             "connections_accepted": self.accepted,
             "connections_rejected": self.rejected,
             "requests_overloaded": self.overloaded,
-            "threads": threading.active_count(),
+            "threads": thread_count(),
             **self.pool.stats(),
         }
 
