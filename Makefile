@@ -13,6 +13,8 @@ WORKLOADS ?=
 PROTO     ?=
 DURATION  ?=
 REPEAT    ?=
+PEERS     ?=
+RESUME    ?=
 
 .PHONY: test experiment bench venv tools clean
 
@@ -35,7 +37,8 @@ experiment: venv tools
 	$(PY) -m experiments run \
 	  $(if $(CONC),--conc $(CONC)) $(if $(RUNTIMES),--runtimes $(RUNTIMES)) \
 	  $(if $(WORKLOADS),--workloads $(WORKLOADS)) $(if $(PROTO),--proto $(PROTO)) \
-	  $(if $(DURATION),--duration $(DURATION)) $(if $(REPEAT),--repeat $(REPEAT))
+	  $(if $(DURATION),--duration $(DURATION)) $(if $(REPEAT),--repeat $(REPEAT)) \
+	  $(if $(PEERS),--peers $(PEERS)) $(if $(RESUME),--resume $(RESUME))
 
 # The walking-skeleton benchmark: hello world at 1 and 64 connections against peers.
 bench: venv tools

@@ -6,14 +6,16 @@ import argparse
 import importlib
 import json
 import logging
+import os
 import signal
+import socket
 import sys
 import threading
 import time
 from collections.abc import Sequence
 
 from .runtimes import DEFAULT_RUNTIME, available_runtimes
-from .server import Server
+from .server import Server, parse_address
 
 __all__ = ["main"]
 
@@ -33,7 +35,9 @@ def load_handler(spec: str):
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m astra", description="Serve a handler with astra.")
     p.add_argument("handler", help="MODULE:ATTR of a callable handler(request) -> Response")
-    p.add_argument("--bind", default="127.0.0.1:3000", help="HOST:PORT (port 0 picks one)")
+    p.add_argument("--bind", action="append", help="HOST:PORT (port 0 picks one); repeat to listen on several")
+    p.add_argument("--workers", type=int, default=1,
+                   help="server processes sharing the address(es) with SO_REUSEPORT (default 1)")
     p.add_argument("--runtime", default=DEFAULT_RUNTIME, choices=available_runtimes())
     p.add_argument("--max-connections", type=int)
     p.add_argument("--max-workers", type=int, help="worker threads at most (pool runtimes)")
@@ -66,17 +70,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     handler = load_handler(args.handler)
     options = {
         name: value for name, value in vars(args).items()
-        if name not in ("handler", "bind", "runtime", "log_level", "stats_file", "stats_interval")
+        if name not in ("handler", "bind", "runtime", "log_level", "stats_file", "stats_interval", "workers")
         and value is not None
     }
-    server = Server.bind(args.bind, runtime=args.runtime, **options)
+    binds = args.bind or ["127.0.0.1:3000"]
+    if args.workers > 1:
+        return run_workers(args, binds, handler, options)
+    server = Server.bind(*binds, runtime=args.runtime, **options)
+    return serve_until_signalled(server, handler, args.stats_file, args.stats_interval)
 
+
+def serve_until_signalled(server: Server, handler, stats_file: str | None, stats_interval: float) -> int:
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     handle = server.start(handler)
-    print(f"listening on {handle.url}", flush=True)
-    stats = StatsWriter(handle, args.stats_file, args.stats_interval) if args.stats_file else None
+    for url in handle.urls:
+        print(f"listening on {url}", flush=True)
+    stats = StatsWriter(handle, stats_file, stats_interval) if stats_file else None
     while not stop.wait(0.1):
         if not handle.running:
             return 1
@@ -86,6 +97,63 @@ def main(argv: Sequence[str] | None = None) -> int:
     if stats:
         stats.write()
     return 0 if clean else 1
+
+
+def run_workers(args, binds: list[str], handler, options: dict) -> int:
+    """``--workers N``: N processes, each its own server, sharing the addresses via SO_REUSEPORT.
+
+    The kernel spreads new connections over the processes. Port 0 is
+    resolved here first, so every worker binds the same port. Workers are
+    forked after the handler is imported (no threads exist yet); each writes
+    its counters to ``STATS_FILE.<i>``. SIGINT/SIGTERM are passed on, and the
+    parent exits 0 only if every worker shut down cleanly.
+    """
+    addresses = [parse_address(b) for b in binds]
+    held = []
+    for i, (host, port) in enumerate(addresses):
+        if port == 0:  # bound without listening: reserves the port, receives nothing
+            sock = socket.socket()
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            sock.bind((host, 0))
+            held.append(sock)
+            addresses[i] = (host, sock.getsockname()[1])
+    options["reuse_port"] = True
+    children = []
+    for i in range(args.workers):
+        pid = os.fork()
+        if pid == 0:  # the worker
+            for sock in held:
+                sock.close()
+            server = Server(*addresses[0], runtime=args.runtime, also_bind=tuple(addresses[1:]), **options)
+            stats_file = f"{args.stats_file}.{i}" if args.stats_file else None
+            code = 1
+            try:
+                code = serve_until_signalled(server, handler, stats_file, args.stats_interval)
+            finally:
+                os._exit(code)
+        children.append(pid)
+    signal.signal(signal.SIGINT, lambda *_: _signal_all(children, signal.SIGINT))
+    signal.signal(signal.SIGTERM, lambda *_: _signal_all(children, signal.SIGTERM))
+    clean = True
+    for pid in children:
+        while True:
+            try:
+                _, status = os.waitpid(pid, 0)
+                break
+            except InterruptedError:
+                continue
+        clean = clean and os.waitstatus_to_exitcode(status) == 0
+    for sock in held:
+        sock.close()
+    return 0 if clean else 1
+
+
+def _signal_all(pids: list[int], sig: int) -> None:
+    for pid in pids:
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            pass
 
 
 class StatsWriter:

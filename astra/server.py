@@ -21,7 +21,7 @@ import threading
 from typing import Any
 
 from protocols import Limits
-from runtimes.common import Config, Handler, bind_listener, is_async_handler
+from runtimes.common import Config, Handler, bind_listeners, is_async_handler
 
 from .runtimes import DEFAULT_RUNTIME, load_runtime
 
@@ -61,8 +61,11 @@ class Server:
         self.runtime_class = load_runtime(runtime)
 
     @classmethod
-    def bind(cls, address: str, **options: Any) -> Server:
+    def bind(cls, address: str, *more: str, **options: Any) -> Server:
+        """``Server.bind("127.0.0.1:3000")``; more addresses listen for the same server."""
         host, port = parse_address(address)
+        if more:
+            options["also_bind"] = tuple(parse_address(a) for a in more)
         return cls(host, port, **options)
 
     def start(self, handler: Handler) -> ServerHandle:
@@ -75,9 +78,9 @@ class Server:
                 f"{getattr(handler, '__name__', handler)!r} is 'async def'. "
                 "Use an async runtime or a plain def."
             )
-        listener = bind_listener(self.config)
-        runtime = self.runtime_class(handler, self.config, listener)
-        return ServerHandle(runtime, listener.getsockname())
+        listeners = bind_listeners(self.config)
+        runtime = self.runtime_class(handler, self.config, listeners)
+        return ServerHandle(runtime, [sock.getsockname() for sock in listeners])
 
     def serve(self, handler: Handler) -> None:
         """Serve until SIGINT or SIGTERM, then shut down gracefully."""
@@ -100,9 +103,10 @@ class Server:
 class ServerHandle:
     """A running server: its bound ``address``, ``url``, ``stats()`` and ``shutdown()``."""
 
-    def __init__(self, runtime: Any, address: tuple) -> None:
+    def __init__(self, runtime: Any, addresses: list[tuple]) -> None:
         self.runtime = runtime
-        self.address: tuple[str, int] = (address[0], address[1])
+        self.addresses: list[tuple[str, int]] = [(a[0], a[1]) for a in addresses]
+        self.address = self.addresses[0]
         self._ready = threading.Event()
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name=f"astra-{runtime.name}", daemon=True)
@@ -121,8 +125,11 @@ class ServerHandle:
 
     @property
     def url(self) -> str:
-        host, port = self.address
-        return f"http://{'[' + host + ']' if ':' in host else host}:{port}"
+        return self.urls[0]
+
+    @property
+    def urls(self) -> list[str]:
+        return [f"http://{'[' + host + ']' if ':' in host else host}:{port}" for host, port in self.addresses]
 
     @property
     def running(self) -> bool:

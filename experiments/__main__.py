@@ -57,20 +57,37 @@ def main(argv: list[str]) -> int:
     run.add_argument("--handlers", choices=["auto", "sync"], default="auto",
                      help="auto: async def forms on runtimes that await them; sync: blocking forms everywhere")
     run.add_argument("--server-args", default="", help="extra astra CLI options, e.g. '--max-workers 200'")
+    run.add_argument("--peers", default="",
+                     help="reference servers through the same workloads: hypercorn,uvicorn,waitress,stdlib")
+    run.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run in RUN_DIR")
     run.add_argument("--results-dir", default=None, help="where results go (default: results/)")
     run.add_argument("--dry-run", action="store_true", help="print the plan and its estimated duration")
     args = parser.parse_args(argv)
 
     if args.proto not in PROTOCOLS:
         raise SystemExit(f"protocol {args.proto!r} is not available yet (have: {', '.join(PROTOCOLS)})")
+    peers = []
+    if args.peers:
+        from .peer_apps import PEERS, peer_available
+
+        peers = [f"peer:{p}" for p in names(args.peers, list(PEERS), "peer") if peer_available(p)]
     plan = Plan(
-        runtimes=names(args.runtimes, available_runtimes(), "runtime"),
+        runtimes=names(args.runtimes, available_runtimes(), "runtime") + peers,
         workloads=names(args.workloads, list(WORKLOADS), "workload"),
         levels=ladder(args.conc), proto=args.proto, duration=args.duration, warmup=args.warmup,
         pause=args.pause, repeat=args.repeat, fairness_duration=args.fairness,
         server_cpus=parse_cpus(args.server_cpus), client_cpus=parse_cpus(args.client_cpus),
     )
+    from .run import check_limits, system_limits
+
     print(plan.describe(), flush=True)
+    limits = system_limits()
+    problems, notes = check_limits(plan, limits)
+    print("limits:     " + ", ".join(f"{k} {v:,}" for k, v in limits.items()))
+    for note in notes:
+        print(f"note:       {note}")
+    if problems:
+        raise SystemExit("this plan cannot run here: " + "; ".join(problems))
     if args.dry_run:
         return 0
     missing = [tool for tool in ("wrk", "h2load", "taskset") if shutil.which(tool) is None]
@@ -88,12 +105,19 @@ def main(argv: list[str]) -> int:
     from .run import RESULTS, run_plan
 
     command = "python -m experiments " + shlex.join(argv)
-    path = run_plan(plan, command=command, extra_args=shlex.split(args.server_args),
-                    sleep_ms=args.sleep_ms, handler_style=args.handlers,
-                    results=Path(args.results_dir) if args.results_dir else RESULTS)
-    written = render(path)
-    print("\nwrote " + ", ".join(str(p) for p in [path, *written]))
-    return 0
+    results = Path(args.results_dir) if args.results_dir else RESULTS
+    resume = Path(args.resume) if args.resume else None
+    interrupted = False
+    try:
+        run_dir = run_plan(plan, command=command, extra_args=shlex.split(args.server_args),
+                           sleep_ms=args.sleep_ms, handler_style=args.handlers, results=results, resume=resume)
+    except KeyboardInterrupt:  # servers and load generators were stopped on the way out
+        interrupted = True
+        run_dir = resume or max(results.glob("experiment-*/"), key=lambda p: p.stat().st_mtime)
+        print(f"\ninterrupted: what was measured is in {run_dir}; --resume {run_dir} carries on")
+    written = render(run_dir)
+    print("\nwrote " + ", ".join(str(p) for p in [run_dir, *written]))
+    return 130 if interrupted else 0
 
 
 if __name__ == "__main__":

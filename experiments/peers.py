@@ -177,7 +177,24 @@ def serve_stdlib(variant: str, port: int) -> None:
     server.serve_forever()
 
 
+def serve_stdlib_workload(host: str, port: int) -> None:
+    """``ThreadingHTTPServer`` serving the harness's workload (``ASTRA_WORKLOAD``) on HOST:PORT.
+
+    Stock, as ``stdlib`` is: ``experiments.peer_apps.WorkloadHandler`` (HTTP/1.1
+    keep-alive, Nagle on) and socketserver's listen backlog of 5.
+    """
+    from experiments.peer_apps import WorkloadHandler
+
+    server = QuietServer((host, port), WorkloadHandler)
+    print(f"listening on http://{host}:{server.server_address[1]}", flush=True)
+    server.serve_forever()
+
+
 if __name__ == "__main__":
+    if sys.argv[1:2] == ["stdlib-workload"]:  # python -m experiments.peers stdlib-workload HOST PORT
+        if len(sys.argv) != 4:
+            sys.exit("usage: python -m experiments.peers stdlib-workload HOST PORT")
+        sys.exit(serve_stdlib_workload(sys.argv[2], int(sys.argv[3])))
     names = [*VARIANTS, *FLOORS]
     if len(sys.argv) != 3 or sys.argv[1] not in names:
         sys.exit(f"usage: python -m experiments.peers {{{'|'.join(names)}}} PORT")

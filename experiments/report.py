@@ -1,12 +1,19 @@
-"""Render the harness's results document: a summary table, a Markdown report, a CSV and plots.
+"""Render the harness's results: a summary table, a Markdown report, a CSV, plots and pyperf files.
 
-Pure: it reads the document ``python -m experiments run`` writes (a dict, saved
-as JSON) and starts no servers and no load, so an old results file can be
-rendered again at any time::
+Pure: it reads what ``python -m experiments run`` wrote and starts no servers
+and no load, so old results can be rendered again at any time. A run is a
+directory (see ``experiments/SCHEMA.md``)::
+
+    python -m experiments.report results/experiment-XXXX/
+
+reads ``env.json`` and ``runs.jsonl`` there, prints the table and writes, in
+that directory, ``REPORT.md``, ``report.csv``, ``<workload>-<proto>.png`` and
+``.svg``, and ``pyperf/<runtime>.json`` (compare two with ``python -m pyperf
+compare_to``). The older single-document form still renders::
 
     python -m experiments.report results/experiment-XXXX.json
 
-prints the table and writes ``experiment-XXXX.md``, ``experiment-XXXX.csv`` and
+and writes ``experiment-XXXX.md``, ``experiment-XXXX.csv`` and
 ``experiment-XXXX-<workload>-<proto>.png`` next to the JSON file.
 """
 
@@ -26,6 +33,54 @@ METRICS = ("rps", "p50_ms", "p99_ms", "p999_ms", "max_ms", "errors", "cpu_us_per
            "fair_min_rps", "fair_max_rps", "fair_mean_rps", "other_cpus")
 CSV_FIELDS = ("workload", "proto", "conc", "runtime", "failed", "error", "rounds", "rounds_ok", "round",
               "servers", *METRICS, "spread", "rps_all")
+
+
+ENV_FILE, RUNS_FILE = "env.json", "runs.jsonl"
+
+
+# Reading --------------------------------------------------------------------------
+
+def read_runs(path: Path) -> tuple[list[dict], list[str]]:
+    """The objects of a runs.jsonl file, and a note for each line that had to be skipped.
+
+    The harness appends one line per finished run, so a run interrupted (or
+    still going) can leave a last line cut short: it is skipped, as is any
+    other line that is not a JSON object, each with a note saying so.
+    """
+    runs, skipped = [], []
+    lines = Path(path).read_text(errors="replace").splitlines()
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            run = json.loads(line)
+        except ValueError:
+            run = None
+        if isinstance(run, dict):
+            runs.append(run)
+        elif number == len(lines):
+            skipped.append(f"{Path(path).name}: last line ({len(line)} characters) is incomplete "
+                           "(the run was interrupted or is still going); skipped")
+        else:
+            skipped.append(f"{Path(path).name}: line {number} is not a JSON object; skipped")
+    return runs, skipped
+
+
+def load_run(target: Path) -> dict:
+    """``{"metadata": ..., "runs": [...]}`` from a run directory or a single results .json document."""
+    target = Path(target)
+    if not target.is_dir():
+        return json.loads(target.read_text())
+    env, runs_file = target / ENV_FILE, target / RUNS_FILE
+    if not env.exists() and not runs_file.exists():
+        raise FileNotFoundError(f"{target} is not a run directory: it has neither {ENV_FILE} nor {RUNS_FILE}")
+    metadata = json.loads(env.read_text()) if env.exists() else {}
+    runs, skipped = read_runs(runs_file) if runs_file.exists() else ([], [f"no {RUNS_FILE}: no run finished"])
+    if not env.exists():
+        skipped.append(f"no {ENV_FILE}: the setup is unknown")
+    if skipped:
+        metadata = metadata | {"notes": [*(metadata.get("notes") or []), *skipped]}
+    return {"metadata": metadata, "runs": runs}
 
 
 def dig(d, *keys):
@@ -127,7 +182,7 @@ def _fair(r: dict) -> str:
 # (header, what it means, cell) -- shared by the printed table, the Markdown and its legend.
 COLUMNS = [
     ("conc", "concurrent connections the load generator keeps open", lambda r: str(r["conc"])),
-    ("runtime", "the astra runtime serving", lambda r: str(r["runtime"])),
+    ("runtime", "the astra runtime serving (peer:NAME: another server, for reference)", lambda r: str(r["runtime"])),
     ("req/s", "responses per second wrk completed (the median round)", lambda r: _f(r["rps"], ",.0f")),
     ("p50 ms", "median latency in ms of the requests wrk saw complete", lambda r: _f(r["p50_ms"], ".2f")),
     ("p99 ms", "99th percentile latency, ms", lambda r: _f(r["p99_ms"], ".2f")),
@@ -194,15 +249,25 @@ def print_table(rows: list[dict]) -> None:
 
 # Markdown and CSV -------------------------------------------------------------------
 
+def _inline(value) -> str:
+    """A metadata value on one Markdown line: dicts as ``key=value, ...``, lists comma-separated."""
+    if isinstance(value, dict):
+        return ", ".join(f"{k}={_inline(v)}" for k, v in value.items()) or "-"
+    if isinstance(value, (list, tuple)):
+        return ", ".join(_inline(v) for v in value) or "-"
+    return " ".join(str(value).split()) or "-"
+
+
 def _setup(meta: dict) -> list[str]:
     tools = meta.get("tools") or {}
     if meta.get("server_cpus") and meta.get("client_cpus"):
         pinned = f"server on CPUs {meta['server_cpus']}, load generator on CPUs {meta['client_cpus']}"
     else:
         pinned = "not recorded" if "server_cpus" not in meta else "none: server and load share the CPUs"
+    model = f" ({meta['cpu_model']})" if meta.get("cpu_model") else ""
     lines = [
         f"- **Date:** {meta.get('date', '?')}",
-        f"- **Machine:** {meta.get('cpus', '?')} CPUs; {meta.get('kernel', '?')}",
+        f"- **Machine:** {meta.get('cpus', '?')} CPUs{model}; {meta.get('kernel', '?')}",
         f"- **Pinning:** {pinned}",
         f"- **Python:** {meta.get('python', '?')}",
         *(f"- **{name}:** `{version}`" for name, version in tools.items()),
@@ -211,9 +276,20 @@ def _setup(meta: dict) -> list[str]:
     ]
     if meta.get("command"):
         lines.append(f"- **Command:** `{meta['command']}`")
-    known = {"date", "cpus", "kernel", "server_cpus", "client_cpus", "python", "tools", "warmup_s",
-             "duration_s", "repeat", "command", "notes"}
-    lines += [f"- **{k}:** {v}" for k, v in meta.items() if k not in known]
+    if meta.get("git_commit"):
+        lines.append(f"- **Git commit:** `{meta['git_commit']}`")
+    if isinstance(meta.get("packages"), dict) and meta["packages"]:
+        have = [f"{name} {version}" for name, version in meta["packages"].items() if version]
+        missing = [name for name, version in meta["packages"].items() if not version]
+        lines.append(f"- **Packages:** {', '.join(have) or '-'}"
+                     + (f"; not installed: {', '.join(missing)}" if missing else ""))
+    for key, label in (("limits", "Limits"), ("plan", "Plan")):
+        if meta.get(key):
+            lines.append(f"- **{label}:** {_inline(meta[key])}")
+    known = {"date", "cpus", "cpu_model", "kernel", "server_cpus", "client_cpus", "python", "tools", "warmup_s",
+             "duration_s", "repeat", "command", "git_commit", "limits", "plan", "notes"}
+    known |= {"packages"} if isinstance(meta.get("packages"), dict) else set()
+    lines += [f"- **{k}:** {_inline(v)}" for k, v in meta.items() if k not in known]
     lines += [f"- {note}" for note in meta.get("notes") or []]
     return lines
 
@@ -227,9 +303,11 @@ def _md_table(rows: list[dict]) -> list[str]:
 
 
 HOW_TO_READ = """\
-- Ratios between runtimes are only meaningful within one results file: one
-  machine, one session, the same tools. Do not compare figures across files
-  or machines.
+- Ratios between runtimes are only meaningful within one run (one results
+  directory): one machine, one session, the same tools. Do not compare
+  figures across runs made on different machines or with different tools.
+- `peer:...` rows are other servers (not astra) measured the same way, as a
+  reference; their plot lines are dashed.
 - wrk only reports the requests that complete. A server that leaves some
   connections waiting forever can still show high req/s and low latency.
   The fairness columns come from a separate `h2load --h1` run with the same
@@ -241,15 +319,47 @@ HOW_TO_READ = """\
   spread are not differences."""
 
 
-def write_markdown(doc: dict, rows: list[dict], path: Path, plots: list[Path]) -> None:
+def _figure_stem(stem: str | None, workload, proto) -> str:
+    """``<workload>-<proto>`` in a run directory, ``<stem>-<workload>-<proto>`` next to a .json document."""
+    name = f"{_safe(workload)}-{_safe(proto)}"
+    return f"{stem}-{name}" if stem else name
+
+
+def _comparing(path: Path, pyperf_files: list[Path]) -> list[str]:
+    rel = [os.path.relpath(f, path.parent) for f in pyperf_files]
+    out = ["## Comparing runs", "",
+           "Each runtime's req/s is also exported as a pyperf suite (one benchmark per workload, protocol and "
+           "concurrency, e.g. `hello-h1-c100`; value: seconds per request = 1 / req/s of each round, lower is "
+           "better): " + ", ".join(f"`{r}`" for r in rel) + ".", "",
+           "From this directory:", "", "```"]
+    if len(rel) > 1:
+        out.append(f"python -m pyperf compare_to --table {rel[0]} {' '.join(rel[1:])}   # runtimes of this run")
+    out += [f"python -m pyperf compare_to ../OTHER-RUN/{rel[0]} {rel[0]}   # one runtime, two runs",
+            f"python -m pyperf show --metadata {rel[0]}", "```", "",
+            "`report.csv` has one row per point with every column above; `experiments/SCHEMA.md` describes "
+            "every file and field. Figures are only comparable between runs made on the same machine with the "
+            "same tools: compare `env.json` first.", ""]
+    return out
+
+
+def write_markdown(doc: dict, rows: list[dict], path: Path, plots: list[Path], *, title: str | None = None,
+                   pyperf_files: list[Path] = ()) -> None:
+    """The report; ``plots`` are linked under their table (PNGs inline, SVGs as links)."""
     path = Path(path)
-    out = [f"# Results: {path.stem}", "", "## Setup", "", *_setup(doc.get("metadata") or {}), ""]
+    out = [f"# Results: {title or path.stem}", "", "## Setup", "", *_setup(doc.get("metadata") or {}), ""]
     for (workload, proto), group in _tables(rows).items():
         out += [f"## {workload} ({proto})", "", *_md_table(group), ""]
         out += [f"- {note}" for note in _notes(group)] + ([""] if _notes(group) else [])
-        suffix = f"-{_safe(workload)}-{_safe(proto)}.png"
-        for p in (p for p in plots if Path(p).name.endswith(suffix)):
-            out += [f"![{workload} ({proto})]({os.path.relpath(p, path.parent)})", ""]
+        stems = {_figure_stem(None, workload, proto), _figure_stem(path.stem, workload, proto)}
+        mine = [Path(p) for p in plots if Path(p).stem in stems]
+        svgs = {p.stem: p for p in mine if p.suffix == ".svg"}
+        for png in (p for p in mine if p.suffix == ".png"):
+            out.append(f"![{workload} ({proto})]({os.path.relpath(png, path.parent)})")
+            if png.stem in svgs:
+                out.append(f"([SVG]({os.path.relpath(svgs[png.stem], path.parent)}))")
+            out.append("")
+    if pyperf_files:
+        out += _comparing(path, list(pyperf_files))
     out += ["## How to read this", "", *(f"- **{h}**: {meaning}" for h, meaning, _ in COLUMNS), "",
             HOW_TO_READ, ""]
     path.write_text("\n".join(out))
@@ -269,33 +379,60 @@ def _safe(name) -> str:
     return re.sub(r"[^\w.-]+", "_", str(name))
 
 
-PANELS = [("rps", "throughput (req/s)", "linear"), ("p99_ms", "p99 latency (ms, log scale)", "log"),
+PEER_PREFIX = "peer:"  # runtimes named peer:<server> are reference servers, drawn dashed
+
+# (row key, panel title, y scale): 2 rows x 3 columns, against concurrency on a log x axis.
+PANELS = [("rps", "throughput (req/s)", "linear"),
+          ("p50_ms", "p50 latency (ms, log scale)", "log"),
+          ("p99_ms", "p99 latency (ms, log scale)", "log"),
+          ("peak_rss_mib", "peak resident memory (MiB)", "linear"),
+          ("peak_threads", "peak OS threads (log scale)", "log"),
           ("cpu_us_per_request", "server CPU µs per request", "linear")]
 
 
-def plot(doc: dict, rows: list[dict], out_dir: Path, stem: str) -> list[Path]:
+def is_peer(runtime) -> bool:
+    return str(runtime).startswith(PEER_PREFIX)
+
+
+def runtime_styles(rows: list[dict]) -> dict[str, tuple[str, str, str]]:
+    """runtime -> (colour, marker, line style), the same in every figure of a run.
+
+    astra's runtimes come first (alphabetically), then the peers; peers' lines are dashed.
+    """
+    runtimes = sorted({str(r["runtime"]) for r in rows}, key=lambda rt: (is_peer(rt), rt))
+    return {rt: (f"C{i % 10}", "osD^v<>ph*"[i % 10], "--" if is_peer(rt) else "-")
+            for i, rt in enumerate(runtimes)}
+
+
+def plot(doc: dict, rows: list[dict], out_dir: Path, stem: str | None,
+         formats: tuple[str, ...] = ("png",)) -> list[Path]:
+    """One figure per (workload, protocol), saved once per format; returns the files written.
+
+    Files are ``<stem>-<workload>-<proto>.<format>``, or ``<workload>-<proto>.<format>``
+    when ``stem`` is None (a run directory).
+    """
     from matplotlib.backends.backend_agg import FigureCanvasAgg  # Agg: no display, no pyplot state
     from matplotlib.figure import Figure
     from matplotlib.ticker import NullFormatter, ScalarFormatter
 
-    runtimes = sorted({str(r["runtime"]) for r in rows})
-    style = {rt: (f"C{i % 10}", "osD^v<>ph*"[i % 10]) for i, rt in enumerate(runtimes)}
+    style = runtime_styles(rows)
     paths = []
     for (workload, proto), group in _tables(rows).items():
-        fig = Figure(figsize=(15, 4.8), layout="constrained")
+        fig = Figure(figsize=(16, 8.6), layout="constrained")
         FigureCanvasAgg(fig)
-        axes = fig.subplots(1, 3, sharex=True)
+        grid = fig.subplots(2, 3, sharex=True)
+        axes = list(grid.flat)
         for ax, (key, label, yscale) in zip(axes, PANELS):
             ax.set_xmargin(0.08)
             top = 0
-            for rt in runtimes:
+            for rt, (color, marker, line) in style.items():
                 pts = [r for r in group if str(r["runtime"]) == rt and not r["failed"] and r[key] is not None
                        and (yscale == "linear" or r[key] > 0)]
                 if not pts:
                     continue
-                color, marker = style[rt]
                 top = max(top, *(r[key] for r in pts))
-                ax.plot([r["conc"] for r in pts], [r[key] for r in pts], marker=marker, color=color, label=rt)
+                ax.plot([r["conc"] for r in pts], [r[key] for r in pts], marker=marker, color=color,
+                        linestyle=line, label=rt)
                 bad = [r for r in pts if r["errors"]]
                 ax.scatter([r["conc"] for r in bad], [r[key] for r in bad], s=90, marker=marker,
                            facecolors="white", edgecolors=color, linewidths=1.5, zorder=3)
@@ -304,16 +441,20 @@ def plot(doc: dict, rows: list[dict], out_dir: Path, stem: str) -> list[Path]:
             if yscale == "linear" and top > 0:
                 ax.set_ylim(0, top * 1.1)  # from zero, with room for the markers at the top
             ax.set_title(label)
-            ax.set_xlabel("concurrent connections (log scale)")
-            ax.set_ylabel(label)
             ax.grid(True, which="major", alpha=0.35)
+        for ax in grid[-1]:
+            ax.set_xlabel("concurrent connections (log scale)")
         concs = sorted({r["conc"] for r in group if r["conc"]})
-        axes[0].set_xticks(concs)
+        if concs:
+            axes[0].set_xticks(concs)  # shared: every panel gets them
         axes[0].xaxis.set_major_formatter(ScalarFormatter())
         axes[0].xaxis.set_minor_formatter(NullFormatter())
         handles = {lab: h for ax in axes for h, lab in zip(*ax.get_legend_handles_labels())}
         if handles:
-            fig.legend(handles.values(), handles.keys(), title="runtime", loc="outside right upper")
+            ordered = [rt for rt in style if rt in handles]
+            legend_title = "runtime" + ("\n(dashed: peer servers,\nfor reference)" if any(map(is_peer, ordered))
+                                        else "")
+            fig.legend([handles[rt] for rt in ordered], ordered, title=legend_title, loc="outside right upper")
         title = f"{workload} ({proto})"
         failed = [f"{r['runtime']}@{r['conc']}" for r in group if r["failed"]]
         if failed:
@@ -321,27 +462,49 @@ def plot(doc: dict, rows: list[dict], out_dir: Path, stem: str) -> list[Path]:
         if any(r["errors"] for r in group if not r["failed"]):
             title += "\nhollow marker: the run had errors, its latency is not trustworthy"
         fig.suptitle(title)
-        path = Path(out_dir) / f"{stem}-{_safe(workload)}-{_safe(proto)}.png"
-        fig.savefig(path, dpi=110)
-        paths.append(path)
+        base = Path(out_dir) / _figure_stem(stem, workload, proto)
+        for fmt in formats:
+            path = base.with_name(f"{base.name}.{fmt}")
+            # No date in the file: rendering the same results twice gives the same SVG.
+            fig.savefig(path, dpi=110, metadata={"Date": None} if fmt == "svg" else None)
+            paths.append(path)
     return paths
 
 
-def render(path: Path) -> list[Path]:
-    path = Path(path)
-    doc = json.loads(path.read_text())
+def render(target: Path) -> list[Path]:
+    """Print the table and write the report files for a run directory or a .json document.
+
+    A directory gets REPORT.md, report.csv, ``<workload>-<proto>.png`` and
+    ``.svg``, and ``pyperf/<runtime>.json``; a document ``<stem>.md``,
+    ``<stem>.csv`` and ``<stem>-<workload>-<proto>.png`` next to it.
+    Returns the files written.
+    """
+    target = Path(target)
+    doc = load_run(target)
     rows = summarize(doc)
     print_table(rows)
-    plots = plot(doc, rows, path.parent, path.stem)
-    md, table = path.with_suffix(".md"), path.with_suffix(".csv")
-    write_markdown(doc, rows, md, plots)
+    if not target.is_dir():
+        plots = plot(doc, rows, target.parent, target.stem)
+        md, table = target.with_suffix(".md"), target.with_suffix(".csv")
+        write_markdown(doc, rows, md, plots)
+        write_csv(rows, table)
+        return [md, table, *plots]
+    plots = plot(doc, rows, target, None, formats=("png", "svg"))
+    from . import pyperf_export
+    try:
+        perf = pyperf_export.export(doc, rows, target / "pyperf", run_id=target.resolve().name)
+    except ImportError as exc:  # pyperf missing: the rest of the report still stands
+        print(f"pyperf files not written: {exc}", file=sys.stderr)
+        perf = []
+    md, table = target / "REPORT.md", target / "report.csv"
+    write_markdown(doc, rows, md, plots, title=target.resolve().name, pyperf_files=perf)
     write_csv(rows, table)
-    return [md, table, *plots]
+    return [md, table, *plots, *perf]
 
 
 def main(argv: list[str]) -> int:
     if len(argv) != 1 or argv[0] in ("-h", "--help"):
-        print("usage: python -m experiments.report RESULTS.json", file=sys.stderr)
+        print("usage: python -m experiments.report RUN_DIR | RESULTS.json", file=sys.stderr)
         return 2
     for written in render(Path(argv[0])):
         print(f"wrote {written}")

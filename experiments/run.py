@@ -1,47 +1,314 @@
 """Running a plan: the same workloads on every runtime, level by level, honestly measured.
 
-For each round, runtime and workload, fresh server processes are started
-(pinned to the server CPUs) and checked for readiness. Then, for each
-concurrency level: a discarded warm-up, a measured wrk run while a
-:class:`CostSampler` watches the servers, a fairness run with ``h2load --h1``
-(wrk reports only the requests that completed, so a server that starves
-most of its clients can look fast), and a pause. Results are written after
-every (runtime, workload), so an interrupted experiment keeps what it had.
+For each round, runtime and workload, a fresh server is started (pinned to
+the server CPUs) and checked for readiness; levels that need more than one
+server process (see ``plan.py``) get a server started with ``--workers k``,
+listening on 127.0.0.1..k with ``SO_REUSEPORT``. For each concurrency level:
+a discarded warm-up, a measured wrk run while a :class:`CostSampler` watches
+the servers, a fairness run with ``h2load --h1`` (wrk reports only requests
+that completed, so a server that starves most of its clients can look fast),
+and a pause.
+
+Everything lands in ``results/<run-id>/`` as it happens: ``env.json`` first,
+then one line of ``runs.jsonl`` per measured level, so an interrupted sweep
+keeps what it measured and ``--resume`` carries on where it stopped. The
+layout and every field are described in ``experiments/SCHEMA.md``.
 """
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import os
 import platform
+import resource
+import socket
 import subprocess
 import sys
 import tempfile
 import time
 from datetime import datetime
+from itertools import groupby
 from pathlib import Path
 
 from astra.runtimes import load_runtime
 
 from .loadgen import LoadGenError, Target, run_h2load, run_wrk, tool_versions
 from .plan import FAIRNESS_FROM, SHARD_CONNECTIONS, Plan, shards_for
-from .servers import ROOT, CostSampler, ServerProcess, busy_cpus
+from .servers import ROOT, CostSampler, ServerProcess, busy_cpus, free_port
 from .workloads import WORKLOADS
 
-__all__ = ["run_plan"]
+__all__ = ["run_plan", "system_limits"]
 
 RESULTS = ROOT / "results"
 TIME_WAIT_LIMIT = 20_000  # wait before a level while more sockets than this linger in TIME_WAIT
+PEER_PREFIX = "peer:"
 
 
-def server_argv(runtime: str, handler: str, stats_file: Path, extra: list[str]) -> list[str]:
+# The machine ---------------------------------------------------------------------
+
+def _read(path: str) -> str | None:
+    try:
+        return Path(path).read_text().strip()
+    except OSError:
+        return None
+
+
+def system_limits() -> dict:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    low, high = (_read("/proc/sys/net/ipv4/ip_local_port_range") or "32768 60999").split()
+    return {
+        "open_files_soft": soft, "open_files_hard": hard,
+        "pid_max": int(_read("/proc/sys/kernel/pid_max") or 0),
+        "threads_max": int(_read("/proc/sys/kernel/threads-max") or 0),
+        "somaxconn": int(_read("/proc/sys/net/core/somaxconn") or 0),
+        "ephemeral_ports": int(high) - int(low) + 1,
+        "tcp_tw_reuse": int(_read("/proc/sys/net/ipv4/tcp_tw_reuse") or 0),
+    }
+
+
+def check_limits(plan: Plan, limits: dict) -> tuple[list[str], list[str]]:
+    """(problems that stop the plan, notes on what is tight) for this machine."""
+    problems, notes = [], []
+    per_process = min(max(plan.levels), SHARD_CONNECTIONS)
+    if limits["open_files_hard"] < per_process + 100:
+        problems.append(f"open-file limit {limits['open_files_hard']} < {per_process + 100} needed per process")
+    if limits["ephemeral_ports"] < per_process:
+        problems.append(f"only {limits['ephemeral_ports']} ephemeral ports per address, {per_process} needed")
+    top = max(plan.levels)
+    if "threaded" in plan.runtimes and top + 500 > min(limits["pid_max"], limits["threads_max"] or 1 << 30):
+        notes.append(f"threaded needs ~{top:,} threads at {top:,} connections; pid_max is "
+                     f"{limits['pid_max']:,}: expect it to fail there (recorded, not fatal)")
+    if limits["somaxconn"] < 1024:
+        notes.append(f"somaxconn is {limits['somaxconn']}: connection bursts may overflow the accept queue")
+    return problems, notes
+
+
+def environment(plan: Plan, command: str, extra_args: list[str], sleep_ms: float, handler_style: str) -> dict:
+    cpu_model = next((line.split(":", 1)[1].strip() for line in (_read("/proc/cpuinfo") or "").splitlines()
+                      if line.startswith("model name")), platform.processor() or None)
+    packages = {}
+    for name in ("h11", "h2", "anyio", "trio", "hypercorn", "uvicorn", "waitress", "pyperf", "matplotlib"):
+        try:
+            packages[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            packages[name] = None
+    return {
+        "date": datetime.now().astimezone().isoformat(timespec="seconds"),
+        "python": sys.version.split()[0], "cpus": os.cpu_count(), "cpu_model": cpu_model,
+        "kernel": " ".join(platform.uname()), "packages": packages, "limits": system_limits(),
+        "git_commit": _git_revision(), "tools": tool_versions(),
+        "server_cpus": plan.server_cpus, "client_cpus": plan.client_cpus,
+        "duration_s": plan.duration, "warmup_s": plan.warmup, "repeat": plan.repeat,
+        "fairness_duration_s": plan.fairness_duration, "levels": plan.levels, "proto": plan.proto,
+        "runtimes": plan.runtimes, "workloads": plan.workloads,
+        "shard_connections": SHARD_CONNECTIONS, "server_args": extra_args, "sleep_ms": sleep_ms,
+        "handler_style": handler_style, "command": command,
+        "notes": [
+            "wrk latency percentiles across several load-generator processes are the worst process's",
+            f"levels above {SHARD_CONNECTIONS} connections run the server as several processes "
+            "(--workers, SO_REUSEPORT) listening on 127.0.0.1..k, one load generator per address",
+        ],
+    }
+
+
+def _git_revision() -> str | None:
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
+                              text=True, timeout=5).stdout.strip() or None
+    except OSError:
+        return None
+
+
+# The sweep -----------------------------------------------------------------------
+
+def run_plan(plan: Plan, *, command: str, extra_args: list[str], sleep_ms: float = 10.0,
+             handler_style: str = "auto", results: Path = RESULTS, resume: Path | None = None) -> Path:
+    """Run (or resume) a plan; returns the run directory. Ctrl-C stops cleanly, keeping results."""
+    if resume is not None:
+        run_dir = resume
+        kept = _lines(run_dir / "runs.jsonl")
+        (run_dir / "runs.jsonl").write_text("".join(line + "\n" for line in kept))  # drop a cut-off line
+        done = {_key(json.loads(line)) for line in kept}
+    else:
+        run_dir = results / f"experiment-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
+        run_dir.mkdir(parents=True)
+        env = environment(plan, command, extra_args, sleep_ms, handler_style)
+        (run_dir / "env.json").write_text(json.dumps(env, indent=1) + "\n")
+        done = set()
+    progress = Progress(plan, already=len(done))
+    with open(run_dir / "runs.jsonl", "a") as out:
+        for round_no in range(1, plan.repeat + 1):
+            for runtime in plan.runtimes:
+                for name in plan.workloads:
+                    levels = [c for c in plan.levels if (runtime, name, plan.proto, c, round_no) not in done]
+                    if not levels:
+                        continue
+                    print(f"{progress.line()}  round {round_no}: {runtime} / {name}", flush=True)
+                    for run in measure_workload(plan, runtime, name, levels, round_no, extra_args,
+                                                sleep_ms, handler_style):
+                        out.write(json.dumps(run) + "\n")
+                        out.flush()
+                        progress.advance()
+                        print(f"    {run['conc']:>6,} conns: " + summary_line(run), flush=True)
+    env_path = run_dir / "env.json"
+    env = json.loads(env_path.read_text())
+    env["elapsed_s"] = round(env.get("elapsed_s", 0) + time.monotonic() - progress.started)
+    env["completed"] = datetime.now().astimezone().isoformat(timespec="seconds")
+    env_path.write_text(json.dumps(env, indent=1) + "\n")
+    return run_dir
+
+
+def _lines(path: Path) -> list[str]:
+    if not path.exists():
+        return []
+    lines = path.read_text().splitlines()
+    out = []
+    for line in lines:
+        try:
+            json.loads(line)
+            out.append(line)
+        except ValueError:
+            pass  # a line cut short by an interruption
+    return out
+
+
+def _key(run: dict) -> tuple:
+    return (run["runtime"], run["workload"], run["proto"], run["conc"], run["round"])
+
+
+class Progress:
+    """A one-line progress bar with an ETA from the measured pace (the plan's estimate at first)."""
+
+    def __init__(self, plan: Plan, already: int = 0) -> None:
+        self.total = plan.repeat * len(plan.runtimes) * len(plan.workloads) * len(plan.levels)
+        self.done = already
+        self.started = time.monotonic()
+        self.measured = 0
+        self.estimate = plan.estimate_seconds() / max(self.total, 1)
+
+    def advance(self) -> None:
+        self.done += 1
+        self.measured += 1
+
+    def line(self) -> str:
+        elapsed = time.monotonic() - self.started
+        pace = elapsed / self.measured if self.measured else self.estimate
+        left = (self.total - self.done) * pace
+        filled = int(20 * self.done / max(self.total, 1))
+        return (f"[{'#' * filled}{'.' * (20 - filled)}] {self.done}/{self.total} "
+                f"{elapsed / 60:4.1f} min, ETA {left / 60:4.1f} min")
+
+
+# One runtime and workload ----------------------------------------------------------
+
+def server_argv(runtime: str, handler: str, stats_file: Path, workers: int, port: int,
+                extra: list[str]) -> list[str]:
     """astra with limits an experiment needs: connections held for the whole run, none refused."""
+    binds = [arg for i in range(workers) for arg in ("--bind", f"127.0.0.{i + 1}:{port}")]
     return [
-        sys.executable, "-m", "astra", handler, "--bind", "{host}:{port}", "--runtime", runtime,
+        sys.executable, "-m", "astra", handler, *binds, "--workers", str(workers), "--runtime", runtime,
         "--keep-alive-timeout", "300", "--header-timeout", "60",
         "--max-connections", str(SHARD_CONNECTIONS + 1_000),
         "--stats-file", str(stats_file), "--stats-interval", "0.5", *extra,
     ]
+
+
+def measure_workload(plan: Plan, runtime: str, workload: str, levels: list[int], round_no: int,
+                     extra_args: list[str], sleep_ms: float, handler_style: str) -> list[dict]:
+    """Each group of levels that needs the same number of server processes gets a fresh server."""
+    runs = []
+    for workers, group in groupby(levels, key=shards_for):
+        runs += measure_server(plan, runtime, workload, list(group), workers, round_no, extra_args,
+                               sleep_ms, handler_style)
+    return runs
+
+
+def measure_server(plan: Plan, runtime: str, workload: str, levels: list[int], workers: int, round_no: int,
+                   extra_args: list[str], sleep_ms: float, handler_style: str) -> list[dict]:
+    base = {"runtime": runtime, "workload": workload, "proto": plan.proto, "round": round_no,
+            "servers": workers, "load_processes": workers, "error": None}
+    env = {"ASTRA_SLEEP_MS": str(sleep_ms), "ASTRA_WORKLOAD": workload}
+    with tempfile.TemporaryDirectory(prefix="astra-exp-") as tmp:
+        stats = Path(tmp) / "stats.jsonl"
+        if runtime.startswith(PEER_PREFIX):
+            from .peer_apps import peer_argv
+
+            if workers > 1:
+                return [base | {"conc": c, "error": "peers run as one process: level not attempted"}
+                        for c in levels]
+            argv, handler, stats_files = peer_argv(runtime[len(PEER_PREFIX):]), "peer", []
+        else:
+            handler = WORKLOADS[workload].handler_for(load_runtime(runtime).supports_async, handler_style)
+            port = free_port_everywhere(workers)
+            argv = server_argv(runtime, handler, stats, workers, port, extra_args)
+            stats_files = [Path(f"{stats}.{i}") for i in range(workers)] if workers > 1 else [stats]
+        base["handler"] = handler
+        runs: list[dict] = []
+        log = open(Path(tmp) / "server.log", "w+")
+        server = ServerProcess(argv, cpus=plan.server_cpus, log=log, env=env,
+                               port=None if runtime.startswith(PEER_PREFIX) else port)
+        try:
+            server.wait_ready(hosts=[f"127.0.0.{i + 1}" for i in range(workers)])
+            for conc in levels:
+                run = base | {"conc": conc}
+                targets = [Target(f"127.0.0.{i + 1}", server.port) for i in range(workers)]
+                try:
+                    run |= measure_level(plan, server, stats_files, targets, conc)
+                except LoadGenError as exc:
+                    run["error"] = f"load generator: {exc}"
+                if server.proc.poll() is not None:
+                    run["error"] = (run["error"] or "") + f" server exited ({server.proc.returncode})"
+                runs.append(run)
+                if server.proc.poll() is not None:
+                    runs += [base | {"conc": c, "error": "not attempted: the server had exited"}
+                             for c in levels[len(runs):]]
+                    break
+                time.sleep(plan.pause)
+        except RuntimeError as exc:  # a server that never became ready
+            runs += [base | {"conc": c, "error": str(exc)} for c in levels[len(runs):]]
+        finally:
+            stop = server.stop()
+            log.seek(0)
+            tail = log.read().splitlines()[-20:]
+            log.close()
+    for run in runs:
+        run["server_stop"] = stop
+        if run.get("error"):
+            run["server_log_tail"] = tail
+    return runs
+
+
+def free_port_everywhere(addresses: int) -> int:
+    """A port that is free on 127.0.0.1..``addresses``."""
+    for _ in range(50):
+        port = free_port()
+        try:
+            for i in range(1, addresses):
+                with socket.socket() as s:
+                    s.bind((f"127.0.0.{i + 1}", port))
+            return port
+        except OSError:
+            continue
+    raise RuntimeError("no port free on every loopback address")
+
+
+def measure_level(plan: Plan, server: ServerProcess, stats: list[Path], targets: list[Target],
+                  conc: int) -> dict:
+    cpus = plan.client_cpus
+    time_wait = wait_for_time_wait()
+    if plan.warmup:
+        run_wrk(targets, conc, plan.warmup, cpus=cpus)
+    other = busy_cpus(0.5)  # server idle, no load: anything busy now is someone else
+    sampler = CostSampler([server.proc.pid], stats)
+    sampler.start()
+    load = run_wrk(targets, conc, plan.duration, cpus=cpus)
+    cost = sampler.stop(load["requests"])
+    fairness = None
+    if conc >= FAIRNESS_FROM and plan.fairness_duration:
+        fairness = run_h2load(targets, conc, plan.fairness_duration, h1=True, cpus=cpus)
+    return {"load": load, "cost": cost, "fairness": fairness, "other_cpus": round(other, 2),
+            "time_wait_before": time_wait}
 
 
 def time_wait_sockets() -> int:
@@ -63,108 +330,6 @@ def wait_for_time_wait(limit: int = TIME_WAIT_LIMIT, patience: float = 60.0) -> 
     return count
 
 
-def metadata(plan: Plan, command: str, extra_args: list[str], sleep_ms: float, handler_style: str) -> dict:
-    return {
-        "date": datetime.now().astimezone().isoformat(timespec="seconds"),
-        "python": sys.version.split()[0], "cpus": os.cpu_count(), "kernel": " ".join(platform.uname()),
-        "tools": tool_versions(), "server_cpus": plan.server_cpus, "client_cpus": plan.client_cpus,
-        "duration_s": plan.duration, "warmup_s": plan.warmup, "repeat": plan.repeat,
-        "fairness_duration_s": plan.fairness_duration, "levels": plan.levels, "proto": plan.proto,
-        "shard_connections": SHARD_CONNECTIONS, "server_args": extra_args, "sleep_ms": sleep_ms,
-        "handler_style": handler_style, "command": command, "revision": _git_revision(),
-        "notes": [
-            "wrk latency percentiles across several load-generator processes are the worst process's",
-            f"levels above {SHARD_CONNECTIONS} connections use several server processes, one per loopback address",
-        ],
-    }
-
-
-def run_plan(plan: Plan, *, command: str, extra_args: list[str], sleep_ms: float = 10.0,
-             handler_style: str = "auto", results: Path = RESULTS) -> Path:
-    results.mkdir(parents=True, exist_ok=True)
-    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    path = results / f"experiment-{stamp}.json"
-    doc = {"metadata": metadata(plan, command, extra_args, sleep_ms, handler_style), "runs": []}
-    started = time.monotonic()
-    for round_no in range(1, plan.repeat + 1):
-        for runtime in plan.runtimes:
-            awaits = load_runtime(runtime).supports_async
-            for name in plan.workloads:
-                handler = WORKLOADS[name].handler_for(awaits, handler_style)
-                print(f"[{(time.monotonic() - started) / 60:5.1f} min] round {round_no}: "
-                      f"{runtime} / {name} ({handler})", flush=True)
-                doc["runs"] += measure_server(plan, runtime, name, handler, round_no, extra_args, sleep_ms)
-                path.write_text(json.dumps(doc, indent=1) + "\n")
-    doc["metadata"]["elapsed_s"] = round(time.monotonic() - started)
-    path.write_text(json.dumps(doc, indent=1) + "\n")
-    (results / "experiment-latest.json").write_text(json.dumps(doc, indent=1) + "\n")
-    return path
-
-
-def measure_server(plan: Plan, runtime: str, workload: str, handler: str, round_no: int,
-                   extra_args: list[str], sleep_ms: float) -> list[dict]:
-    runs = []
-    with tempfile.TemporaryDirectory(prefix="astra-exp-") as tmp:
-        stats = [Path(tmp) / f"stats-{i}.jsonl" for i in range(plan.shards)]
-        log = open(Path(tmp) / "server.log", "w+")
-        servers = [
-            ServerProcess(server_argv(runtime, handler, stats[i], extra_args), cpus=plan.server_cpus,
-                          log=log, host=f"127.0.0.{i + 1}", env={"ASTRA_SLEEP_MS": str(sleep_ms)})
-            for i in range(plan.shards)
-        ]
-        base = {"runtime": runtime, "workload": workload, "proto": plan.proto, "round": round_no,
-                "handler": handler}
-        try:
-            for server in servers:
-                server.wait_ready()
-            for conc in plan.levels:
-                shards = shards_for(conc)
-                run = base | {"conc": conc, "servers": shards, "load_processes": shards, "error": None}
-                try:
-                    run |= measure_level(plan, servers[:shards], stats[:shards], conc)
-                except LoadGenError as exc:
-                    run["error"] = f"load generator: {exc}"
-                dead = [s for s in servers if s.proc.poll() is not None]
-                if dead:
-                    run["error"] = (run["error"] or "") + f" server exited ({dead[0].proc.returncode})"
-                runs.append(run)
-                print(f"    {conc:>6,} conns: " + summary_line(run), flush=True)
-                if dead:
-                    break
-                time.sleep(plan.pause)
-        except RuntimeError as exc:  # a server that never became ready
-            runs.append(base | {"conc": plan.levels[0], "error": str(exc)})
-            print(f"    ! {exc}")
-        finally:
-            stops = [server.stop() for server in servers]
-            log.seek(0)
-            tail = log.read().splitlines()[-20:]
-            log.close()
-        for run in runs:
-            run["server_stop"] = stops
-            if run.get("error"):
-                run["server_log_tail"] = tail
-    return runs
-
-
-def measure_level(plan: Plan, servers: list[ServerProcess], stats: list[Path], conc: int) -> dict:
-    targets = [Target(s.host, s.port) for s in servers]
-    cpus = plan.client_cpus
-    time_wait = wait_for_time_wait()
-    if plan.warmup:
-        run_wrk(targets, conc, plan.warmup, cpus=cpus)
-    other = busy_cpus(0.5)  # servers idle, no load: anything busy now is someone else
-    sampler = CostSampler([s.proc.pid for s in servers], stats)
-    sampler.start()
-    load = run_wrk(targets, conc, plan.duration, cpus=cpus)
-    cost = sampler.stop(load["requests"])
-    fairness = None
-    if conc >= FAIRNESS_FROM and plan.fairness_duration:
-        fairness = run_h2load(targets, conc, plan.fairness_duration, h1=True, cpus=cpus)
-    return {"load": load, "cost": cost, "fairness": fairness, "other_cpus": round(other, 2),
-            "time_wait_before": time_wait}
-
-
 def summary_line(run: dict) -> str:
     if run.get("error") and "load" not in run:
         return f"FAILED: {run['error']}"
@@ -172,17 +337,9 @@ def summary_line(run: dict) -> str:
     errors = sum(load["errors"].values())
     text = (f"{load['requests_per_s']:>9,.0f} req/s  p99 {load['latency_us']['p99'] / 1000:8.1f} ms  "
             f"cpu {cost['cpu_us_per_request'] or 0:6.1f} us/req  rss {cost['peak_rss_kib'] / 1024:6.1f} MiB  "
-            f"threads {cost['peak_threads']:>6}  errors {errors}")
+            f"threads {cost['peak_threads']:>6}  conns {cost['connections_established'] or '-'}  errors {errors}")
     if fair:
         text += f"  per-client req/s {fair['client_rps']['min']:.2f}..{fair['client_rps']['max']:.2f}"
     if run.get("error"):
         text += f"  ! {run['error']}"
     return text
-
-
-def _git_revision() -> str | None:
-    try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
-                              text=True, timeout=5).stdout.strip() or None
-    except OSError:
-        return None

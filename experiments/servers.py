@@ -126,23 +126,27 @@ class ServerProcess:
         self.proc = subprocess.Popen(prefix + self.argv, cwd=ROOT, stdin=subprocess.DEVNULL, stdout=log,
                                      stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
 
-    def wait_ready(self, timeout: float = 30.0) -> None:
+    def wait_ready(self, timeout: float = 30.0, hosts: list[str] | None = None) -> None:
+        """Poll until a GET answers 200 on every one of ``hosts`` (default: our host)."""
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"server exited with status {self.proc.returncode}")
-            conn = http.client.HTTPConnection(self.host, self.port, timeout=2)
-            try:
-                conn.connect()  # TCP first, then one GET
-                conn.request("GET", "/")
-                if conn.getresponse().status == 200:
-                    return
-            except (OSError, http.client.HTTPException):
-                pass
-            finally:
-                conn.close()
-            time.sleep(0.1)
-        raise RuntimeError(f"server not ready after {timeout:.0f} s")
+        for host in hosts or [self.host]:
+            while not self._answers(host):
+                if self.proc.poll() is not None:
+                    raise RuntimeError(f"server exited with status {self.proc.returncode}")
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"server not ready on {host} after {timeout:.0f} s")
+                time.sleep(0.1)
+
+    def _answers(self, host: str) -> bool:
+        conn = http.client.HTTPConnection(host, self.port, timeout=2)
+        try:
+            conn.connect()  # TCP first, then one GET
+            conn.request("GET", "/")
+            return conn.getresponse().status == 200
+        except (OSError, http.client.HTTPException):
+            return False
+        finally:
+            conn.close()
 
     def stop(self, timeout: float = 10.0) -> str:
         """SIGTERM, then SIGKILL after ``timeout``; returns how it ended."""

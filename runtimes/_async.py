@@ -80,8 +80,8 @@ class AsyncRuntime(Runtime):
     uses_worker_pool = True  # blocking handlers queue for a bounded set of threads
     backend = "?"
 
-    def __init__(self, handler, config, listener) -> None:
-        super().__init__(handler, config, listener)
+    def __init__(self, handler, config, listeners) -> None:
+        super().__init__(handler, config, listeners)
         self.server: AsyncServer | None = None
         self._stop_requested = threading.Event()
 
@@ -194,7 +194,9 @@ class AsyncServer:
 
     async def _accept(self, scope: anyio.CancelScope) -> None:
         with scope:
-            await self.runtime.serve_listener(self.runtime.listener, self._on_stream)
+            async with anyio.create_task_group() as listeners:
+                for sock in self.runtime.listeners:
+                    listeners.start_soon(self.runtime.serve_listener, sock, self._on_stream)
 
     def _on_stream(self, stream: Any) -> None:
         self.accepted += 1

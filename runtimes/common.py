@@ -20,7 +20,7 @@ from typing import Any
 from protocols import ClientDisconnected, HTTPError, Limits, Request, Response
 
 __all__ = [
-    "Config", "Handler", "Runtime", "bind_listener", "call_handler",
+    "Config", "Handler", "Runtime", "bind_listeners", "call_handler",
     "error_response", "is_async_handler", "logger", "socket_address", "thread_count",
 ]
 
@@ -39,6 +39,9 @@ class Config:
 
     host: str = "127.0.0.1"
     port: int = 3000
+    #: More (host, port) pairs to listen on besides host:port, e.g. other
+    #: loopback addresses, so load generators aimed at each reach one server.
+    also_bind: tuple[tuple[str, int], ...] = ()
     limits: Limits = field(default_factory=Limits)
     #: A client must finish sending its request head within this time of
     #: starting it (or of connecting): the Slowloris guard. Past it: 408.
@@ -88,10 +91,10 @@ class Runtime:
     #: Does it queue requests for a bounded pool (and answer 503 past the queue)?
     uses_worker_pool = False
 
-    def __init__(self, handler: Handler, config: Config, listener: socket.socket) -> None:
+    def __init__(self, handler: Handler, config: Config, listeners: list[socket.socket]) -> None:
         self.handler = handler
         self.config = config
-        self.listener = listener
+        self.listeners = listeners
 
     def serve(self, ready: Callable[[], None]) -> None:
         raise NotImplementedError
@@ -109,12 +112,23 @@ def is_async_handler(handler: Handler) -> bool:
     return inspect.iscoroutinefunction(handler) or inspect.iscoroutinefunction(call)
 
 
-def bind_listener(config: Config) -> socket.socket:
-    """Create, bind and listen; port 0 picks a free port."""
+def bind_listeners(config: Config) -> list[socket.socket]:
+    """A listening socket for host:port and for each of ``also_bind``."""
     _raise_open_file_limit()
-    infos = socket.getaddrinfo(
-        config.host or None, config.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
-    )
+    listeners: list[socket.socket] = []
+    try:
+        for host, port in ((config.host, config.port), *config.also_bind):
+            listeners.append(_bind(config, host, port))
+    except BaseException:
+        for sock in listeners:
+            sock.close()
+        raise
+    return listeners
+
+
+def _bind(config: Config, host: str, port: int) -> socket.socket:
+    """Create, bind and listen; port 0 picks a free port."""
+    infos = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     family, type_, proto, _, address = infos[0]
     sock = socket.socket(family, type_, proto)
     try:

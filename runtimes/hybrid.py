@@ -66,7 +66,8 @@ BODY_HIGH_WATER = 1024 * 1024  # buffered request body past which the reactor st
 TICK = 0.1  # how often the reactor checks deadlines (timeouts are this precise)
 
 READ, WRITE = selectors.EVENT_READ, selectors.EVENT_WRITE
-_WAKE = object()
+_WAKE = object()  # selector data: the wake-up socket
+_LISTENER = object()  # selector data: a listening socket
 
 # What a channel's deadline means when it passes.
 HEAD_DEADLINE = "head"  # the request head did not arrive in time: 408, close
@@ -77,8 +78,8 @@ class HybridRuntime(Runtime):
     name = "hybrid"
     uses_worker_pool = True
 
-    def __init__(self, handler, config, listener) -> None:
-        super().__init__(handler, config, listener)
+    def __init__(self, handler, config, listeners) -> None:
+        super().__init__(handler, config, listeners)
         self.stopping = False
         self.selector = selectors.DefaultSelector()
         self.channels: dict[int, Channel] = {}
@@ -96,8 +97,9 @@ class HybridRuntime(Runtime):
     def serve(self, ready: Callable[[], None]) -> None:
         if self.config.thread_stack_size:
             threading.stack_size(self.config.thread_stack_size)
-        self.listener.setblocking(False)
-        self.selector.register(self.listener, READ, None)
+        for listener in self.listeners:
+            listener.setblocking(False)
+            self.selector.register(listener, READ, _LISTENER)
         self.selector.register(self._wake_r, READ, _WAKE)
         ready()
         next_tick = time.monotonic() + TICK
@@ -111,8 +113,8 @@ class HybridRuntime(Runtime):
                     break
                 for key, mask in self.selector.select(max(0.0, next_tick - time.monotonic())):
                     channel = key.data
-                    if channel is None:
-                        self._accept_ready()
+                    if channel is _LISTENER:
+                        self._accept_ready(key.fileobj)
                     elif channel is _WAKE:
                         self._drain_wake_socket()
                     else:
@@ -156,10 +158,10 @@ class HybridRuntime(Runtime):
         except BlockingIOError:
             pass
 
-    def _accept_ready(self) -> None:
+    def _accept_ready(self, listener: socket.socket) -> None:
         while True:
             try:
-                sock, peer = self.listener.accept()
+                sock, peer = listener.accept()
             except (BlockingIOError, InterruptedError):
                 return
             except OSError as exc:  # EMFILE and friends: try again next tick
@@ -294,8 +296,9 @@ class HybridRuntime(Runtime):
 
     def _begin_drain(self) -> None:
         """Stop accepting; close idle connections; busy ones close after their response."""
-        self.selector.unregister(self.listener)
-        self.listener.close()
+        for listener in self.listeners:
+            self.selector.unregister(listener)
+            listener.close()
         for channel in list(self.channels.values()):
             with channel.lock:
                 busy = channel.exchange is not None or bool(channel.out)

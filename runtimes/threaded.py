@@ -52,8 +52,8 @@ RECV_SIZE = 64 * 1024
 class ThreadedRuntime(Runtime):
     name = "threaded"
 
-    def __init__(self, handler, config, listener) -> None:
-        super().__init__(handler, config, listener)
+    def __init__(self, handler, config, listeners) -> None:
+        super().__init__(handler, config, listeners)
         self.stopping = False
         self._lock = threading.Lock()
         self._connections: set[Connection] = set()
@@ -70,27 +70,29 @@ class ThreadedRuntime(Runtime):
         # The accept loop waits on the listener and on a wake-up socket, so
         # that stop() can interrupt it (closing a socket another thread is
         # blocked on does not wake that thread on Linux).
-        self.listener.setblocking(False)
         selector = selectors.DefaultSelector()
-        selector.register(self.listener, selectors.EVENT_READ)
+        for listener in self.listeners:
+            listener.setblocking(False)
+            selector.register(listener, selectors.EVENT_READ)
         selector.register(self._wake_r, selectors.EVENT_READ)
         ready()
         try:
             while not self.stopping:
                 for key, _ in selector.select():
-                    if key.fileobj is self.listener:
-                        self._accept_ready()
+                    if key.fileobj is not self._wake_r:
+                        self._accept_ready(key.fileobj)
         finally:
             selector.close()
-            self.listener.close()
+            for listener in self.listeners:
+                listener.close()
             self._drain()
             self._wake_r.close()
             self._wake_w.close()
 
-    def _accept_ready(self) -> None:
+    def _accept_ready(self, listener: socket.socket) -> None:
         while not self.stopping:
             try:
-                sock, peer = self.listener.accept()
+                sock, peer = listener.accept()
             except (BlockingIOError, InterruptedError):
                 return
             except OSError as exc:  # EMFILE and friends: back off, do not spin

@@ -1,4 +1,4 @@
-"""experiments.report: summarizing and rendering a results document (no servers, no load)."""
+"""experiments.report: reading, summarizing and rendering results (no servers, no load)."""
 
 from __future__ import annotations
 
@@ -152,4 +152,90 @@ def test_cli_renders_a_file(doc, tmp_path, capsys):
     source.write_text(json.dumps(doc))
     assert report.main([str(source)]) == 0
     assert (tmp_path / "old.md").exists() and (tmp_path / "old-hello-h1.png").exists()
+    assert not (tmp_path / "old-hello-h1.svg").exists() and not (tmp_path / "pyperf").exists()
     assert report.main([]) == 2
+
+
+def write_run_dir(doc, path, *, tail=""):
+    """A run directory as the harness writes it: env.json, one runs.jsonl line per run, then ``tail``."""
+    path.mkdir()
+    (path / "env.json").write_text(json.dumps(doc["metadata"] | {
+        "cpu_model": "Test CPU @ 1.00GHz", "git_commit": "abc1234", "limits": {"nofile": 20000},
+        "packages": {"h11": "0.14.0", "uvicorn": None}, "plan": {"levels": [10, 1000], "repeat": 2}}))
+    (path / "runs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in doc["runs"]) + tail)
+    return path
+
+
+def test_load_run_reads_a_directory_and_skips_a_truncated_last_line(doc, tmp_path):
+    run_dir = write_run_dir(doc, tmp_path / "experiment-20261121-070000",
+                            tail=json.dumps(run("hybrid", 10, 3, 1.0))[:57])  # cut mid-write
+    loaded = report.load_run(run_dir)
+    assert loaded["runs"] == doc["runs"]
+    assert loaded["metadata"]["cpu_model"] == "Test CPU @ 1.00GHz"
+    assert any("last line" in note and "incomplete" in note for note in loaded["metadata"]["notes"])
+    assert report.summarize(loaded) == report.summarize(doc)
+    # The single-document form gives the same document.
+    source = tmp_path / "old.json"
+    source.write_text(json.dumps(doc))
+    assert report.load_run(source) == doc
+
+
+def test_load_run_tolerates_a_run_just_started(doc, tmp_path):
+    run_dir = tmp_path / "starting"
+    run_dir.mkdir()
+    (run_dir / "env.json").write_text(json.dumps(doc["metadata"]))
+    assert report.load_run(run_dir)["runs"] == []
+    (run_dir / "runs.jsonl").write_text('{"runtime": "thr')  # the first line, half written
+    assert report.load_run(run_dir)["runs"] == []
+    with pytest.raises(FileNotFoundError):
+        report.load_run(tmp_path / "starting" / "..")  # tmp_path: no env.json, no runs.jsonl
+
+
+def test_render_a_run_directory(doc, tmp_path, capsys):
+    doc["runs"] += [run("peer:waitress", 10, 1, 3000.0), run("peer:waitress", 1000, 1, 2500.0)]
+    run_dir = write_run_dir(doc, tmp_path / "experiment-20261121-070000", tail='{"runtime": "hyb')
+    written = report.render(run_dir)
+    names = [p.relative_to(run_dir).as_posix() for p in written]
+    assert names == ["REPORT.md", "report.csv", "hello-h1.png", "hello-h1.svg", "pyperf/hybrid.json",
+                     "pyperf/peer_waitress.json", "pyperf/threaded.json"]
+    png, svg = run_dir / "hello-h1.png", run_dir / "hello-h1.svg"
+    assert png.read_bytes().startswith(b"\x89PNG") and png.stat().st_size > 10_000
+    assert b"<svg" in svg.read_bytes()[:1000]
+    assert "hello (h1)" in capsys.readouterr().out
+
+    text = (run_dir / "REPORT.md").read_text()
+    for expected in ("# Results: experiment-20261121-070000", "Test CPU @ 1.00GHz", "**Git commit:** `abc1234`",
+                     "nofile=20000", "**Packages:** h11 0.14.0; not installed: uvicorn", "![hello (h1)](hello-h1.png)", "([SVG](hello-h1.svg))",
+                     "peer:waitress", "runs.jsonl: last line", "## Comparing runs",
+                     "python -m pyperf compare_to", "pyperf/threaded.json", "## How to read this"):
+        assert expected in text, expected
+
+    with open(run_dir / "report.csv", newline="") as f:
+        lines = list(csv.DictReader(f))
+    assert len(lines) == 6 and {line["runtime"] for line in lines} == {"hybrid", "threaded", "peer:waitress"}
+
+
+def test_peers_are_dashed_and_styles_fixed(doc):
+    doc["runs"] += [run("peer:waitress", 10, 1, 3000.0), run("peer:aaa", 10, 1, 3000.0)]
+    style = report.runtime_styles(report.summarize(doc))
+    # astra runtimes first, then peers; every peer dashed, every runtime its own colour and marker.
+    assert list(style) == ["hybrid", "threaded", "peer:aaa", "peer:waitress"]
+    assert [line for _, _, line in style.values()] == ["-", "-", "--", "--"]
+    assert len({c for c, _, _ in style.values()}) == len({m for _, m, _ in style.values()}) == 4
+
+
+def test_plot_panels_and_peer_lines(doc, tmp_path):
+    assert [key for key, _, _ in report.PANELS] == ["rps", "p50_ms", "p99_ms", "peak_rss_mib", "peak_threads",
+                                                    "cpu_us_per_request"]
+    without = report.plot(doc, report.summarize(doc), tmp_path, "astra", formats=("svg",))
+    assert [p.name for p in without] == ["astra-hello-h1.svg"]
+    assert "stroke-dasharray" not in without[0].read_text()  # astra's runtimes: solid lines
+
+    doc["runs"] += [run("peer:waitress", 10, 1, 3000.0), run("peer:waitress", 1000, 1, 2500.0)]
+    paths = report.plot(doc, report.summarize(doc), tmp_path, None, formats=("svg",))
+    assert [p.name for p in paths] == ["hello-h1.svg"]
+    text = paths[0].read_text()
+    for _, label, _ in report.PANELS:  # matplotlib writes each text as a comment before its glyphs
+        assert f"<!-- {label} -->" in text, label
+    assert "stroke-dasharray" in text  # the peer's dashed line
+    assert "not plotted, run failed: hybrid@1000" in text
