@@ -2,9 +2,9 @@
 
 ``--conc N`` means the ladder 1, 10, 100, ... up to N, with N itself last;
 ``--conc 1,64,1000`` is an explicit list. A level with more connections than
-one process should hold is *sharded*: several server processes, each bound
-to its own loopback address (127.0.0.1, 127.0.0.2, ...), and one load
-generator per server. This machine allows 20,000 open files per process and
+one process should hold is *sharded*: the server runs as several processes
+(``--workers k``, sharing each address with ``SO_REUSEPORT``) listening on
+127.0.0.1 .. 127.0.0.k, and one load generator is aimed at each address. This machine allows 20,000 open files per process and
 about 28,000 ephemeral ports per destination address, so 25,000 connections
 cannot come from, or go to, a single process.
 """
@@ -56,8 +56,12 @@ class Plan:
 
     @property
     def shards(self) -> int:
-        """Server processes started per (runtime, workload): enough for the top level."""
+        """Server processes the top level needs."""
         return shards_for(max(self.levels))
+
+    def server_starts(self) -> int:
+        """Servers started per (runtime, workload): one per distinct process count among the levels."""
+        return len({shards_for(c) for c in self.levels})
 
     def level_seconds(self, conc: int) -> float:
         fairness = self.fairness_duration if conc >= FAIRNESS_FROM and self.fairness_duration else 0
@@ -65,7 +69,7 @@ class Plan:
         return self.warmup + self.duration + fairness + self.pause + 0.5 + conc / 10_000
 
     def estimate_seconds(self) -> float:
-        per_server = self.shards * SERVER_START_S + sum(self.level_seconds(c) for c in self.levels)
+        per_server = self.server_starts() * SERVER_START_S + sum(self.level_seconds(c) for c in self.levels)
         return self.repeat * len(self.runtimes) * len(self.workloads) * per_server
 
     def describe(self) -> str:
@@ -74,8 +78,9 @@ class Plan:
             f"workloads:  {', '.join(self.workloads)}",
             f"protocol:   {self.proto}",
             f"levels:     {', '.join(f'{c:,}' for c in self.levels)} connections",
-            f"servers:    {self.shards} process(es) per runtime and workload"
-            + (f" (levels above {SHARD_CONNECTIONS:,} connections are split over 127.0.0.1..{self.shards})"
+            "servers:    a fresh server per runtime and workload"
+            + (f"; levels above {SHARD_CONNECTIONS:,} connections restart it as up to {self.shards} processes"
+               f" (--workers, SO_REUSEPORT) on 127.0.0.1..{self.shards}, one load generator per address"
                if self.shards > 1 else ""),
             f"each level: {self.warmup:g} s warm-up (discarded), {self.duration:g} s measured"
             + (f", {self.fairness_duration:g} s fairness run (h2load --h1) from {FAIRNESS_FROM} connections"

@@ -28,6 +28,7 @@ import sys
 import tempfile
 import time
 from datetime import datetime
+from collections.abc import Iterator
 from itertools import groupby
 from pathlib import Path
 
@@ -215,17 +216,16 @@ def server_argv(runtime: str, handler: str, stats_file: Path, workers: int, port
 
 
 def measure_workload(plan: Plan, runtime: str, workload: str, levels: list[int], round_no: int,
-                     extra_args: list[str], sleep_ms: float, handler_style: str) -> list[dict]:
+                     extra_args: list[str], sleep_ms: float, handler_style: str) -> Iterator[dict]:
     """Each group of levels that needs the same number of server processes gets a fresh server."""
-    runs = []
     for workers, group in groupby(levels, key=shards_for):
-        runs += measure_server(plan, runtime, workload, list(group), workers, round_no, extra_args,
-                               sleep_ms, handler_style)
-    return runs
+        yield from measure_server(plan, runtime, workload, list(group), workers, round_no, extra_args,
+                                  sleep_ms, handler_style)
 
 
 def measure_server(plan: Plan, runtime: str, workload: str, levels: list[int], workers: int, round_no: int,
-                   extra_args: list[str], sleep_ms: float, handler_style: str) -> list[dict]:
+                   extra_args: list[str], sleep_ms: float, handler_style: str) -> Iterator[dict]:
+    """Measure ``levels`` on one server; each run is yielded as soon as it is measured."""
     base = {"runtime": runtime, "workload": workload, "proto": plan.proto, "round": round_no,
             "servers": workers, "load_processes": workers, "error": None}
     env = {"ASTRA_SLEEP_MS": str(sleep_ms), "ASTRA_WORKLOAD": workload}
@@ -235,8 +235,9 @@ def measure_server(plan: Plan, runtime: str, workload: str, levels: list[int], w
             from .peer_apps import peer_argv
 
             if workers > 1:
-                return [base | {"conc": c, "error": "peers run as one process: level not attempted"}
-                        for c in levels]
+                for c in levels:
+                    yield base | {"conc": c, "error": "peers run as one process: level not attempted"}
+                return
             argv, handler, stats_files = peer_argv(runtime[len(PEER_PREFIX):]), "peer", []
         else:
             handler = WORKLOADS[workload].handler_for(load_runtime(runtime).supports_async, handler_style)
@@ -244,10 +245,10 @@ def measure_server(plan: Plan, runtime: str, workload: str, levels: list[int], w
             argv = server_argv(runtime, handler, stats, workers, port, extra_args)
             stats_files = [Path(f"{stats}.{i}") for i in range(workers)] if workers > 1 else [stats]
         base["handler"] = handler
-        runs: list[dict] = []
         log = open(Path(tmp) / "server.log", "w+")
         server = ServerProcess(argv, cpus=plan.server_cpus, log=log, env=env,
                                port=None if runtime.startswith(PEER_PREFIX) else port)
+        measured = 0
         try:
             server.wait_ready(hosts=[f"127.0.0.{i + 1}" for i in range(workers)])
             for conc in levels:
@@ -257,26 +258,32 @@ def measure_server(plan: Plan, runtime: str, workload: str, levels: list[int], w
                     run |= measure_level(plan, server, stats_files, targets, conc)
                 except LoadGenError as exc:
                     run["error"] = f"load generator: {exc}"
-                if server.proc.poll() is not None:
+                exited = server.proc.poll() is not None
+                if exited:
                     run["error"] = (run["error"] or "") + f" server exited ({server.proc.returncode})"
-                runs.append(run)
-                if server.proc.poll() is not None:
-                    runs += [base | {"conc": c, "error": "not attempted: the server had exited"}
-                             for c in levels[len(runs):]]
-                    break
+                measured += 1
+                yield _with_log(run, log)
+                if exited:
+                    for c in levels[measured:]:
+                        yield _with_log(base | {"conc": c, "error": "not attempted: the server had exited"}, log)
+                    return
                 time.sleep(plan.pause)
         except RuntimeError as exc:  # a server that never became ready
-            runs += [base | {"conc": c, "error": str(exc)} for c in levels[len(runs):]]
+            for c in levels[measured:]:
+                yield _with_log(base | {"conc": c, "error": str(exc)}, log)
         finally:
-            stop = server.stop()
-            log.seek(0)
-            tail = log.read().splitlines()[-20:]
+            server.stop()
             log.close()
-    for run in runs:
-        run["server_stop"] = stop
-        if run.get("error"):
-            run["server_log_tail"] = tail
-    return runs
+
+
+def _with_log(run: dict, log) -> dict:
+    """A failed run carries the tail of its server's log."""
+    if run.get("error"):
+        log.flush()
+        log.seek(0)
+        run["server_log_tail"] = log.read().splitlines()[-20:]
+        log.seek(0, 2)
+    return run
 
 
 def free_port_everywhere(addresses: int) -> int:
@@ -304,11 +311,28 @@ def measure_level(plan: Plan, server: ServerProcess, stats: list[Path], targets:
     sampler.start()
     load = run_wrk(targets, conc, plan.duration, cpus=cpus)
     cost = sampler.stop(load["requests"])
-    fairness = None
-    if conc >= FAIRNESS_FROM and plan.fairness_duration:
-        fairness = run_h2load(targets, conc, plan.fairness_duration, h1=True, cpus=cpus)
-    return {"load": load, "cost": cost, "fairness": fairness, "other_cpus": round(other, 2),
-            "time_wait_before": time_wait}
+    return {"load": load, "cost": cost, "fairness": measure_fairness(plan, targets, conc, cost),
+            "other_cpus": round(other, 2), "time_wait_before": time_wait}
+
+
+def measure_fairness(plan: Plan, targets: list[Target], conc: int, cost: dict) -> dict | None:
+    """h2load --h1's per-client rates; skipped when the server left connections unaccepted.
+
+    h2load starts its clock only once every client has connected, so against
+    a server whose accept loop is starved it waits until our guard kills it.
+    The wrk run has already shown the answer then: ``connections_established``
+    far below the level is the unfairness, recorded as such.
+    """
+    if conc < FAIRNESS_FROM or not plan.fairness_duration:
+        return None
+    established = cost.get("connections_established")
+    if established is not None and established < 0.9 * conc:
+        return {"skipped": f"only {established:,} of {conc:,} connections were established during "
+                           "the measured run: clients starved before fairness could be measured"}
+    try:
+        return run_h2load(targets, conc, plan.fairness_duration, h1=True, cpus=plan.client_cpus, timeout=10)
+    except LoadGenError as exc:  # keep the level's wrk figures
+        return {"error": f"h2load: {exc}"}
 
 
 def time_wait_sockets() -> int:
@@ -338,8 +362,10 @@ def summary_line(run: dict) -> str:
     text = (f"{load['requests_per_s']:>9,.0f} req/s  p99 {load['latency_us']['p99'] / 1000:8.1f} ms  "
             f"cpu {cost['cpu_us_per_request'] or 0:6.1f} us/req  rss {cost['peak_rss_kib'] / 1024:6.1f} MiB  "
             f"threads {cost['peak_threads']:>6}  conns {cost['connections_established'] or '-'}  errors {errors}")
-    if fair:
+    if fair and "client_rps" in fair:
         text += f"  per-client req/s {fair['client_rps']['min']:.2f}..{fair['client_rps']['max']:.2f}"
+    elif fair:
+        text += f"  fairness: {fair.get('skipped') or fair.get('error')}"
     if run.get("error"):
         text += f"  ! {run['error']}"
     return text
