@@ -45,7 +45,6 @@ from protocols import (
     ConnectionInfo,
     Event,
     HTTP11Connection,
-    HTTPError,
     Request,
     RequestBody,
     RequestReceived,
@@ -59,9 +58,11 @@ from .common import (
     call_handler,
     check_response,
     error_response,
+    handler_failed,
     is_async_handler,
     logger,
     socket_address,
+    start_response,
     thread_count,
 )
 
@@ -416,13 +417,8 @@ class AsyncConnection:
         if server.handler_is_async:
             try:
                 return check_response(await handler(request), request)
-            except HTTPError as exc:
-                return error_response(exc.status, exc.message, exc.headers)
-            except ClientDisconnected:
-                raise
-            except Exception:
-                logger.exception("handler failed: %s %s", request.method, request.target)
-                return error_response(500)
+            except Exception as exc:
+                return handler_failed(exc, request)
         if server.inline:
             if inbox is not None:  # a handler on the loop cannot wait for body bytes
                 request.body = RequestBody(_buffered(await request.body.aread()))
@@ -442,13 +438,7 @@ class AsyncConnection:
         """
         proto = self.proto
         self.responding = True
-        try:
-            proto.send_response(stream_id, response)
-        except ValueError as exc:
-            logger.error("handler returned an invalid response: %s", exc)
-            response.body.close()
-            response = error_response(500)
-            proto.send_response(stream_id, response)
+        response = start_response(proto, stream_id, response)
         body = response.body
         if body.data is not None:
             proto.send_data(stream_id, body.data)

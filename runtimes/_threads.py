@@ -30,7 +30,7 @@ from protocols import (
     error_response_bytes,
 )
 
-from .common import error_response, logger
+from .common import logger, start_response
 
 __all__ = ["BodyInbox", "WorkerPool", "reject_connection", "write_response"]
 
@@ -58,13 +58,7 @@ def write_response(
     aborted, and the caller finds ``conn.should_close`` set.
     """
     with guard:
-        try:
-            conn.send_response(stream_id, response)
-        except ValueError as exc:
-            logger.error("handler returned an invalid response: %s", exc)
-            response.body.close()
-            response = error_response(500)
-            conn.send_response(stream_id, response)
+        response = start_response(conn, stream_id, response)
         body = response.body
         if body.data is not None:
             conn.send_data(stream_id, body.data)

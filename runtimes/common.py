@@ -20,8 +20,8 @@ from typing import Any
 from protocols import ClientDisconnected, HTTPError, Limits, Request, Response
 
 __all__ = [
-    "Config", "Handler", "Runtime", "bind_listeners", "call_handler",
-    "error_response", "is_async_handler", "logger", "socket_address", "thread_count",
+    "Config", "Handler", "Runtime", "bind_listeners", "call_handler", "error_response",
+    "handler_failed", "is_async_handler", "logger", "socket_address", "start_response", "thread_count",
 ]
 
 logger = logging.getLogger("astra")
@@ -170,14 +170,34 @@ def call_handler(handler: Handler, request: Request) -> Response:
     """
     try:
         response = handler(request)
-    except HTTPError as exc:
-        return error_response(exc.status, exc.message, exc.headers)
-    except ClientDisconnected:
-        raise
-    except Exception:
-        logger.exception("handler failed: %s %s", request.method, request.target)
-        return error_response(500)
+    except Exception as exc:
+        return handler_failed(exc, request)
     return check_response(response, request)
+
+
+def handler_failed(exc: Exception, request: Request) -> Response:
+    """The answer to a handler's exception (re-raises ``ClientDisconnected``)."""
+    if isinstance(exc, HTTPError):
+        return error_response(exc.status, exc.message, exc.headers)
+    if isinstance(exc, ClientDisconnected):
+        raise exc
+    logger.error("handler failed: %s %s", request.method, request.target, exc_info=exc)
+    return error_response(500)
+
+
+def start_response(conn: Any, stream_id: int, response: Response) -> Response:
+    """Send a response's head; an invalid one is logged and replaced by a 500.
+
+    Returns the response actually started, whose body the caller sends.
+    """
+    try:
+        conn.send_response(stream_id, response)
+    except ValueError as exc:
+        logger.error("handler returned an invalid response: %s", exc)
+        response.body.close()
+        response = error_response(500)
+        conn.send_response(stream_id, response)
+    return response
 
 
 def check_response(response: object, request: Request) -> Response:
