@@ -36,7 +36,7 @@ from astra.runtimes import load_runtime
 
 from .loadgen import LoadGenError, Target, run_h2load, run_wrk, tool_versions
 from .plan import FAIRNESS_FROM, SHARD_CONNECTIONS, Plan, shards_for
-from .servers import ROOT, CostSampler, ServerProcess, busy_cpus, free_port
+from .servers import ROOT, CostSampler, ServerProcess, busy_cpus, free_port, open_connections
 from .workloads import WORKLOADS
 
 __all__ = ["run_plan", "system_limits"]
@@ -304,15 +304,36 @@ def measure_level(plan: Plan, server: ServerProcess, stats: list[Path], targets:
                   conc: int) -> dict:
     cpus = plan.client_cpus
     time_wait = wait_for_time_wait()
+    drained = None
     if plan.warmup:
         run_wrk(targets, conc, plan.warmup, cpus=cpus)
+        drained = wait_for_drain(stats)
     other = busy_cpus(0.5)  # server idle, no load: anything busy now is someone else
     sampler = CostSampler([server.proc.pid], stats)
     sampler.start()
     load = run_wrk(targets, conc, plan.duration, cpus=cpus)
     cost = sampler.stop(load["requests"])
     return {"load": load, "cost": cost, "fairness": measure_fairness(plan, targets, conc, cost),
-            "other_cpus": round(other, 2), "time_wait_before": time_wait}
+            "other_cpus": round(other, 2), "time_wait_before": time_wait, "warmup_drain_s": drained}
+
+
+def wait_for_drain(stats: list[Path], patience: float = 60.0) -> float | None:
+    """Wait until the warm-up's connections are closed on the server side too.
+
+    wrk closes its connections when the warm-up ends, but a loaded server
+    takes a while to notice thousands of them; measuring before then counts
+    them against the next run (connection caps, memory, CPU). Returns the
+    seconds waited (None without stats files, as for peers).
+    """
+    if not stats:
+        return None
+    started = time.monotonic()
+    time.sleep(0.6)  # at least one fresh stats line (they come every 0.5 s)
+    while (open_now := open_connections(stats)) and time.monotonic() - started < patience:
+        time.sleep(0.5)
+    if open_now:
+        print(f"    note: {open_now} warm-up connections still open after {patience:.0f} s")
+    return round(time.monotonic() - started, 1)
 
 
 def measure_fairness(plan: Plan, targets: list[Target], conc: int, cost: dict) -> dict | None:

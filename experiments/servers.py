@@ -23,7 +23,7 @@ from typing import IO
 ROOT = Path(__file__).resolve().parent.parent
 TICK_US = 1e6 / os.sysconf("SC_CLK_TCK")
 
-__all__ = ["CostSampler", "ServerProcess", "busy_cpus", "cpu_us", "descendants", "free_port"]
+__all__ = ["CostSampler", "ServerProcess", "busy_cpus", "cpu_us", "descendants", "free_port", "open_connections"]
 
 
 # /proc ----------------------------------------------------------------------------
@@ -254,3 +254,19 @@ class CostSampler:
                 pass
             total += peak
         return total
+
+
+def open_connections(stats_files: list[Path]) -> int | None:
+    """Connections open now, summed over servers: the last line of each ``--stats-file``."""
+    if not stats_files:
+        return None
+    total = 0
+    for path in stats_files:
+        try:
+            with open(path, "rb") as f:
+                f.seek(max(0, f.seek(0, 2) - 4096))
+                last = f.read().splitlines()[-1]
+            total += json.loads(last).get("connections_open", 0)
+        except (OSError, ValueError, IndexError):
+            pass
+    return total
