@@ -30,8 +30,9 @@ import os
 import sys
 import time
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler
 from typing import Awaitable, Callable
+
+from .peers import HelloHandler
 
 from experiments import apps
 
@@ -164,7 +165,7 @@ def make_wsgi_app(workload: str):
 
 # The standard library -----------------------------------------------------------------
 
-class WorkloadHandler(BaseHTTPRequestHandler):
+class WorkloadHandler(HelloHandler):
     """``BaseHTTPRequestHandler`` serving ``WORKLOAD``, as its users meet it.
 
     HTTP/1.1 with keep-alive; otherwise stock: the head and the body go out in
@@ -172,25 +173,8 @@ class WorkloadHandler(BaseHTTPRequestHandler):
     ``experiments.peers.HelloHandler`` for what that costs a keep-alive client).
     """
 
-    protocol_version = "HTTP/1.1"
-
-    def _respond(self, with_body: bool) -> None:
-        body = WORKLOAD_FORM.blocking()
-        self.send_response(200)
-        self.send_header("Content-Type", WORKLOAD_FORM.content_type)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        if with_body:
-            self.wfile.write(body)
-
-    def do_GET(self) -> None:
-        self._respond(True)
-
-    def do_HEAD(self) -> None:
-        self._respond(False)
-
-    def log_message(self, format, *args) -> None:  # no access log
-        pass
+    def payload(self) -> tuple[str, bytes]:
+        return WORKLOAD_FORM.content_type, WORKLOAD_FORM.blocking()
 
 
 WORKLOAD = os.environ.get("ASTRA_WORKLOAD", "hello")

@@ -49,19 +49,24 @@ class HelloHandler(BaseHTTPRequestHandler):
 
     protocol_version = "HTTP/1.1"  # keep-alive, as the other servers do
 
-    def _hello(self, with_body: bool) -> None:
+    def payload(self) -> tuple[str, bytes]:
+        """(content type, body) of the answer; subclasses serve other workloads."""
+        return "text/plain; charset=utf-8", BODY
+
+    def _respond(self, with_body: bool) -> None:
+        content_type, body = self.payload()
         self.send_response(200)
-        self.send_header("Content-Type", "text/plain; charset=utf-8")
-        self.send_header("Content-Length", str(len(BODY)))
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         if with_body:
-            self.wfile.write(BODY)
+            self.wfile.write(body)
 
     def do_GET(self) -> None:
-        self._hello(True)
+        self._respond(True)
 
     def do_HEAD(self) -> None:
-        self._hello(False)
+        self._respond(False)
 
     def log_message(self, format, *args) -> None:  # no per-request logging
         pass
