@@ -32,7 +32,7 @@ import time
 from dataclasses import dataclass
 from typing import Awaitable, Callable
 
-from .peers import HelloHandler
+from .peers import HelloHandler, answer_lifespan
 
 from experiments import apps
 
@@ -114,17 +114,6 @@ def _form(workload: str) -> _Form:
 
 # ASGI ---------------------------------------------------------------------------------
 
-async def _lifespan(receive, send) -> None:
-    # Answer it, so servers neither warn about it nor wait on it.
-    while True:
-        message = await receive()
-        if message["type"] == "lifespan.startup":
-            await send({"type": "lifespan.startup.complete"})
-        elif message["type"] == "lifespan.shutdown":
-            await send({"type": "lifespan.shutdown.complete"})
-            return
-
-
 def make_asgi_app(workload: str):
     """The ASGI 3 app serving ``workload`` on every path and method."""
     form = _form(workload)
@@ -133,7 +122,7 @@ def make_asgi_app(workload: str):
 
     async def app(scope, receive, send):
         if scope["type"] == "lifespan":
-            return await _lifespan(receive, send)
+            return await answer_lifespan(receive, send)
         if scope["type"] != "http":
             raise RuntimeError(f"unsupported ASGI scope {scope['type']!r}")
         body = await produce()

@@ -20,15 +20,20 @@ BODY = b"Hello World!"
 _HEADERS = [(b"content-type", b"text/plain; charset=utf-8"), (b"content-length", str(len(BODY)).encode())]
 
 
+async def answer_lifespan(receive, send) -> None:
+    """Answer an ASGI lifespan scope, so servers neither warn about it nor wait on it."""
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+
+
 async def asgi_hello(scope, receive, send):
-    if scope["type"] == "lifespan":  # answer it, so servers do not warn about it
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                await send({"type": "lifespan.startup.complete"})
-            elif message["type"] == "lifespan.shutdown":
-                await send({"type": "lifespan.shutdown.complete"})
-                return
+    if scope["type"] == "lifespan":
+        return await answer_lifespan(receive, send)
     await send({"type": "http.response.start", "status": 200, "headers": _HEADERS})
     await send({"type": "http.response.body", "body": BODY})
 
