@@ -1,0 +1,38 @@
+"""Hybrid: one reactor thread waits on every socket; a pool of worker threads runs handlers.
+
+This is the Rust astra's design (a small evented loop in front of a thread
+pool, so handlers may block) without the three flaws its users hit:
+
+- **Requests, not connections, go to workers.** An idle keep-alive connection,
+  or a client still trickling its head, costs a registered descriptor and a
+  few hundred bytes, never a worker.
+- **The queue in front of the pool is bounded.** Past ``max_queued_requests``
+  a request is answered 503 with ``Retry-After`` at once, by the reactor.
+- **The reactor owns every timer.** Header, keep-alive and write-stall
+  timeouts are enforced whether or not a worker is involved.
+
+Read it in this order:
+
+1. ``reactor.py``: :meth:`HybridRuntime.serve`, the reactor loop (accept,
+   read, flush, timers), and the shutdown at its end.
+2. ``connection.py``: :class:`Channel`, one connection's state, shared by the
+   reactor and at most one worker at a time under the channel's lock; then
+   :class:`Exchange`, one request on a worker: body, handler, response.
+
+The worker pool (``_threads.WorkerPool``: starts empty, grows to
+``max_workers``, shrinks after ``worker_keep_alive`` seconds idle, refuses
+past ``max_queued_requests``) is shared with the event-loop runtimes, which
+run blocking handlers on the same kind of pool.
+
+Who does what: only the reactor waits on sockets, changes the selector and
+closes sockets. A worker with a response ready tries one non-blocking
+``send`` itself: handing a ready response to the reactor would cost a wake-up
+and two thread switches per request for nothing. Whatever the kernel does not
+take is left for the reactor to flush, and the worker waits (on a condition,
+not a socket) only while more than ``HIGH_WATER`` bytes are pending: that is
+the backpressure a slow reader exerts on a streaming handler.
+"""
+
+from .reactor import HybridRuntime
+
+__all__ = ["HybridRuntime"]

@@ -1,0 +1,253 @@
+"""One hybrid connection, as the reactor and its workers share it; one request on a worker."""
+
+from __future__ import annotations
+
+import selectors
+import socket
+import threading
+import time
+from typing import TYPE_CHECKING
+
+from protocols import (
+    ClientDisconnected,
+    ConnectionClosed,
+    ConnectionInfo,
+    Event,
+    HTTP11Connection,
+    HTTPError,
+    ProtocolFailed,
+    RequestBody,
+    RequestReceived,
+)
+
+from .._threads import BodyInbox, write_response
+from ..common import call_handler, error_response, socket_address
+
+if TYPE_CHECKING:
+    from .reactor import HybridRuntime
+
+__all__ = ["Channel", "Exchange", "PooledBody"]
+
+RECV_SIZE = 64 * 1024
+HIGH_WATER = 256 * 1024  # pending output past which a streaming worker waits
+BODY_HIGH_WATER = 1024 * 1024  # buffered request body past which the reactor stops reading
+
+READ, WRITE = selectors.EVENT_READ, selectors.EVENT_WRITE
+
+# What a channel's deadline means when it passes.
+HEAD_DEADLINE = "head"  # the request head did not arrive in time: 408, close
+IDLE_DEADLINE = "idle"  # keep-alive idle timeout: close quietly
+
+
+# 2. One connection ------------------------------------------------------------
+
+class Channel:
+    """A connection as the reactor and its workers share it.
+
+    Everything mutable is guarded by ``lock``: the protocol connection, the
+    pending output, the current exchange, the deadline and the wishes
+    ``paused`` / ``want_write``. The selector registration itself
+    (``registered``) is touched by the reactor thread only.
+    """
+
+    def __init__(self, runtime: HybridRuntime, sock: socket.socket, peer) -> None:
+        self.runtime = runtime
+        self.sock = sock
+        self.fd = sock.fileno()
+        self.lock = threading.Lock()
+        self.writable = threading.Condition(self.lock)  # pending output fell below HIGH_WATER
+        info = ConnectionInfo(socket_address(peer), socket_address(sock.getsockname()))
+        self.proto = HTTP11Connection(info, runtime.config.limits)
+        self.out = bytearray()
+        self.exchange: Exchange | None = None
+        self.closed = False
+        self.close_when_flushed = False
+        # What the channel wants from the selector (guarded by lock) ...
+        self.paused = False  # stop reading for now (backpressure)
+        self.want_write = False  # output is pending
+        # ... and what the reactor last told the selector (reactor only).
+        self.eof = False
+        self.registered = READ
+        self.last_progress = time.monotonic()
+        self.deadline: float | None = None
+        self.deadline_kind = HEAD_DEADLINE
+        self.set_deadline(runtime.config.header_timeout, HEAD_DEADLINE)
+
+    def set_deadline(self, seconds: float, kind: str) -> None:
+        self.deadline = time.monotonic() + seconds
+        self.deadline_kind = kind
+
+    def absorb(self, events: list[Event]) -> Exchange | None:
+        """File protocol events (lock held). Returns a new exchange to dispatch, if any."""
+        started = None
+        for event in events:
+            if type(event) is RequestReceived:
+                started = self.exchange = Exchange(self, event)
+                self.deadline = None
+            elif self.exchange is not None:
+                if self.exchange.inbox is not None:
+                    self.exchange.inbox.absorb(event)
+                    self.exchange.inbox.ready.notify_all()
+                if type(event) is ProtocolFailed:
+                    self.close_when_flushed = True
+            elif type(event) is ProtocolFailed or type(event) is ConnectionClosed:
+                self.runtime.call_soon(self._flush_and_close)
+        return started
+
+    def _flush_and_close(self) -> None:
+        with self.lock:
+            data = self.proto.data_to_send()
+        self.send_and_close(data)
+
+    def send_and_close(self, data: bytes) -> None:
+        """Reactor thread: queue ``data`` and close once it is flushed."""
+        with self.lock:
+            self.out += data
+            self.close_when_flushed = True
+            pending = self.want_write = bool(self.out)
+        if pending:
+            self.runtime.sync_interest(self)
+        else:
+            self.runtime.close(self)
+
+    def refuse(self, exchange: Exchange, status: int, why: str) -> None:
+        """Reactor thread: answer the exchange ourselves and close (overload)."""
+        with self.lock:
+            self.exchange = None
+            self.proto.close_after_current()
+            response = error_response(status, why, {"retry-after": "1"})
+            self.proto.send_response(exchange.stream_id, response)
+            self.proto.send_data(exchange.stream_id, response.body.data)
+            self.proto.end_stream(exchange.stream_id)
+            data = self.proto.data_to_send()
+        self.send_and_close(data)
+
+    def write(self, data: bytes) -> None:
+        """Worker thread: send ``data``, waiting only while too much is pending."""
+        if not data:
+            return
+        with self.lock:
+            if self.closed:
+                raise ClientDisconnected("connection closed")
+            if not self.out:  # nothing queued ahead of us: try the kernel directly
+                try:
+                    sent = self.sock.send(data)
+                except BlockingIOError:
+                    sent = 0
+                except OSError as exc:
+                    raise ClientDisconnected(str(exc)) from None
+                if sent == len(data):
+                    return
+                data = memoryview(data)[sent:]
+                self.last_progress = time.monotonic()
+            self.out += data
+            must_arm = not self.want_write
+            self.want_write = True
+            if len(self.out) > HIGH_WATER:
+                deadline = time.monotonic() + self.runtime.config.io_timeout
+                if must_arm:
+                    self.runtime.call_soon(lambda: self.runtime.sync_interest(self))
+                    must_arm = False
+                while len(self.out) > HIGH_WATER:
+                    if self.closed:
+                        raise ClientDisconnected("connection closed")
+                    left = deadline - time.monotonic()
+                    if left <= 0 or not self.writable.wait(left):
+                        raise ClientDisconnected("client stopped reading")
+        if must_arm:
+            self.runtime.call_soon(lambda: self.runtime.sync_interest(self))
+
+    def finish(self, exchange: Exchange) -> Exchange | None:
+        """Worker thread, after a response: close, go idle, or start a pipelined request."""
+        runtime = self.runtime
+        following = None
+        resume = False
+        with self.lock:
+            self.exchange = None
+            data = self.proto.data_to_send()  # e.g. an error queued by a broken body
+            closing = self.proto.should_close or self.closed
+            if not closing:
+                following = self.absorb(self.proto.events())
+                if following is None:
+                    self.set_deadline(runtime.config.keep_alive_timeout, IDLE_DEADLINE)
+                if self.paused and (following is None or following.inbox is not None):
+                    self.paused = False
+                    resume = True
+        if closing:
+            runtime.call_soon(lambda: self.send_and_close(data))
+            return None
+        if data:
+            self.write(data)
+        if resume:
+            runtime.call_soon(lambda: runtime.sync_interest(self))
+        return following
+
+
+# 3. One request on a worker -----------------------------------------------------
+
+class Exchange:
+    """A request and its response, run on a worker thread."""
+
+    def __init__(self, channel: Channel, started: RequestReceived) -> None:
+        self.channel = channel
+        self.stream_id = started.stream_id
+        self.request = started.request
+        self.inbox = PooledBody(channel, started.stream_id) if started.has_body else None
+
+    def run(self) -> None:
+        exchange: Exchange | None = self
+        while exchange is not None:  # pipelined requests continue on this worker
+            exchange = exchange._run_one()
+
+    def _run_one(self) -> Exchange | None:
+        channel = self.channel
+        runtime = channel.runtime
+        request = self.request
+        if self.inbox is not None:
+            request.body = RequestBody(self.inbox.read_chunk)
+        try:
+            response = call_handler(runtime.handler, request)
+            if runtime.stopping:
+                with channel.lock:
+                    channel.proto.close_after_current()
+            write_response(channel.proto, self.stream_id, response, channel.write, channel.lock)
+        except (ClientDisconnected, OSError):
+            with channel.lock:
+                channel.proto.abort_stream(self.stream_id)
+        return channel.finish(self)
+
+
+class PooledBody(BodyInbox):
+    """``request.body`` on a worker: chunks arrive from the reactor thread."""
+
+    def __init__(self, channel: Channel, stream_id: int) -> None:
+        super().__init__(stream_id)
+        self.channel = channel
+        self.ready = threading.Condition(channel.lock)
+
+    def read_chunk(self) -> bytes:
+        channel = self.channel
+        runtime = channel.runtime
+        timeout = runtime.config.io_timeout
+        while True:
+            with channel.lock:
+                chunk = self.take()
+                if chunk is not None:
+                    resume = channel.paused and self.buffered <= BODY_HIGH_WATER // 2
+                    if resume:
+                        channel.paused = False
+                    break
+                go_ahead = b""
+                if channel.proto.expects_continue:
+                    channel.proto.send_continue(self.stream_id)
+                    go_ahead = channel.proto.data_to_send()
+                elif not self.ready.wait(timeout) and self.take_would_wait():
+                    raise HTTPError(408, "request body not received in time")
+            if go_ahead:
+                channel.write(go_ahead)
+        if resume:
+            runtime.call_soon(lambda: runtime.sync_interest(channel))
+        return chunk
+
+    def take_would_wait(self) -> bool:
+        return not self.chunks and not self.ended and self.error is None
