@@ -1,6 +1,6 @@
 """asyncio: connections are tasks on an asyncio event loop (uvloop's, when installed).
 
-The driver is the shared one in ``_async.py``. What this edge adds:
+The driver is the shared one in ``_async/``. What this edge adds:
 
 - the choice of loop: ``Config.loop`` is ``"uvloop"``, plain ``"asyncio"``,
   or ``"auto"`` (uvloop if it can be imported: an option, not a requirement);

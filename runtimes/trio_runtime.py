@@ -1,6 +1,6 @@
 """trio: connections are tasks in trio's structured-concurrency world.
 
-The driver is the shared one in ``_async.py`` (anyio maps its task groups and
+The driver is the shared one in ``_async/`` (anyio maps its task groups and
 cancel scopes straight onto trio's nurseries and cancel scopes); this edge
 only asks anyio for the trio backend.
 """
