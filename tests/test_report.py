@@ -10,7 +10,7 @@ import pytest
 
 pytest.importorskip("matplotlib")
 
-from experiments import report  # noqa: E402
+from experiments import plots, report  # noqa: E402
 
 
 def run(runtime, conc, round_no, rps, *, p99_us=25_000, wrk_errors=None, fairness="default", error=None):
@@ -217,7 +217,7 @@ def test_render_a_run_directory(doc, tmp_path, capsys):
 
 def test_peers_are_dashed_and_styles_fixed(doc):
     doc["runs"] += [run("peer:waitress", 10, 1, 3000.0), run("peer:aaa", 10, 1, 3000.0)]
-    style = report.runtime_styles(report.summarize(doc))
+    style = plots.runtime_styles(report.summarize(doc))
     # astra runtimes first, then peers; every peer dashed, every runtime its own colour and marker.
     assert list(style) == ["hybrid", "threaded", "peer:aaa", "peer:waitress"]
     assert [line for _, _, line in style.values()] == ["-", "-", "--", "--"]
@@ -225,17 +225,17 @@ def test_peers_are_dashed_and_styles_fixed(doc):
 
 
 def test_plot_panels_and_peer_lines(doc, tmp_path):
-    assert [key for key, _, _ in report.PANELS] == ["rps", "p50_ms", "p99_ms", "peak_rss_mib", "peak_threads",
+    assert [key for key, _, _ in plots.PANELS] == ["rps", "p50_ms", "p99_ms", "peak_rss_mib", "peak_threads",
                                                     "cpu_us_per_request"]
-    without = report.plot(doc, report.summarize(doc), tmp_path, "astra", formats=("svg",))
+    without = plots.plot(doc, report.summarize(doc), tmp_path, "astra", formats=("svg",))
     assert [p.name for p in without] == ["astra-hello-h1.svg"]
     assert "stroke-dasharray" not in without[0].read_text()  # astra's runtimes: solid lines
 
     doc["runs"] += [run("peer:waitress", 10, 1, 3000.0), run("peer:waitress", 1000, 1, 2500.0)]
-    paths = report.plot(doc, report.summarize(doc), tmp_path, None, formats=("svg",))
+    paths = plots.plot(doc, report.summarize(doc), tmp_path, None, formats=("svg",))
     assert [p.name for p in paths] == ["hello-h1.svg"]
     text = paths[0].read_text()
-    for _, label, _ in report.PANELS:  # matplotlib writes each text as a comment before its glyphs
+    for _, label, _ in plots.PANELS:  # matplotlib writes each text as a comment before its glyphs
         assert f"<!-- {label} -->" in text, label
     assert "stroke-dasharray" in text  # the peer's dashed line
     assert "not plotted, run failed: hybrid@1000" in text
