@@ -39,7 +39,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=1,
                    help="server processes sharing the address(es) with SO_REUSEPORT (default 1)")
     p.add_argument("--runtime", default=DEFAULT_RUNTIME, choices=available_runtimes())
+    p.add_argument("--http", choices=["auto", "1", "2"],
+                   help="protocols: auto (HTTP/1.1 plus HTTP/2 by preface or h2c Upgrade), 1 or 2 only")
     p.add_argument("--max-connections", type=int)
+    p.add_argument("--max-concurrent-streams", type=int, help="HTTP/2 streams in progress per connection")
+    p.add_argument("--stream-window", type=int, help="HTTP/2 initial stream flow-control window (bytes)")
+    p.add_argument("--connection-window", type=int, help="HTTP/2 connection flow-control window (bytes)")
+    p.add_argument("--max-frame-size", type=int, help="HTTP/2 largest frame accepted (bytes)")
+    p.add_argument("--max-client-resets", type=int, help="HTTP/2 stream resets tolerated (rapid-reset guard)")
     p.add_argument("--max-workers", type=int, help="worker threads at most (pool runtimes)")
     p.add_argument("--worker-keep-alive", type=float, help="seconds an idle worker lingers")
     p.add_argument("--max-queued-requests", type=int, help="requests waiting for a worker before 503")

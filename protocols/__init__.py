@@ -12,19 +12,23 @@ from .events import (
     ConnectionClosed,
     Event,
     ProtocolFailed,
+    ProtocolSwitched,
     RequestReceived,
     StreamReset,
 )
 from .headers import Headers
+from .http2 import PREFACE, HTTP2Connection
 from .http11 import HTTP11Connection, error_response_bytes
 from .limits import Limits
+from .negotiation import HTTP_VERSIONS, server_connection
 from .request import BodySource, ConnectionInfo, Request, RequestBody
 from .response import Body, Response, ResponseBuilder
 
 __all__ = [
     "Body", "BodyEnded", "BodyReceived", "BodySource", "BodyTooLarge",
     "ClientDisconnected", "ConnectionClosed", "ConnectionInfo", "Event",
-    "HTTP11Connection", "HTTPError", "Headers", "Limits", "ProtocolError",
-    "ProtocolFailed", "Request", "RequestBody", "RequestReceived", "Response",
-    "ResponseBuilder", "StreamReset", "error_response_bytes",
+    "HTTP11Connection", "HTTP2Connection", "HTTPError", "HTTP_VERSIONS", "Headers",
+    "Limits", "PREFACE", "ProtocolError", "ProtocolFailed", "ProtocolSwitched", "Request",
+    "RequestBody", "RequestReceived", "Response", "ResponseBuilder", "StreamReset",
+    "error_response_bytes", "server_connection",
 ]

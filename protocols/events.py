@@ -14,6 +14,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from typing import Any
+
 from .request import Request
 
 __all__ = [
@@ -24,6 +26,7 @@ __all__ = [
     "StreamReset",
     "ConnectionClosed",
     "ProtocolFailed",
+    "ProtocolSwitched",
 ]
 
 
@@ -83,3 +86,17 @@ class ProtocolFailed(Event):
 
     status: int
     reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class ProtocolSwitched(Event):
+    """The client chose HTTP/2: by sending its connection preface, or by an
+    ``Upgrade: h2c`` request (whose ``101`` is already queued).
+
+    Always the last event of its batch. From now on the runtime drives
+    ``connection`` instead, which has taken over the bytes received and the
+    output queued so far, and whose ``events()`` continue where these ended
+    (with the upgraded request as stream 1).
+    """
+
+    connection: Any

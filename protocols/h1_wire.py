@@ -10,16 +10,15 @@ NUL would let a handler (or whoever controls its inputs) split the response.
 
 from __future__ import annotations
 
-import re
 from http import HTTPStatus
+
+from .headers import is_token
 
 __all__ = ["status_line", "encode_head", "chunk", "LAST_CHUNK", "CONTINUE"]
 
 _REASONS = {s.value: s.phrase for s in HTTPStatus}
 _STATUS_LINES: dict[int, str] = {}
 
-_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9a-zA-Z]+")
-_known_names: set[str] = set()
 
 LAST_CHUNK = b"0\r\n\r\n"
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
@@ -43,11 +42,8 @@ def encode_head(status: int, headers: list[tuple[str, str]]) -> bytes:
     contains CR, LF or NUL.
     """
     for name, _ in headers:
-        if name not in _known_names:
-            if not _TOKEN.fullmatch(name):
-                raise ValueError(f"invalid header name {name!r}")
-            if len(_known_names) < 4096:
-                _known_names.add(name)
+        if not is_token(name):
+            raise ValueError(f"invalid header name {name!r}")
     text = status_line(status) + "".join([f"{n}: {v}\r\n" for n, v in headers]) + "\r\n"
     # One CRLF per field plus the status line and the blank line: any other
     # CR or LF came from a value and would split the response.

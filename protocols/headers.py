@@ -13,11 +13,30 @@ messages carry a dozen fields, where a scan beats maintaining an index.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Iterator, Mapping
 
-__all__ = ["Headers"]
+__all__ = ["Headers", "is_token"]
 
 HeaderPairs = Iterable[tuple[str, str]]
+
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9a-zA-Z]+")
+_known_tokens: set[str] = set()
+
+
+def is_token(name: str) -> bool:
+    """Is ``name`` a valid field name (an RFC 9110 token)?
+
+    Responses reuse a handful of names, so valid ones are remembered (up to
+    a bound) and the regular expression runs once per name, not per response.
+    """
+    if name in _known_tokens:
+        return True
+    if not _TOKEN.fullmatch(name):
+        return False
+    if len(_known_tokens) < 4096:
+        _known_tokens.add(name)
+    return True
 
 
 class Headers:

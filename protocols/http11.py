@@ -22,6 +22,8 @@ the server's ``Date`` and ``Server`` headers.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import re
 from http import HTTPStatus
 
@@ -35,10 +37,12 @@ from .events import (
     ConnectionClosed,
     Event,
     ProtocolFailed,
+    ProtocolSwitched,
     RequestReceived,
 )
 from .h1_wire import CONTINUE, LAST_CHUNK, chunk, encode_head
 from .headers import Headers
+from .http2 import PREFACE, HTTP2Connection
 from .limits import Limits
 from .request import ConnectionInfo, Request
 from .response import Response
@@ -53,6 +57,9 @@ _NO_BODY_STATUSES = frozenset({204, 304})
 _VALID_HOST = re.compile(rb"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-._~%!$&'()*+,;=]*)(:[0-9]*)?")
 # Framing is ours to decide; a handler's own values would contradict it.
 _FRAMING_HEADERS = frozenset({"transfer-encoding", "content-length"})
+_SWITCHING_TO_H2C = (
+    b"HTTP/1.1 101 Switching Protocols\r\nconnection: Upgrade\r\nupgrade: h2c\r\n\r\n"
+)
 
 
 def error_response_bytes(status: int, message: str, headers: list[tuple[str, str]] = ()) -> bytes:
@@ -76,13 +83,21 @@ class HTTP11Connection:
     Requests are numbered as streams 1, 2, 3... Only one is open at a time: a
     pipelined request waits in the buffer until the response before it has
     ended, which is what keeps pipelined responses in order.
+
+    With ``h2=True`` the connection also recognizes a client that wants
+    HTTP/2 instead, by its connection preface or by an ``Upgrade: h2c``
+    request, and hands over with a :class:`~.events.ProtocolSwitched` event.
     """
 
     protocol = "HTTP/1.1"
+    multiplexed = False
 
-    def __init__(self, info: ConnectionInfo, limits: Limits | None = None) -> None:
+    def __init__(self, info: ConnectionInfo, limits: Limits | None = None, h2: bool = False) -> None:
         self.info = info
         self.limits = limits or Limits()
+        self._h2_preface = h2  # the first bytes may still turn out to be HTTP/2's preface
+        self._h2_upgrade = h2
+        self._upgrade_settings: bytes | None = None  # HTTP2-Settings of an Upgrade: h2c request
         self._parser = self._new_parser()
         self._out: list[bytes] = []
         self._eof = False  # the client closed its side
@@ -131,6 +146,14 @@ class HTTP11Connection:
         while not (self._broken or self._finished):
             try:
                 if parser.their_state is h11.IDLE:
+                    if self._h2_preface:
+                        preface = self._look_for_preface()
+                        if preface is not None:
+                            if preface:
+                                events.append(self._switch())
+                            else:
+                                self._unparsed = False  # too few bytes to tell yet
+                            break
                     self._check_head_syntax()
                 event = parser.next_event()
                 kind = type(event)
@@ -142,6 +165,9 @@ class HTTP11Connection:
                         events.append(BodyReceived(self._stream_id, bytes(event.data)))
                 elif kind is h11.Request:
                     started = self._start_request(event)
+                    if self._upgrade_settings is not None:
+                        events.append(self._switch(started.request))
+                        break
                     events.append(started)
                     if not started.has_body:
                         # h11 would report EndOfMessage on the next call without
@@ -171,6 +197,30 @@ class HTTP11Connection:
                 events.append(self._fail(exc.status, str(exc)))
         return events
 
+    def _look_for_preface(self) -> bool | None:
+        """True: the client sent HTTP/2's preface; None: not (yet) known; False: wait."""
+        buffered, closed = self._parser.trailing_data
+        if not buffered or closed:
+            return None
+        if buffered[:len(PREFACE)] != PREFACE[:len(buffered)]:
+            self._h2_preface = False  # an HTTP/1 request: stop looking
+            return None
+        return len(buffered) >= len(PREFACE)
+
+    def _switch(self, upgraded: Request | None = None) -> ProtocolSwitched:
+        """Hand the connection to HTTP/2: the bytes received so far and the output queued."""
+        leftover, closed = self._parser.trailing_data
+        output = self.data_to_send()
+        upgrade = None
+        if upgraded is not None:
+            output += _SWITCHING_TO_H2C
+            upgrade = (upgraded, self._upgrade_settings)
+        successor = HTTP2Connection(self.info, self.limits, upgrade=upgrade, received=bytes(leftover), output=output)
+        if closed:
+            successor.receive_data(b"")
+        self._finished = True
+        return ProtocolSwitched(successor)
+
     def _check_head_syntax(self) -> None:
         """Refuse oversized heads, bare CR/LF line endings and obsolete line folding
         before h11 sees them."""
@@ -196,6 +246,7 @@ class HTTP11Connection:
         content_length: int | None = None
         chunked = False
         close = False
+        upgrade_settings = None
         headers: list[tuple[str, str]] = []
         # raw_items() is a plain list; iterating h11's Headers goes through the
         # generic Sequence protocol, several times slower per field.
@@ -211,6 +262,8 @@ class HTTP11Connection:
                 chunked = True
             elif name == b"connection":
                 close = close or b"close" in value.lower()
+            elif name == b"http2-settings" and self._h2_upgrade:
+                upgrade_settings = value
             headers.append((name.decode("latin-1"), value.decode("latin-1")))
         version = event.http_version.decode("ascii")
         if hosts > 1:
@@ -222,6 +275,11 @@ class HTTP11Connection:
         if content_length is not None and content_length > self.limits.max_body_bytes:
             raise ProtocolError("request body too large", status=413)
 
+        self._h2_preface = False
+        if upgrade_settings is not None:
+            upgrade_settings = self._h2c_upgrade(headers, upgrade_settings, chunked or bool(content_length))
+        self._h2_upgrade = False  # only the first request may upgrade
+        self._upgrade_settings = upgrade_settings
         self._stream_id += 1
         self._in_request = True
         self._method = event.method
@@ -242,6 +300,26 @@ class HTTP11Connection:
             self.info,
         )
         return RequestReceived(self._stream_id, request, has_body)
+
+    @staticmethod
+    def _h2c_upgrade(headers: list[tuple[str, str]], settings: bytes, has_body: bool) -> bytes | None:
+        """The decoded HTTP2-Settings if this request asks for (and may have) ``h2c``.
+
+        A request with a body is answered over HTTP/1.1 instead (RFC 7540
+        3.2 allows either): after 101 its body would have to be fed into
+        stream 1 as if it had come in DATA frames.
+        """
+        upgrade = ",".join(v for n, v in headers if n == "upgrade").lower()
+        connection = ",".join(v for n, v in headers if n == "connection").lower()
+        if has_body or "h2c" not in upgrade or "http2-settings" not in connection:
+            return None
+        try:
+            decoded = base64.b64decode(settings + b"=" * (-len(settings) % 4), altchars=b"-_", validate=True)
+        except (binascii.Error, ValueError):
+            return None
+        if len(decoded) % 6:
+            return None
+        return base64.urlsafe_b64encode(decoded)
 
     def _fail(self, status: int, reason: str) -> Event:
         """Queue an error response (if none has started) and mark the connection for closing."""

@@ -3,6 +3,12 @@
 They live with the protocol layer because it is the protocol connection that
 counts header and body bytes and answers 431 or 413; timeouts, which need a
 clock and a way to wait, belong to the runtimes.
+
+The HTTP/2 fields are advertised to the client in the server's SETTINGS frame
+(or enforced by the server alone, for the reset budget). Their defaults bound
+what one connection can make the server hold: at most
+``max_concurrent_streams`` handlers at once, at most ``connection_window``
+bytes of request bodies buffered ahead of the handlers reading them.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ __all__ = ["Limits"]
 @dataclass(frozen=True, slots=True)
 class Limits:
     #: Largest request head (request line plus header fields); past it: 431.
+    #: On HTTP/2 it is the SETTINGS_MAX_HEADER_LIST_SIZE advertised.
     max_header_bytes: int = 16 * 1024
     #: Largest request body; a larger Content-Length is refused up front (413),
     #: a chunked body is cut off with 413 when it crosses the limit.
@@ -23,3 +30,19 @@ class Limits:
     #: this many unread bytes are read and dropped to keep the connection
     #: alive; a larger (or chunked) remainder closes the connection instead.
     max_drain_bytes: int = 64 * 1024
+
+    # -- HTTP/2 --------------------------------------------------------------
+    #: Streams (requests) in progress at once on one connection. A stream
+    #: counts until its handler has finished, even if the client reset it: a
+    #: reset frees the client's slot, not the server's work (CVE-2023-44487).
+    max_concurrent_streams: int = 100
+    #: Request body bytes a client may send on one stream, and on the whole
+    #: connection, before the handlers have read them (flow-control windows).
+    stream_window: int = 256 * 1024
+    connection_window: int = 1024 * 1024
+    #: Largest frame payload the server accepts (16 KiB to 16 MiB - 1).
+    max_frame_size: int = 16 * 1024
+    #: Streams a client may reset before their responses are complete,
+    #: beyond one for every two responses completed; past it the connection
+    #: is closed with GOAWAY ENHANCE_YOUR_CALM (the rapid-reset attack).
+    max_client_resets: int = 100

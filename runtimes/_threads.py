@@ -27,12 +27,13 @@ from protocols import (
     ProtocolError,
     ProtocolFailed,
     Response,
+    StreamReset,
     error_response_bytes,
 )
 
 from .common import logger, start_response
 
-__all__ = ["BodyInbox", "WorkerPool", "reject_connection", "write_response"]
+__all__ = ["BodyInbox", "WorkerPool", "deliver", "reject_connection", "write_response"]
 
 _UNLOCKED = nullcontext()
 
@@ -41,21 +42,28 @@ def write_response(
     conn: Any,
     stream_id: int,
     response: Response,
-    write: Callable[[bytes], None],
+    flush: Callable[[], None],
     guard: AbstractContextManager = _UNLOCKED,
+    wait_for_window: Callable[[int], None] | None = None,
 ) -> None:
-    """Send a response through a protocol connection with a blocking ``write``.
+    """Send a response through a protocol connection, on the handler's thread.
 
+    ``flush`` sends whatever the protocol connection has queued
+    (``conn.data_to_send()``), blocking while the client is slow to read; it
+    takes the bytes and hands them to the socket in one step, because on a
+    multiplexed connection several threads flush and HTTP/2's header
+    compression needs its frames on the wire in the order they were encoded.
     ``guard`` is held around every call into the protocol connection (a
-    runtime whose reactor feeds the same connection from another thread passes
-    a lock) and released around ``write``, which may wait for a slow client.
+    runtime whose reader feeds the same connection from another thread passes
+    its lock) and released around ``flush``. ``wait_for_window``, called
+    under ``guard`` before each streamed chunk, holds a streaming handler back
+    while HTTP/2 flow control keeps the stream's earlier bytes queued.
 
-    An in-memory body goes out with its head in a single write: one segment
+    An in-memory body goes out with its head in a single flush: one segment
     on the wire for a small response, which keeps keep-alive clients clear of
-    Nagle and delayed-ACK stalls. A streamed body is written chunk by chunk
-    as the handler's iterator or file produces it, so ``write`` blocking on a
-    slow client is the backpressure. If the body fails mid-way the stream is
-    aborted, and the caller finds ``conn.should_close`` set.
+    Nagle and delayed-ACK stalls. A streamed body is sent chunk by chunk as
+    the handler's iterator or file produces it. If the body fails mid-way the
+    stream is aborted (on HTTP/1.1 that closes the connection).
     """
     with guard:
         response = start_response(conn, stream_id, response)
@@ -63,19 +71,17 @@ def write_response(
         if body.data is not None:
             conn.send_data(stream_id, body.data)
             conn.end_stream(stream_id)
-            data = conn.data_to_send()
     if body.data is not None:
-        write(data)
+        flush()
         return
     try:
-        with guard:
-            data = conn.data_to_send()
-        write(data)
+        flush()
         for chunk in body.chunks():
             with guard:
+                if wait_for_window is not None:
+                    wait_for_window(stream_id)
                 conn.send_data(stream_id, chunk)
-                data = conn.data_to_send()
-            write(data)
+            flush()
         with guard:
             conn.end_stream(stream_id)
     except (OSError, ClientDisconnected):
@@ -88,9 +94,7 @@ def write_response(
             conn.abort_stream(stream_id)
     finally:
         body.close()
-    with guard:
-        data = conn.data_to_send()
-    write(data)
+    flush()
 
 
 class BodyInbox:
@@ -117,10 +121,15 @@ class BodyInbox:
             self.fail(ClientDisconnected("client closed the connection mid-body"))
         elif isinstance(event, ProtocolFailed):
             self.fail(ProtocolError(event.reason, event.status))
+        elif isinstance(event, StreamReset):
+            self.fail(ClientDisconnected("the client reset the stream"))
 
     def fail(self, error: Exception) -> None:
         if not self.ended and self.error is None:
             self.error = error
+
+    def take_would_wait(self) -> bool:
+        return not self.chunks and not self.ended and self.error is None
 
     def take(self) -> bytes | None:
         """The next queued chunk, b"" at the end, None if the caller must wait."""
@@ -133,6 +142,20 @@ class BodyInbox:
         if self.error is not None:
             raise self.error
         return None
+
+
+def deliver(inboxes: dict[int, BodyInbox], event: Event) -> None:
+    """File a multiplexed connection's event with its stream's inbox.
+
+    An event without a stream (the client hung up, or broke the protocol)
+    concerns every stream still waiting for body bytes.
+    """
+    stream_id = getattr(event, "stream_id", None)
+    if stream_id is None:
+        for inbox in inboxes.values():
+            inbox.absorb(event)
+    elif (inbox := inboxes.get(stream_id)) is not None:
+        inbox.absorb(event)
 
 
 def reject_connection(sock: socket.socket, why: str) -> None:

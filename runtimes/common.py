@@ -21,7 +21,8 @@ from protocols import ClientDisconnected, HTTPError, Limits, Request, Response
 
 __all__ = [
     "Config", "Handler", "Runtime", "bind_listeners", "call_handler", "error_response",
-    "handler_failed", "is_async_handler", "logger", "socket_address", "start_response", "thread_count",
+    "discard_unread", "handler_failed", "is_async_handler", "logger", "socket_address", "start_response",
+    "thread_count",
 ]
 
 logger = logging.getLogger("astra")
@@ -43,6 +44,9 @@ class Config:
     #: loopback addresses, so load generators aimed at each reach one server.
     also_bind: tuple[tuple[str, int], ...] = ()
     limits: Limits = field(default_factory=Limits)
+    #: Protocols served: "auto" (HTTP/1.1, and HTTP/2 for clients that open
+    #: with its preface or ask for Upgrade: h2c), "1" or "2" only.
+    http: str = "auto"
     #: A client must finish sending its request head within this time of
     #: starting it (or of connecting): the Slowloris guard. Past it: 408.
     header_timeout: float = 10.0
@@ -230,3 +234,17 @@ def thread_count() -> int:
     import threading
 
     return threading.active_count()
+
+
+def discard_unread(sock: socket.socket) -> None:
+    """Read and drop what the client sent that nobody will read, before closing.
+
+    Closing a TCP socket with unread bytes in its receive buffer sends RST
+    instead of FIN, and a client's kernel may then discard our last words
+    (a 400, a GOAWAY) before the client has read them.
+    """
+    try:
+        while sock.recv(65536, socket.MSG_DONTWAIT):
+            pass
+    except OSError:
+        pass

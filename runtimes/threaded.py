@@ -13,7 +13,9 @@ Read it in this order:
 2. :meth:`Connection.run`: one connection's life, request after request.
 3. :class:`BodyReader`: how a handler's ``request.body.read()`` turns into
    ``recv`` calls on that same thread.
-4. :meth:`ThreadedRuntime._drain`: graceful shutdown.
+4. :meth:`Connection._serve_streams`: HTTP/2, where the connection's thread
+   becomes the reader and every stream gets a thread of its own.
+5. :meth:`ThreadedRuntime._drain`: graceful shutdown.
 
 Timeouts are enforced by the kernel: ``SO_RCVTIMEO`` / ``SO_SNDTIMEO`` make a
 blocking ``recv`` or ``send`` give up with EAGAIN, so waiting costs one system
@@ -34,15 +36,17 @@ from protocols import (
     ClientDisconnected,
     ConnectionInfo,
     Event,
-    HTTP11Connection,
     HTTPError,
+    ProtocolSwitched,
     RequestBody,
     RequestReceived,
     error_response_bytes,
+    server_connection,
 )
 
+from ._streams import StreamSet
 from ._threads import BodyInbox, reject_connection, write_response
-from .common import Runtime, call_handler, logger, socket_address, thread_count
+from .common import Runtime, call_handler, discard_unread, logger, socket_address, thread_count
 
 __all__ = ["ThreadedRuntime"]
 
@@ -130,7 +134,7 @@ class ThreadedRuntime(Runtime):
             if not self._connections:
                 self._all_closed.notify_all()
 
-    # 4. Stopping ----------------------------------------------------------
+    # 5. Stopping ----------------------------------------------------------
 
     def stop(self) -> None:
         self.stopping = True
@@ -146,6 +150,8 @@ class ThreadedRuntime(Runtime):
         for connection in connections:
             if connection.idle:
                 connection.interrupt()
+            elif connection.streams is not None:
+                connection.announce_shutdown()
         deadline = time.monotonic() + self.config.shutdown_timeout
         with self._lock:
             while self._connections and (left := deadline - time.monotonic()) > 0:
@@ -180,6 +186,7 @@ class Connection:
         self.idle = True  # waiting for a request head: safe to close at shutdown
         self._recv_timeout = -1.0
         self.accepted_at = time.monotonic()
+        self.streams: StreamSet | None = None  # HTTP/2 only
 
     def interrupt(self) -> None:
         """Wake the thread out of any recv/send (shutdown, not close: the fd stays ours)."""
@@ -194,14 +201,25 @@ class Connection:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, _timeval(self.config.io_timeout))
             info = ConnectionInfo(socket_address(self.peer), socket_address(sock.getsockname()))
-            self.conn = HTTP11Connection(info, self.config.limits)
-            self._serve()
+            self.conn = server_connection(info, self.config.limits, self.config.http)
+            if self.conn.multiplexed:
+                self._serve_streams()
+            else:
+                self._serve()
         except (ClientDisconnected, OSError):
             pass  # the client went away or stalled: its connection is all it costs
         except Exception:
             logger.exception("connection %s failed", self.peer)
         finally:
-            sock.close()
+            discard_unread(sock)
+            if self.streams is None:
+                sock.close()
+            else:
+                with self.write_lock:  # no stream thread sends on a closed (reused) fd
+                    self.closed = True
+                    sock.close()
+                with self.streams.lock:
+                    self.streams.fail_all(ClientDisconnected("connection closed"))
             self.runtime._forget(self)
 
     def _serve(self) -> None:
@@ -211,6 +229,10 @@ class Connection:
         while True:
             events = self._wait_for_request(first)
             if events is None:
+                return
+            if type(events[-1]) is ProtocolSwitched:
+                self.conn = events[-1].connection
+                self._serve_streams()
                 return
             first = False
             self.idle = False
@@ -225,7 +247,7 @@ class Connection:
             response = call_handler(handler, request)
             if self.runtime.stopping:
                 conn.close_after_current()
-            write_response(conn, started.stream_id, response, self.write)
+            write_response(conn, started.stream_id, response, self.flush)
             if conn.should_close:
                 self.write(conn.data_to_send())
                 return
@@ -244,7 +266,7 @@ class Connection:
         while True:
             events = conn.events()
             if events:
-                if isinstance(events[0], RequestReceived):
+                if type(events[0]) is RequestReceived or type(events[0]) is ProtocolSwitched:
                     return events
                 self.write(conn.data_to_send())  # ProtocolFailed: its 4xx is queued
                 return None
@@ -268,6 +290,80 @@ class Connection:
                 deadline = time.monotonic() + config.header_timeout
             conn.receive_data(data)
 
+    # 4. HTTP/2: a reader thread plus a thread per stream ----------------------
+
+    def _serve_streams(self) -> None:
+        """Read frames on this thread; run each stream's handler on a new thread.
+
+        The loop ends when the protocol says close (the client went away,
+        broke the protocol, or a GOAWAY's last stream has finished), or when
+        the connection has been idle, with no stream running, for
+        keep_alive_timeout.
+        """
+        conn = self.conn
+        lock = threading.Lock()
+        self.write_lock = threading.Lock()
+        self.closed = False
+        streams = self.streams = StreamSet(
+            conn, lock, self.runtime.handler, self.config.io_timeout, self._flush_streams, self._stream_done,
+        )
+        with lock:
+            started = streams.absorb(conn.events())
+        while True:
+            self._start(started)
+            self._flush_streams()
+            with lock:
+                if self.runtime.stopping:
+                    conn.close_after_current()
+                if conn.should_close:
+                    break
+                self.idle = streams.running == 0
+            if self.idle and self.runtime.stopping:
+                break
+            data = self.recv(self.config.keep_alive_timeout)
+            if data is None:  # quiet for keep_alive_timeout
+                if self.idle:
+                    break
+                started = []
+                continue
+            with lock:
+                conn.receive_data(data)
+                started = streams.absorb(conn.events())
+        self._flush_streams()
+
+    def _start(self, started: list[RequestReceived]) -> None:
+        for stream in started:
+            try:
+                _thread.start_new_thread(self.streams.serve, (stream,))
+            except RuntimeError:  # the OS will not give us another thread
+                self.streams.refuse(stream, 503, "cannot start a thread for this request")
+
+    def _flush_streams(self) -> None:
+        """Any thread: send what the protocol has queued, in the order it was queued."""
+        with self.write_lock:
+            with self.streams.lock:
+                data = self.conn.data_to_send()
+            if data:
+                if self.closed:
+                    raise ClientDisconnected("connection closed")
+                self.write(data)
+
+    def announce_shutdown(self) -> None:
+        """HTTP/2, at shutdown: GOAWAY now; the streams already accepted are still answered."""
+        with self.streams.lock:
+            self.conn.close_after_current()
+        try:
+            self._flush_streams()
+        except (ClientDisconnected, OSError):
+            self.interrupt()
+
+    def _stream_done(self) -> None:
+        """A stream's thread has finished: wake the reader if the connection should now close."""
+        with self.streams.lock:
+            closing = self.conn.should_close
+        if closing:
+            self.interrupt()
+
     # Socket edges ------------------------------------------------------------
 
     def recv(self, timeout: float) -> bytes | None:
@@ -281,6 +377,9 @@ class Connection:
             return None
         except ConnectionError:
             return b""
+
+    def flush(self) -> None:
+        self.write(self.conn.data_to_send())
 
     def write(self, data: bytes) -> None:
         if not data:

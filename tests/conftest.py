@@ -2,7 +2,9 @@
 
 Every behavioural test takes the ``serve`` fixture, which is parametrized over
 ``astra.available_runtimes()``: registering a runtime makes the whole suite
-run against it.
+run against it. Tests that talk through the ``client`` fixture (httpx) are
+parametrized over the protocols too: HTTP/1.1, and HTTP/2 with prior
+knowledge on the same port.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import socket
 import time
 
 import h11
+import httpx
 import pytest
 
 from astra import Server, available_runtimes
@@ -19,6 +22,22 @@ from astra import Server, available_runtimes
 @pytest.fixture(params=available_runtimes())
 def runtime(request) -> str:
     return request.param
+
+
+#: The protocols every client-facing test runs over.
+PROTOCOLS = ["h1", "h2"]
+
+
+@pytest.fixture(params=PROTOCOLS)
+def protocol(request) -> str:
+    return request.param
+
+
+@pytest.fixture
+def client(protocol):
+    """An httpx client speaking the parametrized protocol."""
+    with httpx.Client(http1=protocol == "h1", http2=protocol == "h2", timeout=15) as client:
+        yield client
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ import os
 import time
 
 import anyio
-import httpx
 import pytest
 
 from astra import HTTPError, Response, available_runtimes
@@ -30,16 +29,16 @@ def serve_async(serve):
     return serve
 
 
-def test_async_handler_is_awaited(serve_async):
+def test_async_handler_is_awaited(serve_async, client):
     async def handler(request):
         await anyio.sleep(0.01)  # anyio works on both asyncio and trio
         return Response(f"async {request.path}")
 
     handle = serve_async(handler)
-    assert httpx.get(handle.url + "/x").text == "async /x"
+    assert client.get(handle.url + "/x").text == "async /x"
 
 
-def test_async_handler_awaits_its_body(serve_async):
+def test_async_handler_awaits_its_body(serve_async, client):
     async def handler(request):
         digest = hashlib.sha256()
         async for chunk in request.body:
@@ -48,18 +47,18 @@ def test_async_handler_awaits_its_body(serve_async):
 
     handle = serve_async(handler)
     payload = os.urandom(3 * 1024 * 1024)
-    assert httpx.post(handle.url, content=payload, timeout=30).text == hashlib.sha256(payload).hexdigest()
+    assert client.post(handle.url, content=payload, timeout=30).text == hashlib.sha256(payload).hexdigest()
 
 
-def test_async_handler_reads_whole_body(serve_async):
+def test_async_handler_reads_whole_body(serve_async, client):
     async def handler(request):
         return Response(await request.aread())
 
     handle = serve_async(handler)
-    assert httpx.post(handle.url, content=b"echo me").content == b"echo me"
+    assert client.post(handle.url, content=b"echo me").content == b"echo me"
 
 
-def test_async_generator_response_is_streamed(serve_async):
+def test_async_generator_response_is_streamed(serve_async, client):
     async def handler(request):
         async def parts():
             for i in range(3):
@@ -68,20 +67,19 @@ def test_async_generator_response_is_streamed(serve_async):
         return Response(parts())
 
     handle = serve_async(handler)
-    response = httpx.get(handle.url)
-    assert response.headers["transfer-encoding"] == "chunked" and response.text == "0;1;2;"
+    response = client.get(handle.url)
+    assert "content-length" not in response.headers and response.text == "0;1;2;"
 
 
-def test_async_handler_errors(serve_async):
+def test_async_handler_errors(serve_async, client):
     async def handler(request):
         if request.path == "/teapot":
             raise HTTPError(418, "short and stout")
         raise RuntimeError("async boom")
 
     handle = serve_async(handler)
-    with httpx.Client() as client:
-        assert client.get(handle.url + "/teapot").status_code == 418
-        assert client.get(handle.url + "/boom").status_code == 500
+    assert client.get(handle.url + "/teapot").status_code == 418
+    assert client.get(handle.url + "/boom").status_code == 500
 
 
 def test_many_async_sleepers_share_one_loop(serve_async):
@@ -124,6 +122,6 @@ def test_inline_blocking_handler_blocks_the_loop(serve_async):
     assert timings["thread"] < timings["inline"]
 
 
-def test_inline_handler_still_gets_its_body(serve_async):
+def test_inline_handler_still_gets_its_body(serve_async, client):
     handle = serve_async(lambda request: Response(request.read()), blocking_handlers="inline")
-    assert httpx.post(handle.url, content=b"x" * 100_000).content == b"x" * 100_000
+    assert client.post(handle.url, content=b"x" * 100_000).content == b"x" * 100_000

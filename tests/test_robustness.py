@@ -25,7 +25,7 @@ def hello(request):
 
 
 @pytest.mark.parametrize("name", ["garbage", "no host", "cl and te", "bare lf", "obs fold", "two hosts"])
-def test_malformed_request_gets_4xx_and_close_and_server_goes_on(serve, name):
+def test_malformed_request_gets_4xx_and_close_and_server_goes_on(serve, name, client):
     data, status = BAD_REQUESTS[name]
     handle = serve(hello)
     with connect(handle) as sock:
@@ -33,21 +33,21 @@ def test_malformed_request_gets_4xx_and_close_and_server_goes_on(serve, name):
         reply = read_until_closed(sock)
     assert reply.startswith(b"HTTP/1.1 %d " % status), reply
     assert b"connection: close" in reply
-    assert httpx.get(handle.url).text == "Hello World!"
+    assert client.get(handle.url).text == "Hello World!"
 
 
-def test_oversized_headers_get_431(serve):
+def test_oversized_headers_get_431(serve, client):
     handle = serve(hello, max_header_bytes=4096)
     with connect(handle) as sock:
         sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 8000 + b"\r\n\r\n")
         reply = read_until_closed(sock)
     assert reply.startswith(b"HTTP/1.1 431 ")
-    assert httpx.get(handle.url).status_code == 200
+    assert client.get(handle.url).status_code == 200
 
 
-def test_oversized_body_gets_413(serve):
+def test_oversized_body_gets_413(serve, client):
     handle = serve(lambda request: Response(request.read()), max_body_bytes=1000)
-    assert httpx.post(handle.url, content=b"x" * 1000).status_code == 200
+    assert client.post(handle.url, content=b"x" * 1000).status_code == 200
     with connect(handle) as sock:  # declared too large: refused before reading
         sock.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1001\r\n\r\n")
         assert read_until_closed(sock).startswith(b"HTTP/1.1 413 ")
@@ -55,10 +55,10 @@ def test_oversized_body_gets_413(serve):
         sock.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
                      + b"200\r\n" + b"x" * 512 + b"\r\n" + b"200\r\n" + b"x" * 512 + b"\r\n")
         assert read_until_closed(sock).startswith(b"HTTP/1.1 413 ")
-    assert httpx.get(handle.url).status_code == 200
+    assert client.get(handle.url).status_code == 200
 
 
-def test_raising_handler_gets_500_and_is_logged(serve, caplog):
+def test_raising_handler_gets_500_and_is_logged(serve, caplog, client):
     def handler(request):
         if request.path == "/boom":
             raise RuntimeError("boom")
@@ -66,24 +66,23 @@ def test_raising_handler_gets_500_and_is_logged(serve, caplog):
 
     handle = serve(handler)
     with caplog.at_level(logging.ERROR, logger="astra"):
-        with httpx.Client() as client:
-            assert client.get(handle.url + "/boom").status_code == 500
-            assert client.get(handle.url + "/ok").text == "fine"  # same connection still usable
+        assert client.get(handle.url + "/boom").status_code == 500
+        assert client.get(handle.url + "/ok").text == "fine"  # same connection still usable
     assert any("boom" in (r.exc_text or "") or "RuntimeError" in (r.exc_text or "") for r in caplog.records)
 
 
-def test_handler_returning_nonsense_gets_500(serve):
+def test_handler_returning_nonsense_gets_500(serve, client):
     handle = serve(lambda request: "not a response")
-    assert httpx.get(handle.url).status_code == 500
+    assert client.get(handle.url).status_code == 500
 
 
-def test_invalid_response_header_gets_500_not_a_split_response(serve):
+def test_invalid_response_header_gets_500_not_a_split_response(serve, client):
     handle = serve(lambda request: Response("x", headers={"x-a": "b\r\nset-cookie: evil=1"}))
-    response = httpx.get(handle.url)
+    response = client.get(handle.url)
     assert response.status_code == 500 and "set-cookie" not in response.headers
 
 
-def test_body_iterator_failing_mid_stream_truncates_and_closes(serve):
+def test_body_iterator_failing_mid_stream_truncates_and_closes(serve, client):
     def handler(request):
         def parts():
             yield b"first part;"
@@ -96,10 +95,10 @@ def test_body_iterator_failing_mid_stream_truncates_and_closes(serve):
         data = read_until_closed(sock)
     assert data.startswith(b"HTTP/1.1 200 ") and b"first part;" in data
     assert not data.endswith(b"0\r\n\r\n")  # no terminating chunk: the client sees the failure
-    assert httpx.get(handle.url).status_code == 200
+    assert client.get(handle.url).status_code == 200
 
 
-def test_client_vanishing_mid_request_costs_only_its_connection(serve):
+def test_client_vanishing_mid_request_costs_only_its_connection(serve, client):
     handle = serve(lambda request: Response(request.read()))
     for _ in range(20):
         sock = connect(handle)
@@ -108,11 +107,12 @@ def test_client_vanishing_mid_request_costs_only_its_connection(serve):
     sock = connect(handle)
     sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n")  # half a head, then gone
     sock.close()
-    assert httpx.post(handle.url, content=b"still here").text == "still here"
+    assert client.post(handle.url, content=b"still here").text == "still here"
+    client.close()  # its keep-alive connection would count too
     assert wait_for(lambda: handle.stats()["connections_open"] == 0)
 
 
-def test_client_vanishing_mid_response_costs_only_its_connection(serve):
+def test_client_vanishing_mid_response_costs_only_its_connection(serve, client):
     def handler(request):
         return Response(iter([b"x" * 65536] * 200))  # ~13 MB, far more than socket buffers
 
@@ -123,17 +123,18 @@ def test_client_vanishing_mid_response_costs_only_its_connection(serve):
         sock.recv(1000)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
         sock.close()  # reset
-    assert httpx.get(handle.url, timeout=10).status_code == 200
+    assert client.get(handle.url, timeout=10).status_code == 200
+    client.close()  # its keep-alive connection would count too
     assert wait_for(lambda: handle.stats()["connections_open"] == 0, timeout=10)
 
 
-def test_slowloris_head_is_cut_off_after_header_timeout(serve):
+def test_slowloris_head_is_cut_off_after_header_timeout(serve, client):
     handle = serve(hello, header_timeout=0.5)
     slow = connect(handle)
     slow.sendall(b"GET / HTTP/1.1\r\n")
     started = time.monotonic()
     # Meanwhile others are served normally.
-    assert httpx.get(handle.url).status_code == 200
+    assert client.get(handle.url).status_code == 200
     for _ in range(3):
         time.sleep(0.1)
         try:
@@ -182,7 +183,7 @@ def test_connections_past_the_cap_get_503(serve):
     assert httpx.get(handle.url).status_code == 200
 
 
-def test_overload_past_the_queue_gets_503_with_retry_after(serve):
+def test_overload_past_the_queue_gets_503_with_retry_after(serve, client):
     """A pool runtime answers at once when its queue is full, instead of hanging."""
     handle = serve(lambda request: (time.sleep(0.5), Response("slow"))[1], max_workers=1, max_queued_requests=1)
     if not handle.runtime.uses_worker_pool:
@@ -197,7 +198,7 @@ def test_overload_past_the_queue_gets_503_with_retry_after(serve):
     for sock in socks:
         sock.close()
     assert handle.stats()["requests_overloaded"] == 1
-    assert httpx.get(handle.url).text == "slow"
+    assert client.get(handle.url).text == "slow"
 
 
 def test_pool_grows_on_demand_and_idle_workers_exit(serve):
@@ -215,17 +216,17 @@ def test_pool_grows_on_demand_and_idle_workers_exit(serve):
     assert wait_for(lambda: handle.stats()["workers_alive"] == 0, timeout=5)
 
 
-def test_stalled_half_request_lines_do_not_affect_others(serve):
+def test_stalled_half_request_lines_do_not_affect_others(serve, client):
     handle = serve(hello, header_timeout=0.5)
     stalled = [connect(handle) for _ in range(50)]
     for sock in stalled:
         sock.sendall(b"GET /half-a-req")
-    with httpx.Client() as client:
-        for _ in range(20):
-            assert client.get(handle.url).status_code == 200
+    for _ in range(20):
+        assert client.get(handle.url).status_code == 200
     started = time.monotonic()
     for sock in stalled:
         assert read_until_closed(sock, timeout=5).startswith(b"HTTP/1.1 408 ")
         sock.close()
     assert time.monotonic() - started < 3.0
+    client.close()  # its keep-alive connection would count too
     assert wait_for(lambda: handle.stats()["connections_open"] == 0)

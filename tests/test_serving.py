@@ -9,7 +9,6 @@ import subprocess
 import threading
 import time
 
-import httpx
 import pytest
 
 from astra import Body, HTTPError, Response, ResponseBuilder
@@ -21,13 +20,13 @@ def hello(request):
     return Response("Hello World!")
 
 
-def test_hello_with_httpx(serve):
+def test_hello_with_httpx(serve, client, protocol):
     handle = serve(hello)
-    response = httpx.get(handle.url + "/")
+    response = client.get(handle.url + "/")
     assert response.status_code == 200
     assert response.text == "Hello World!"
     assert response.headers["content-length"] == "12"
-    assert response.http_version == "HTTP/1.1"
+    assert response.http_version == {"h1": "HTTP/1.1", "h2": "HTTP/2"}[protocol]
 
 
 def test_request_attributes_reach_the_handler(serve):
@@ -53,13 +52,13 @@ def test_request_attributes_reach_the_handler(serve):
     assert seen["peer"][0] == "127.0.0.1" and isinstance(seen["peer"][1], int)
 
 
-def test_builder_status_and_headers(serve):
+def test_builder_status_and_headers(serve, client):
     def handler(request):
         return ResponseBuilder().status(201).header("Content-Type", "text/html").header(
             "X-Two", "a").header("X-Two", "b").body("<p>made</p>")
 
     handle = serve(handler)
-    response = httpx.get(handle.url)
+    response = client.get(handle.url)
     assert response.status_code == 201
     assert response.headers["content-type"] == "text/html"
     assert response.headers.get_list("x-two") == ["a", "b"]
@@ -88,16 +87,15 @@ def test_ten_pipelined_requests_are_answered_in_order(serve):
     assert [body for _, body in responses] == [b"/%d" % i for i in range(10)]
 
 
-def test_echo_content_length_and_chunked_bodies(serve):
+def test_echo_content_length_and_chunked_bodies(serve, client):
     handle = serve(lambda request: Response(request.read()))
     payload = os.urandom(300_000)
-    with httpx.Client() as client:
-        assert client.post(handle.url, content=payload).content == payload
-        chunked = client.post(handle.url, content=iter([payload[:1000], payload[1000:]]))
-        assert chunked.content == payload
+    assert client.post(handle.url, content=payload).content == payload
+    chunked = client.post(handle.url, content=iter([payload[:1000], payload[1000:]]))
+    assert chunked.content == payload
 
 
-def test_large_upload_is_streamed_to_the_handler(serve):
+def test_large_upload_is_streamed_to_the_handler(serve, client):
     """The handler sees the body in pieces as they arrive, never all at once."""
     sizes = []
 
@@ -110,12 +108,12 @@ def test_large_upload_is_streamed_to_the_handler(serve):
 
     handle = serve(handler, max_body_bytes=64 * 1024 * 1024)
     payload = os.urandom(8 * 1024 * 1024)
-    response = httpx.post(handle.url, content=payload, timeout=30)
+    response = client.post(handle.url, content=payload, timeout=30)
     assert response.text == hashlib.sha256(payload).hexdigest()
     assert len(sizes) > 10 and max(sizes) <= 1024 * 1024
 
 
-def test_body_as_a_file_like_reader(serve):
+def test_body_as_a_file_like_reader(serve, client):
     def handler(request):
         lines = []
         while line := request.body.readline():
@@ -123,10 +121,11 @@ def test_body_as_a_file_like_reader(serve):
         return Response(",".join(lines))
 
     handle = serve(handler)
-    assert httpx.post(handle.url, content=b"a\nbb\nccc").text == "a,bb,ccc"
+    assert client.post(handle.url, content=b"a\nbb\nccc").text == "a,bb,ccc"
 
 
-def test_streamed_response_from_a_generator_is_chunked(serve):
+def test_streamed_response_from_a_generator_has_no_length(serve, client, protocol):
+    """Chunked on HTTP/1.1; plain DATA frames ended by END_STREAM on HTTP/2."""
     def handler(request):
         def parts():
             for i in range(5):
@@ -134,12 +133,15 @@ def test_streamed_response_from_a_generator_is_chunked(serve):
         return Response(Body(parts()), content_type="text/plain")
 
     handle = serve(handler)
-    response = httpx.get(handle.url)
-    assert response.headers["transfer-encoding"] == "chunked"
+    response = client.get(handle.url)
+    if protocol == "h1":
+        assert response.headers["transfer-encoding"] == "chunked"
+    else:
+        assert "content-length" not in response.headers and "transfer-encoding" not in response.headers
     assert response.text == "".join(f"part{i};" for i in range(5))
 
 
-def test_file_response_has_content_length(serve, tmp_path):
+def test_file_response_has_content_length(serve, tmp_path, client):
     path = tmp_path / "index.html"
     path.write_bytes(b"<h1>hi</h1>" * 10_000)
 
@@ -147,14 +149,14 @@ def test_file_response_has_content_length(serve, tmp_path):
         return Response(open(path, "rb"), content_type="text/html")
 
     handle = serve(handler)
-    response = httpx.get(handle.url)
+    response = client.get(handle.url)
     assert response.headers["content-length"] == str(path.stat().st_size)
     assert response.content == path.read_bytes()
 
 
-def test_head_request_gets_headers_only(serve):
+def test_head_request_gets_headers_only(serve, client):
     handle = serve(hello)
-    response = httpx.head(handle.url)
+    response = client.head(handle.url)
     assert response.status_code == 200 and response.content == b""
     assert response.headers["content-length"] == "12"
 
@@ -177,12 +179,12 @@ def test_expect_100_continue(serve):
     assert data.startswith(b"HTTP/1.1 200 ") and data.endswith(b"hello")
 
 
-def test_http_error_raised_by_the_handler(serve):
+def test_http_error_raised_by_the_handler(serve, client):
     def handler(request):
         raise HTTPError(404, "no such thing", headers={"x-why": "missing"})
 
     handle = serve(handler)
-    response = httpx.get(handle.url)
+    response = client.get(handle.url)
     assert response.status_code == 404 and "no such thing" in response.text
     assert response.headers["x-why"] == "missing"
 

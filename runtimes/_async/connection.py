@@ -14,18 +14,22 @@ from protocols import (
     ClientDisconnected,
     ConnectionInfo,
     Event,
-    HTTP11Connection,
+    ProtocolSwitched,
     Request,
     RequestBody,
     RequestReceived,
     Response,
     error_response_bytes,
+    server_connection,
 )
 
 from .._threads import BodyInbox
+from .deadlines import BODY, HEAD, IDLE, SEND
+from .streams import AsyncStreams, body_reader
 from ..common import (
     call_handler,
     check_response,
+    discard_unread,
     error_response,
     handler_failed,
     logger,
@@ -49,11 +53,6 @@ class PoolFull(Exception):
 
 # 2. One connection, as a task ---------------------------------------------------
 
-# What a connection's deadline means when the sweeper finds it has passed.
-HEAD = "head"  # the request head did not arrive in time: 408, close
-IDLE = "idle"  # keep-alive idle timeout: close quietly
-BODY = "body"  # the request body stalled: 408 if no response has started, close
-SEND = "send"  # the client stopped reading our response: close
 
 
 class AsyncConnection:
@@ -74,11 +73,12 @@ class AsyncConnection:
         self.deadline_kind = HEAD
         self.expired: str | None = None
         self.responding = False
-        sock = stream.extra(anyio.abc.SocketAttribute.raw_socket)
+        self.streams: AsyncStreams | None = None  # HTTP/2 only
+        self.sock = sock = stream.extra(anyio.abc.SocketAttribute.raw_socket)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         info = ConnectionInfo(socket_address(stream.extra(anyio.abc.SocketAttribute.remote_address)),
                               socket_address(stream.extra(anyio.abc.SocketAttribute.local_address)))
-        self.proto = HTTP11Connection(info, self.config.limits)
+        self.proto = server_connection(info, self.config.limits, self.config.http)
 
     def expire(self, kind: str) -> None:
         if self.scope is not None and self.expired is None:
@@ -86,14 +86,20 @@ class AsyncConnection:
             self.scope.cancel()
 
     def close_if_idle(self) -> None:
+        """Shutdown: close now if no request is in progress, else after it."""
         if self.deadline_kind in (HEAD, IDLE) and self.deadline is not None:
             self.expire(IDLE)  # no request in progress: close without a word
+        elif self.streams is not None:
+            self.streams.wake_reader()  # to send GOAWAY
 
     async def serve(self) -> None:
         try:
             with anyio.CancelScope() as self.scope:
-                await self._serve()
-            if self.expired in (HEAD, BODY) and not self.responding:
+                if self.proto.multiplexed:
+                    await self._serve_streams()
+                else:
+                    await self._serve()
+            if self.expired in (HEAD, BODY) and not self.responding and not self.proto.multiplexed:
                 with anyio.move_on_after(1):
                     await self.stream.send(error_response_bytes(408, f"request {self.expired} not received in time"))
         except _DISCONNECTS:
@@ -102,6 +108,8 @@ class AsyncConnection:
             logger.exception("connection failed")
         finally:
             self.server.forget(self)
+            if isinstance(self.sock, socket.socket):  # asyncio's transports read eagerly anyway
+                discard_unread(self.sock)
             with anyio.CancelScope(shield=True):
                 await self.stream.aclose()
 
@@ -110,6 +118,10 @@ class AsyncConnection:
         while True:
             events = await self._wait_for_request()
             if events is None:
+                return
+            if type(events[-1]) is ProtocolSwitched:
+                self.proto = events[-1].connection
+                await self._serve_streams()
                 return
             started = events[0]
             request = started.request
@@ -122,7 +134,7 @@ class AsyncConnection:
             response = await self.call_handler(request, inbox)
             if self.server.stopping:
                 proto.close_after_current()
-            await self.write_response(started.stream_id, response)
+            await self.write_response(started.stream_id, response, self.flush)
             if proto.should_close:
                 await self.send(proto.data_to_send())
                 return
@@ -139,7 +151,7 @@ class AsyncConnection:
         while True:
             events = proto.events()
             if events:
-                if type(events[0]) is RequestReceived:
+                if type(events[0]) is RequestReceived or type(events[0]) is ProtocolSwitched:
                     self.deadline = None  # the handler takes as long as it takes
                     self.responding = False
                     return events
@@ -159,6 +171,12 @@ class AsyncConnection:
         self.deadline = time.monotonic() + seconds
         self.deadline_kind = kind
 
+    async def _serve_streams(self) -> None:
+        """HTTP/2: this task reads; each stream is answered by a task of its own."""
+        self.responding = True  # no 408 in HTTP/1.1 syntax on this connection any more
+        self.streams = AsyncStreams(self)
+        await self.streams.serve()
+
     # Socket edges ------------------------------------------------------------
 
     async def receive(self) -> bytes:
@@ -166,6 +184,9 @@ class AsyncConnection:
             return await self.stream.receive(RECV_SIZE)
         except (anyio.EndOfStream, anyio.BrokenResourceError, ConnectionError):
             return b""
+
+    async def flush(self) -> None:
+        await self.send(self.proto.data_to_send())
 
     async def send(self, data: bytes) -> None:
         if not data:
@@ -195,14 +216,18 @@ class AsyncConnection:
             return await server.run_in_pool(call_handler, handler, request)
         except PoolFull:
             server.overloaded += 1
-            self.proto.close_after_current()
+            if not self.proto.multiplexed:  # HTTP/2 refuses the one stream, not the connection
+                self.proto.close_after_current()
             return error_response(503, "server overloaded", {"retry-after": "1"})
 
-    async def write_response(self, stream_id: int, response: Response) -> None:
+    async def write_response(self, stream_id: int, response: Response, flush, wait_for_window=None) -> None:
         """As the thread runtimes' ``write_response``, awaiting instead of blocking.
 
-        A synchronous stream (a file, a generator that may block) is read on
-        a worker thread, chunk by chunk, so it never blocks the loop.
+        ``flush`` sends what the protocol has queued; ``wait_for_window``
+        (HTTP/2) holds a streamed body back while flow control keeps the
+        stream's earlier bytes queued. A synchronous stream (a file, a
+        generator that may block) is read on a worker thread, chunk by chunk,
+        so it never blocks the loop.
         """
         proto = self.proto
         self.responding = True
@@ -211,19 +236,21 @@ class AsyncConnection:
         if body.data is not None:
             proto.send_data(stream_id, body.data)
             proto.end_stream(stream_id)
-            await self.send(proto.data_to_send())
+            await flush()
             return
         try:
-            await self.send(proto.data_to_send())
+            await flush()
             if body.is_async:
-                async for chunk in body.achunks():
-                    proto.send_data(stream_id, chunk)
-                    await self.send(proto.data_to_send())
+                chunks = body.achunks()
+                next_chunk = lambda: anext(chunks, None)  # noqa: E731
             else:
                 chunks = body.chunks()
-                while (chunk := await self._next_chunk(chunks)) is not None:
-                    proto.send_data(stream_id, chunk)
-                    await self.send(proto.data_to_send())
+                next_chunk = lambda: self._next_chunk(chunks)  # noqa: E731
+            while (chunk := await next_chunk()) is not None:
+                if wait_for_window is not None:
+                    await wait_for_window(stream_id)
+                proto.send_data(stream_id, chunk)
+                await flush()
             proto.end_stream(stream_id)
         except _DISCONNECTS:
             proto.abort_stream(stream_id)
@@ -237,7 +264,7 @@ class AsyncConnection:
                     await body.aclose()
                 else:
                     body.close()
-        await self.send(proto.data_to_send())
+        await flush()
 
     async def _next_chunk(self, chunks) -> bytes | None:
         if self.server.inline:
@@ -261,12 +288,7 @@ class AsyncBodyInbox(BodyInbox):
         self.connection = connection
 
     def request_body(self, server: AsyncServer) -> RequestBody:
-        if server.handler_is_async:
-            return RequestBody(asource=self.read_chunk)
-        # A handler on a worker thread asks the loop for each chunk.
-        token = server.token
-        return RequestBody(source=lambda: anyio.from_thread.run(self.read_chunk, token=token),
-                           asource=self.read_chunk)
+        return body_reader(server, self.read_chunk)
 
     async def read_chunk(self) -> bytes:
         connection = self.connection

@@ -13,13 +13,14 @@ from protocols import (
     ConnectionClosed,
     ConnectionInfo,
     Event,
-    HTTP11Connection,
     HTTPError,
     ProtocolFailed,
     RequestBody,
     RequestReceived,
+    server_connection,
 )
 
+from .._streams import StreamSet
 from .._threads import BodyInbox, write_response
 from ..common import call_handler, error_response, socket_address
 
@@ -57,9 +58,10 @@ class Channel:
         self.lock = threading.Lock()
         self.writable = threading.Condition(self.lock)  # pending output fell below HIGH_WATER
         info = ConnectionInfo(socket_address(peer), socket_address(sock.getsockname()))
-        self.proto = HTTP11Connection(info, runtime.config.limits)
+        self.proto = server_connection(info, runtime.config.limits, runtime.config.http)
         self.out = bytearray()
-        self.exchange: Exchange | None = None
+        self.exchange: Exchange | None = None  # HTTP/1.1: the request being answered
+        self.streams: StreamSet | None = None  # HTTP/2: the streams being answered
         self.closed = False
         self.close_when_flushed = False
         # What the channel wants from the selector (guarded by lock) ...
@@ -72,10 +74,40 @@ class Channel:
         self.deadline: float | None = None
         self.deadline_kind = HEAD_DEADLINE
         self.set_deadline(runtime.config.header_timeout, HEAD_DEADLINE)
+        if self.proto.multiplexed:
+            self.switch_to_streams(self.proto)
 
     def set_deadline(self, seconds: float, kind: str) -> None:
         self.deadline = time.monotonic() + seconds
         self.deadline_kind = kind
+
+    @property
+    def busy(self) -> bool:
+        """A request is being answered (lock held)."""
+        return self.exchange is not None or (self.streams is not None and self.streams.running > 0)
+
+    def switch_to_streams(self, proto) -> None:
+        """From now on an HTTP/2 connection: streams go to workers concurrently (lock held)."""
+        config = self.runtime.config
+        self.proto = proto
+        self.streams = StreamSet(proto, self.lock, self.runtime.handler, config.io_timeout,
+                                 self.flush, self._stream_done)
+        self.set_deadline(config.keep_alive_timeout, IDLE_DEADLINE)
+
+    def streams_settled(self) -> bool:
+        """HTTP/2 (lock held): keep the idle deadline current; True when the connection should close."""
+        if self.streams.running:
+            self.deadline = None
+        elif self.deadline is None:
+            self.set_deadline(self.runtime.config.keep_alive_timeout, IDLE_DEADLINE)
+        return self.proto.should_close and not self.streams.running
+
+    def _stream_done(self) -> None:
+        """Worker thread, after an HTTP/2 stream: close if that was the last one owed."""
+        with self.lock:
+            closing = self.streams_settled() and not self.closed
+        if closing:
+            self.runtime.call_soon(lambda: self.send_and_close(b""))
 
     def absorb(self, events: list[Event]) -> Exchange | None:
         """File protocol events (lock held). Returns a new exchange to dispatch, if any."""
@@ -122,12 +154,21 @@ class Channel:
             data = self.proto.data_to_send()
         self.send_and_close(data)
 
-    def write(self, data: bytes) -> None:
-        """Worker thread: send ``data``, waiting only while too much is pending."""
-        if not data:
-            return
+    def flush(self, wait: bool = True) -> None:
+        """Send what the protocol has queued; a worker waits while too much is pending.
+
+        Taking the bytes and queueing them happen under one hold of the lock,
+        so output leaves in the order the protocol produced it, whichever
+        thread flushes (HTTP/2 streams share one connection). The reactor
+        passes ``wait=False``: it must never block.
+        """
         with self.lock:
+            data = self.proto.data_to_send()
+            if not data:
+                return
             if self.closed:
+                if not wait:
+                    return
                 raise ClientDisconnected("connection closed")
             if not self.out:  # nothing queued ahead of us: try the kernel directly
                 try:
@@ -143,7 +184,7 @@ class Channel:
             self.out += data
             must_arm = not self.want_write
             self.want_write = True
-            if len(self.out) > HIGH_WATER:
+            if wait and len(self.out) > HIGH_WATER:
                 deadline = time.monotonic() + self.runtime.config.io_timeout
                 if must_arm:
                     self.runtime.call_soon(lambda: self.runtime.sync_interest(self))
@@ -164,8 +205,8 @@ class Channel:
         resume = False
         with self.lock:
             self.exchange = None
-            data = self.proto.data_to_send()  # e.g. an error queued by a broken body
             closing = self.proto.should_close or self.closed
+            data = self.proto.data_to_send() if closing else b""
             if not closing:
                 following = self.absorb(self.proto.events())
                 if following is None:
@@ -176,8 +217,7 @@ class Channel:
         if closing:
             runtime.call_soon(lambda: self.send_and_close(data))
             return None
-        if data:
-            self.write(data)
+        self.flush()  # e.g. an error queued by a broken body
         if resume:
             runtime.call_soon(lambda: runtime.sync_interest(self))
         return following
@@ -210,7 +250,7 @@ class Exchange:
             if runtime.stopping:
                 with channel.lock:
                     channel.proto.close_after_current()
-            write_response(channel.proto, self.stream_id, response, channel.write, channel.lock)
+            write_response(channel.proto, self.stream_id, response, channel.flush, channel.lock)
         except (ClientDisconnected, OSError):
             with channel.lock:
                 channel.proto.abort_stream(self.stream_id)
@@ -237,17 +277,14 @@ class PooledBody(BodyInbox):
                     if resume:
                         channel.paused = False
                     break
-                go_ahead = b""
+                go_ahead = False
                 if channel.proto.expects_continue:
                     channel.proto.send_continue(self.stream_id)
-                    go_ahead = channel.proto.data_to_send()
+                    go_ahead = True
                 elif not self.ready.wait(timeout) and self.take_would_wait():
                     raise HTTPError(408, "request body not received in time")
             if go_ahead:
-                channel.write(go_ahead)
+                channel.flush()
         if resume:
             runtime.call_soon(lambda: runtime.sync_interest(channel))
         return chunk
-
-    def take_would_wait(self) -> bool:
-        return not self.chunks and not self.ended and self.error is None

@@ -9,10 +9,10 @@ import time
 from collections import deque
 from collections.abc import Callable
 
-from protocols import ClientDisconnected, error_response_bytes
+from protocols import ClientDisconnected, ProtocolSwitched, RequestReceived, error_response_bytes
 
 from .._threads import WorkerPool, reject_connection
-from ..common import Runtime, logger, thread_count
+from ..common import Runtime, discard_unread, logger, thread_count
 from .connection import (
     BODY_HIGH_WATER,
     HEAD_DEADLINE,
@@ -76,10 +76,14 @@ class HybridRuntime(Runtime):
                     elif channel is _WAKE:
                         self._drain_wake_socket()
                     else:
-                        if mask & READ:
-                            self._on_readable(channel)
-                        if mask & WRITE and not channel.closed:
-                            self._on_writable(channel)
+                        try:
+                            if mask & READ:
+                                self._on_readable(channel)
+                            if mask & WRITE and not channel.closed:
+                                self._on_writable(channel)
+                        except Exception:  # a bug must cost one connection, not the server
+                            logger.exception("connection failed")
+                            self.close(channel)
                 self._run_calls()
                 now = time.monotonic()
                 if now >= next_tick:
@@ -145,9 +149,28 @@ class HybridRuntime(Runtime):
             data = b""
         with channel.lock:
             channel.proto.receive_data(data)
+            events = channel.proto.events()
+            if events and type(events[-1]) is ProtocolSwitched:
+                channel.switch_to_streams(events[-1].connection)
+                events = channel.proto.events()
+            if channel.streams is not None:
+                started_streams = channel.streams.absorb(events)
+                closing = channel.streams_settled()
+        if channel.streams is not None:
+            if not data:
+                channel.eof = True
+            for stream in started_streams:
+                self.dispatch_stream(channel, stream)
+            channel.flush(wait=False)  # SETTINGS and PING acknowledgements, WINDOW_UPDATEs
+            if closing:
+                channel.send_and_close(b"")
+            else:
+                self.sync_interest(channel)
+            return
+        with channel.lock:
             if data and channel.exchange is None and channel.deadline_kind is IDLE_DEADLINE:
                 channel.set_deadline(self.config.header_timeout, HEAD_DEADLINE)
-            started = channel.absorb(channel.proto.events())
+            started = channel.absorb(events)
             exchange = channel.exchange
             # Stop reading when nothing more is wanted for now: at end of
             # stream, while a complete request is being answered (a
@@ -168,6 +191,15 @@ class HybridRuntime(Runtime):
         if not self.pool.submit(exchange.run):
             self.overloaded += 1
             exchange.channel.refuse(exchange, 503, "server overloaded")
+
+    def dispatch_stream(self, channel: Channel, stream: RequestReceived) -> None:
+        """An HTTP/2 stream to a worker; if none can take it, refuse the stream (the client may retry it)."""
+        if not self.pool.submit(lambda: channel.streams.serve(stream)):
+            self.overloaded += 1
+            with channel.lock:
+                channel.proto.refuse_stream(stream.stream_id)
+                channel.streams.running -= 1
+                channel.streams.inboxes.pop(stream.stream_id, None)
 
     def _on_writable(self, channel: Channel) -> None:
         with channel.lock:
@@ -197,7 +229,7 @@ class HybridRuntime(Runtime):
             deadline = channel.deadline
             if deadline is not None and now >= deadline:
                 with channel.lock:
-                    if channel.exchange is not None or channel.deadline is None:
+                    if channel.busy or channel.deadline is None:
                         continue  # a request arrived in the meantime
                     head_timeout = channel.deadline_kind is HEAD_DEADLINE
                     channel.deadline = None
@@ -240,9 +272,12 @@ class HybridRuntime(Runtime):
             if channel.exchange is not None and channel.exchange.inbox is not None:
                 channel.exchange.inbox.fail(ClientDisconnected("connection closed"))
                 channel.exchange.inbox.ready.notify_all()
+            if channel.streams is not None:
+                channel.streams.fail_all(ClientDisconnected("connection closed"))
             if channel.registered:
                 self.selector.unregister(channel.sock)
                 channel.registered = 0
+            discard_unread(channel.sock)
             channel.sock.close()
         self.channels.pop(channel.fd, None)
 
@@ -259,9 +294,15 @@ class HybridRuntime(Runtime):
             listener.close()
         for channel in list(self.channels.values()):
             with channel.lock:
-                busy = channel.exchange is not None or bool(channel.out)
-                channel.proto.close_after_current()
-            if busy:
+                busy = channel.busy or bool(channel.out)
+                channel.proto.close_after_current()  # on HTTP/2: GOAWAY, the streams go on
+                idle_streams = channel.streams is not None and not channel.streams.running
+                goodbye = channel.proto.data_to_send() if idle_streams else b""
+            if channel.streams is not None and channel.streams.running:
+                channel.flush(wait=False)  # closed by the last stream to finish
+            elif channel.streams is not None:
+                channel.send_and_close(goodbye)
+            elif busy:
                 channel.close_when_flushed = True
                 self.sync_interest(channel)
             else:
