@@ -134,7 +134,6 @@ class HTTP2Connection:
         self._eof = False
         self._goaway_sent = False
         self._last_stream_id = 0  # streams above it (after our GOAWAY) are refused
-        self._client_goaway = False
         self._resets = 0  # client resets of streams whose response was unfinished
         self._completed = 0
         if upgrade is None:
@@ -184,11 +183,11 @@ class HTTP2Connection:
             elif kind is h2.events.WindowUpdated or kind is h2.events.RemoteSettingsChanged:
                 self._waiting.update(sid for sid, s in self._streams.items() if s.queued)
             elif kind is h2.events.ConnectionTerminated:
-                # The client will open no more streams; those it has still get answers.
-                self._client_goaway = True
-                if event.error_code:
-                    self._broken = True
-                    self._events.append(ConnectionClosed())
+                # RFC 9113 would let us still answer the client's open streams,
+                # but h2 closes its state machine on GOAWAY and refuses to
+                # send anything more; a client saying goodbye is gone.
+                self._broken = True
+                self._events.append(ConnectionClosed())
             elif kind is h2.events.TrailersReceived:
                 pass  # trailers are dropped, as on HTTP/1.1; StreamEnded follows
             # PING is answered by h2 itself; SETTINGS are acknowledged by h2 itself.
@@ -529,4 +528,4 @@ class HTTP2Connection:
         """Once data_to_send is flushed, close the socket."""
         if self._broken or self._eof:
             return True
-        return (self._goaway_sent or self._client_goaway) and not self._streams
+        return self._goaway_sent and not self._streams

@@ -14,7 +14,7 @@ Read it in this order:
 3. :class:`BodyReader`: how a handler's ``request.body.read()`` turns into
    ``recv`` calls on that same thread.
 4. :meth:`Connection._serve_streams`: HTTP/2, where the connection's thread
-   becomes the reader and every stream gets a thread of its own.
+   becomes the reader and every stream in progress gets a thread of its own.
 5. :meth:`ThreadedRuntime._drain`: graceful shutdown.
 
 Timeouts are enforced by the kernel: ``SO_RCVTIMEO`` / ``SO_SNDTIMEO`` make a
@@ -45,7 +45,7 @@ from protocols import (
 )
 
 from ._streams import StreamSet
-from ._threads import BodyInbox, reject_connection, write_response
+from ._threads import BodyInbox, WorkerPool, reject_connection, write_response
 from .common import Runtime, call_handler, discard_unread, logger, socket_address, thread_count
 
 __all__ = ["ThreadedRuntime"]
@@ -220,6 +220,7 @@ class Connection:
                     sock.close()
                 with self.streams.lock:
                     self.streams.fail_all(ClientDisconnected("connection closed"))
+                self.stream_threads.close()
             self.runtime._forget(self)
 
     def _serve(self) -> None:
@@ -307,6 +308,10 @@ class Connection:
         streams = self.streams = StreamSet(
             conn, lock, self.runtime.handler, self.config.io_timeout, self._flush_streams, self._stream_done,
         )
+        # A thread per stream in progress, kept for the connection's next
+        # streams: starting a thread costs more than a small request.
+        limit = self.config.limits.max_concurrent_streams
+        self.stream_threads = WorkerPool(limit, self.config.keep_alive_timeout, limit)
         with lock:
             started = streams.absorb(conn.events())
         while True:
@@ -332,11 +337,10 @@ class Connection:
         self._flush_streams()
 
     def _start(self, started: list[RequestReceived]) -> None:
+        streams = self.streams
         for stream in started:
-            try:
-                _thread.start_new_thread(self.streams.serve, (stream,))
-            except RuntimeError:  # the OS will not give us another thread
-                self.streams.refuse(stream, 503, "cannot start a thread for this request")
+            if not self.stream_threads.submit(lambda stream=stream: streams.serve(stream)):
+                streams.refuse(stream, 503, "cannot start a thread for this request")
 
     def _flush_streams(self) -> None:
         """Any thread: send what the protocol has queued, in the order it was queued."""

@@ -220,12 +220,14 @@ class AsyncConnection:
                 self.proto.close_after_current()
             return error_response(503, "server overloaded", {"retry-after": "1"})
 
-    async def write_response(self, stream_id: int, response: Response, flush, wait_for_window=None) -> None:
+    async def write_response(self, stream_id: int, response: Response, flush,
+                             wait_for_window=None, flush_whole=None) -> None:
         """As the thread runtimes' ``write_response``, awaiting instead of blocking.
 
         ``flush`` sends what the protocol has queued; ``wait_for_window``
         (HTTP/2) holds a streamed body back while flow control keeps the
-        stream's earlier bytes queued. A synchronous stream (a file, a
+        stream's earlier bytes queued; ``flush_whole`` (default ``flush``)
+        sends a response held whole in memory, which HTTP/2 batches. A synchronous stream (a file, a
         generator that may block) is read on a worker thread, chunk by chunk,
         so it never blocks the loop.
         """
@@ -236,7 +238,7 @@ class AsyncConnection:
         if body.data is not None:
             proto.send_data(stream_id, body.data)
             proto.end_stream(stream_id)
-            await flush()
+            await (flush_whole or flush)()
             return
         try:
             await flush()

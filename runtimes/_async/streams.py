@@ -64,6 +64,7 @@ class AsyncStreams:
         self.running = 0
         self._changed = anyio.Event()  # set (and replaced) whenever input arrived
         self._reading: anyio.CancelScope | None = None
+        self._flush_scheduled = False
 
     async def serve(self) -> None:
         proto = self.proto
@@ -78,6 +79,11 @@ class AsyncStreams:
                     proto.receive_data(data)
                 self._absorb(proto.events())
                 await self.flush()
+            with anyio.CancelScope(shield=True):
+                try:
+                    await self.flush()  # a last response, a GOAWAY
+                except (OSError, anyio.BrokenResourceError, anyio.ClosedResourceError):
+                    pass
             tasks.cancel_scope.cancel()  # the client is gone: streams still running are moot
 
     def _done(self) -> bool:
@@ -113,6 +119,24 @@ class AsyncStreams:
         elif connection.deadline is None or connection.deadline_kind != IDLE:
             connection.set_deadline(self.config.keep_alive_timeout, IDLE)
 
+    async def flush_soon(self) -> None:
+        """Send what is queued once the tasks ready to run now have had their turn.
+
+        When a read brings many requests, their handlers' responses then
+        leave in one send instead of one each: the flushing task is queued
+        behind the stream tasks already runnable.
+        """
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            self.tasks.start_soon(self._scheduled_flush)
+
+    async def _scheduled_flush(self) -> None:
+        self._flush_scheduled = False
+        try:
+            await self.flush()
+        except (OSError, anyio.BrokenResourceError, anyio.ClosedResourceError):
+            pass  # the connection task finds out on its next read
+
     async def flush(self) -> None:
         """Send what the protocol has queued, one sender at a time."""
         connection = self.connection
@@ -147,17 +171,14 @@ class AsyncStreams:
             request.body = body_reader(self.server, inbox.read_chunk)
         try:
             response = await self.connection.call_handler(request, inbox)
-            await self.connection.write_response(stream_id, response, self.flush, self.wait_for_window)
+            await self.connection.write_response(stream_id, response, self.flush, self.wait_for_window,
+                                                 self.flush_soon)
         except (ClientDisconnected, OSError, anyio.BrokenResourceError, anyio.ClosedResourceError):
             self.proto.abort_stream(stream_id)
         finally:
             self.inboxes.pop(stream_id, None)
             self.running -= 1
-            with anyio.CancelScope(shield=True):
-                try:
-                    await self.flush()
-                except (OSError, anyio.BrokenResourceError, anyio.ClosedResourceError):
-                    pass
+            await self.flush_soon()
             if self.proto.should_close:
                 self.wake_reader()  # the connection is finished
 
