@@ -21,7 +21,8 @@ from astra import available_runtimes
 from .plan import Plan, ladder
 from .workloads import WORKLOADS
 
-PROTOCOLS = ("h1",)  # HTTP/2 joins when the protocol layer speaks it
+PROTOCOLS = ("h1", "h2")
+H2_PEERS = ("hypercorn",)  # the peers that speak h2c
 
 
 def parse_cpus(text: str) -> list[int]:
@@ -44,7 +45,9 @@ def main(argv: list[str]) -> int:
     run.add_argument("--conc", default="1000", help="N (ladder 1, 10, ... N) or a list 1,64,1000 (default 1000)")
     run.add_argument("--runtimes", help=f"comma-separated (default all: {', '.join(available_runtimes())})")
     run.add_argument("--workloads", help=f"comma-separated (default all: {', '.join(WORKLOADS)})")
-    run.add_argument("--proto", default="h1", help="h1 (h2 arrives with HTTP/2 support)")
+    run.add_argument("--proto", default="h1", choices=PROTOCOLS,
+                     help="h1: HTTP/1.1, driven by wrk; h2: HTTP/2 with prior knowledge, driven by h2load")
+    run.add_argument("--streams", type=int, default=10, help="h2: concurrent streams per connection (default 10)")
     run.add_argument("--duration", type=float, default=5.0, help="measured seconds per level (default 5)")
     run.add_argument("--warmup", type=float, default=1.0, help="discarded warm-up seconds per level (default 1)")
     run.add_argument("--repeat", type=int, default=1, help="rounds; the median is reported (default 1)")
@@ -64,17 +67,19 @@ def main(argv: list[str]) -> int:
     run.add_argument("--dry-run", action="store_true", help="print the plan and its estimated duration")
     args = parser.parse_args(argv)
 
-    if args.proto not in PROTOCOLS:
-        raise SystemExit(f"protocol {args.proto!r} is not available yet (have: {', '.join(PROTOCOLS)})")
     peers = []
     if args.peers:
         from .peer_apps import PEERS, peer_available
 
-        peers = [f"peer:{p}" for p in names(args.peers, list(PEERS), "peer") if peer_available(p)]
+        chosen = names(args.peers, list(PEERS), "peer")
+        if args.proto == "h2" and (h1_only := [p for p in chosen if p not in H2_PEERS]):
+            print(f"note: {', '.join(h1_only)} do not speak HTTP/2 and are left out")
+            chosen = [p for p in chosen if p in H2_PEERS]
+        peers = [f"peer:{p}" for p in chosen if peer_available(p)]
     plan = Plan(
         runtimes=names(args.runtimes, available_runtimes(), "runtime") + peers,
         workloads=names(args.workloads, list(WORKLOADS), "workload"),
-        levels=ladder(args.conc), proto=args.proto, duration=args.duration, warmup=args.warmup,
+        levels=ladder(args.conc), proto=args.proto, streams=args.streams, duration=args.duration, warmup=args.warmup,
         pause=args.pause, repeat=args.repeat, fairness_duration=args.fairness,
         server_cpus=parse_cpus(args.server_cpus), client_cpus=parse_cpus(args.client_cpus),
     )

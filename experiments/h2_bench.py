@@ -31,7 +31,6 @@ import sys
 import tempfile
 import time
 from datetime import datetime
-from pathlib import Path
 
 import h2.config
 import h2.connection
@@ -43,7 +42,7 @@ from protocols import ConnectionInfo, HTTP2Connection, Response
 from protocols._dates import http_date
 
 from .hello_bench import RESULTS_DIR, version
-from .loadgen import Target, parse_h2load
+from .loadgen import parse_h2load
 from .servers import ServerProcess, cpu_us
 
 SERVER_CPU, CLIENT_CPU = 0, 1

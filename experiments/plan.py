@@ -46,6 +46,8 @@ class Plan:
     workloads: list[str]
     levels: list[int]
     proto: str = "h1"
+    #: HTTP/2: concurrent streams per connection (h2load -m).
+    streams: int = 10
     duration: float = 5.0
     warmup: float = 1.0
     pause: float = 1.0
@@ -63,8 +65,14 @@ class Plan:
         """Servers started per (runtime, workload): one per distinct process count among the levels."""
         return len({shards_for(c) for c in self.levels})
 
+    @property
+    def separate_fairness_run(self) -> bool:
+        """HTTP/1.1 is measured with wrk, then h2load --h1 for per-client rates;
+        on HTTP/2 the measured h2load run reports them itself."""
+        return bool(self.fairness_duration) and self.proto == "h1"
+
     def level_seconds(self, conc: int) -> float:
-        fairness = self.fairness_duration if conc >= FAIRNESS_FROM and self.fairness_duration else 0
+        fairness = self.fairness_duration if conc >= FAIRNESS_FROM and self.separate_fairness_run else 0
         # Opening thousands of connections is not free either: ~1 s per 10,000.
         return self.warmup + self.duration + fairness + self.pause + 0.5 + conc / 10_000
 
@@ -76,7 +84,8 @@ class Plan:
         lines = [
             f"runtimes:   {', '.join(self.runtimes)}",
             f"workloads:  {', '.join(self.workloads)}",
-            f"protocol:   {self.proto}",
+            f"protocol:   {self.proto}" + (f" ({self.streams} concurrent streams per connection, h2load)"
+                                               if self.proto == "h2" else " (wrk)"),
             f"levels:     {', '.join(f'{c:,}' for c in self.levels)} connections",
             "servers:    a fresh server per runtime and workload"
             + (f"; levels above {SHARD_CONNECTIONS:,} connections restart it as up to {self.shards} processes"
@@ -84,7 +93,7 @@ class Plan:
                if self.shards > 1 else ""),
             f"each level: {self.warmup:g} s warm-up (discarded), {self.duration:g} s measured"
             + (f", {self.fairness_duration:g} s fairness run (h2load --h1) from {FAIRNESS_FROM} connections"
-               if self.fairness_duration else "")
+               if self.separate_fairness_run else "")
             + f", {self.pause:g} s pause",
             f"rounds:     {self.repeat} (median reported)",
             f"pinning:    servers on CPU {','.join(map(str, self.server_cpus))}, "

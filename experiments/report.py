@@ -239,7 +239,7 @@ def print_table(rows: list[dict]) -> None:
             print("  ".join(c.ljust(w) if i == 1 else c.rjust(w) for i, (c, w) in enumerate(zip(line, widths))))
         for note in _notes(group):
             print(f"  note: {note}")
-    print("(fair req/s/client: h2load --h1, slowest..fastest client; "
+    print("(fair req/s/client: h2load's per-client rates, slowest..fastest client; "
           "spread: (max - min) / median req/s over the rounds)")
 
 

@@ -102,6 +102,7 @@ def environment(plan: Plan, command: str, extra_args: list[str], sleep_ms: float
         "server_cpus": plan.server_cpus, "client_cpus": plan.client_cpus,
         "duration_s": plan.duration, "warmup_s": plan.warmup, "repeat": plan.repeat,
         "fairness_duration_s": plan.fairness_duration, "levels": plan.levels, "proto": plan.proto,
+        "streams": plan.streams if plan.proto == "h2" else None,
         "runtimes": plan.runtimes, "workloads": plan.workloads,
         "shard_connections": SHARD_CONNECTIONS, "server_args": extra_args, "sleep_ms": sleep_ms,
         "handler_style": handler_style, "command": command,
@@ -302,19 +303,37 @@ def free_port_everywhere(addresses: int) -> int:
 
 def measure_level(plan: Plan, server: ServerProcess, stats: list[Path], targets: list[Target],
                   conc: int) -> dict:
-    cpus = plan.client_cpus
     time_wait = wait_for_time_wait()
     drained = None
     if plan.warmup:
-        run_wrk(targets, conc, plan.warmup, cpus=cpus)
+        drive(plan, targets, conc, plan.warmup)
         drained = wait_for_drain(stats)
     other = busy_cpus(0.5)  # server idle, no load: anything busy now is someone else
     sampler = CostSampler([server.proc.pid], stats)
     sampler.start()
-    load = run_wrk(targets, conc, plan.duration, cpus=cpus)
+    load = drive(plan, targets, conc, plan.duration, measured=True)
     cost = sampler.stop(load["requests"])
-    return {"load": load, "cost": cost, "fairness": measure_fairness(plan, targets, conc, cost),
+    if plan.proto == "h2":  # h2load's own per-client rates are the fairness figures
+        fairness = {"client_rps": load["client_rps"], "source": "the measured h2load run"}
+    else:
+        fairness = measure_fairness(plan, targets, conc, cost)
+    return {"load": load, "cost": cost, "fairness": fairness,
             "other_cpus": round(other, 2), "time_wait_before": time_wait, "warmup_drain_s": drained}
+
+
+def drive(plan: Plan, targets: list[Target], conc: int, seconds: float, measured: bool = False) -> dict:
+    """wrk for HTTP/1.1; h2load with ``plan.streams`` streams per connection for HTTP/2.
+
+    h2load's results are given wrk's ``errors`` shape (``failed`` already
+    includes its errored and timed-out requests) and, for the measured run,
+    exact latency percentiles from its per-request log.
+    """
+    if plan.proto == "h1":
+        return run_wrk(targets, conc, seconds, cpus=plan.client_cpus)
+    load = run_h2load(targets, conc, seconds, h1=False, streams=plan.streams, cpus=plan.client_cpus,
+                      log_percentiles=measured)
+    load["errors"] = {"failed": load["failed"]}  # its errored, timed-out and non-2xx/3xx requests
+    return load
 
 
 def wait_for_drain(stats: list[Path], patience: float = 60.0) -> float | None:

@@ -74,6 +74,29 @@ def test_a_small_experiment_end_to_end(tmp_path):
     assert list((run_dir / "pyperf").glob("*.json"))
 
 
+@pytest.mark.skipif(not all(shutil.which(t) for t in ("h2load", "taskset")), reason="load tools missing")
+def test_an_http2_experiment_end_to_end(tmp_path):
+    """PROTO=h2: h2load with concurrent streams drives the runs and reports per-client rates."""
+    out = subprocess.run(
+        [sys.executable, "-m", "experiments", "run", "--proto", "h2", "--streams", "4", "--conc", "8",
+         "--runtimes", "hybrid,trio", "--workloads", "hello", "--duration", "1", "--warmup", "0",
+         "--pause", "0", "--results-dir", str(tmp_path)],
+        cwd=ROOT, capture_output=True, text=True, timeout=180,
+    )
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+    run_dir, = tmp_path.glob("experiment-*")
+    assert json.loads((run_dir / "env.json").read_text())["streams"] == 4
+    runs = [json.loads(line) for line in (run_dir / "runs.jsonl").read_text().splitlines()]
+    assert {r["conc"] for r in runs} == {1, 8}
+    for run in runs:
+        assert run["error"] is None, run
+        load = run["load"]
+        assert load["tool"] == "h2load" and not load["h1"] and load["streams"] == 4
+        assert load["requests"] > 0 and load["failed"] == 0 and load["latency_us"]["p99"] > 0
+        assert run["fairness"]["client_rps"]["min"] > 0
+    assert (run_dir / "hello-h2.png").exists()
+
+
 @pytest.mark.skipif(not all(shutil.which(t) for t in ("wrk", "h2load", "taskset")), reason="load tools missing")
 def test_resume_skips_what_was_measured(tmp_path):
     args = [sys.executable, "-m", "experiments", "run", "--conc", "2", "--runtimes", "hybrid",
