@@ -28,8 +28,6 @@ What h2 leaves to its user, and this module decides:
 from __future__ import annotations
 
 from collections import deque
-from http import HTTPStatus
-
 import h2.config
 import h2.connection
 import h2.errors
@@ -38,7 +36,6 @@ import h2.exceptions
 import h2.settings
 from hyperframe.frame import GoAwayFrame
 
-from ._dates import http_date
 from .events import (
     BodyEnded,
     BodyReceived,
@@ -48,7 +45,7 @@ from .events import (
     RequestReceived,
     StreamReset,
 )
-from .headers import Headers, is_token
+from .h2_fields import NO_BODY_STATUSES, error_fields, request_from_fields, response_fields
 from .limits import Limits
 from .request import ConnectionInfo, Request
 from .response import Response
@@ -58,13 +55,6 @@ __all__ = ["HTTP2Connection", "PREFACE"]
 #: What a client sends first when it speaks HTTP/2 with prior knowledge.
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 
-SERVER_NAME = b"astra"
-_NO_BODY_STATUSES = frozenset({204, 304})
-# Connection-specific fields are malformed in HTTP/2 (RFC 9113 8.2.2); the
-# framing ones are ours to decide.
-_DROPPED_FIELDS = frozenset({
-    "connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade", "content-length",
-})
 _H2_CONFIG = dict(
     client_side=False,
     header_encoding=None,  # bytes in and out; we decode once, as latin-1
@@ -207,39 +197,13 @@ class HTTP2Connection:
             # whose handlers are still running); ours says there is not.
             self._refuse(sid, h2.errors.ErrorCodes.REFUSED_STREAM)
             return
-        method = path = authority = b""
-        scheme = self.info.scheme
-        headers: list[tuple[str, str]] = []
-        content_length = None
-        for name, value in event.headers:
-            if name[0] == 58:  # ":" (h2 has checked the pseudo-header set is valid)
-                if name == b":method":
-                    method = value
-                elif name == b":path":
-                    path = value
-                elif name == b":authority":
-                    authority = value
-                elif name == b":scheme":
-                    scheme = value.decode("latin-1")
-                continue
-            if name == b"content-length":
-                content_length = int(value)
-            headers.append((name.decode("latin-1"), value.decode("latin-1")))
-        if authority and not any(n == "host" for n, _ in headers):
-            headers.insert(0, ("host", authority.decode("latin-1")))
-        stream_ended = event.stream_ended is not None
-        stream = _Stream(method, request_open=True)  # StreamEnded follows if it has no body
+        request, content_length = request_from_fields(event.headers, self.info)
+        stream = _Stream(request.method.encode("ascii"), request_open=True)  # StreamEnded follows if no body
         if content_length is not None and content_length > self.limits.max_body_bytes:
             self._answer(sid, stream, 413, "request body too large")  # no handler sees it
             return
         self._streams[sid] = stream
-        request = Request(
-            method.decode("ascii"),
-            path.decode("latin-1"),
-            Headers._trusted(headers),
-            "2",
-            ConnectionInfo(self.info.peer, self.info.local, scheme) if scheme != self.info.scheme else self.info,
-        )
+        stream_ended = event.stream_ended is not None
         self._events.append(RequestReceived(sid, request, not stream_ended))
 
     def _on_data(self, event: h2.events.DataReceived) -> None:
@@ -306,33 +270,12 @@ class HTTP2Connection:
         stream = self._streams.get(stream_id)
         if stream is None or stream.reset or stream.sent_end or self._broken:
             return
-        status = response.status
-        if not 200 <= status <= 999:
-            raise ValueError(f"invalid status code {status!r} for a final response")
-        suppress = stream.method == b"HEAD" or status in _NO_BODY_STATUSES
-        fields = [(b":status", str(status).encode("ascii"))]
-        has_server = False
-        for name, value in response.headers:
-            if name in _DROPPED_FIELDS:
-                continue
-            if not is_token(name):
-                raise ValueError(f"invalid header name {name!r}")
-            if "\r" in value or "\n" in value or "\0" in value:
-                raise ValueError("header value contains CR, LF or NUL")
-            has_server = has_server or name == "server"
-            fields.append((name.encode("ascii"), value.encode("latin-1")))
-        length = response.body.length
-        if length is None and (declared := response.headers.get("content-length")):
-            length = int(declared)
-        if length is not None and status not in _NO_BODY_STATUSES:
-            fields.append((b"content-length", str(length).encode("ascii")))
-        fields.append((b"date", http_date().encode("ascii")))
-        if not has_server:
-            fields.append((b"server", SERVER_NAME))
+        suppress = stream.method == b"HEAD" or response.status in NO_BODY_STATUSES
+        fields, length = response_fields(response, suppress)
         self._h2.send_headers(stream_id, fields, end_stream=suppress)
         stream.started = True
         stream.sent_end = suppress
-        stream.to_send = None if suppress else length
+        stream.to_send = length
 
     def send_data(self, stream_id: int, data: bytes) -> None:
         """Queue body bytes; they leave as the client's windows allow (see ``pending``)."""
@@ -433,14 +376,8 @@ class HTTP2Connection:
         sends afterwards is dropped.
         """
         if not stream.started and not stream.sent_end:
-            body = f"{status} {HTTPStatus(status).phrase}: {message}\n".encode()
-            self._h2.send_headers(sid, [
-                (b":status", str(status).encode("ascii")),
-                (b"content-type", b"text/plain; charset=utf-8"),
-                (b"content-length", str(len(body)).encode("ascii")),
-                (b"date", http_date().encode("ascii")),
-                (b"server", SERVER_NAME),
-            ])
+            fields, body = error_fields(status, message)
+            self._h2.send_headers(sid, fields)
             stream.started = True
             if self._h2.local_flow_control_window(sid) >= len(body):
                 self._h2.send_data(sid, body, end_stream=True)
