@@ -58,7 +58,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 LUA_SCRIPT = Path(__file__).resolve().with_name("wrk_json.lua")
-SLACK_S = 60.0  # wall-clock allowance beyond duration + warm-up + timeout
+SLACK_S = 60.0  # the most wall-clock allowance beyond duration + warm-up + timeout
+
+
+def _slack(conns: int) -> float:
+    """Allowance for connecting and shutting down: ~1 s per 1,000 connections, at least 10 s.
+
+    A flat minute let an h2load stuck on a starved server (it waits for every
+    client to connect before its clock starts) hold a sweep for 73 s a level.
+    """
+    return min(SLACK_S, 10.0 + conns / 1000)
 FD_MARGIN = 64  # files a load generator needs besides its connections
 PERCENTILES = (("p50", 50.0), ("p90", 90.0), ("p99", 99.0), ("p99.9", 99.9))
 
@@ -277,7 +286,7 @@ def run_wrk(targets: list[Target], conns: int, duration: float, *, cpus: list[in
                           "--latency", "-s", str(LUA_SCRIPT), target.url + path[1:]]
                 for target, n in zip(targets, shares)]
     with tempfile.TemporaryDirectory(prefix="loadgen-") as tmp:
-        outputs = _run_all(commands, duration + timeout_s + SLACK_S, Path(tmp))
+        outputs = _run_all(commands, duration + timeout_s + _slack(conns), Path(tmp))
     per_process = []
     for argv, (text, errors) in zip(commands, outputs):
         try:
@@ -329,7 +338,7 @@ def run_h2load(targets: list[Target], conns: int, duration: float, *, h1: bool =
                               f"-D{_ms(duration)}", f"--warm-up-time={_ms(warmup)}", f"-T{_ms(timeout)}",
                               *([f"--log-file={log}"] if log_percentiles else []), target.url + path[1:]]
                     for target, n, log in zip(targets, shares, logs)]
-        outputs = _run_all(commands, warmup + duration + timeout + SLACK_S, Path(tmp))
+        outputs = _run_all(commands, warmup + duration + timeout + _slack(conns), Path(tmp))
         latency = None
         if log_percentiles:
             counts = Counter()
