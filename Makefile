@@ -15,8 +15,9 @@ DURATION  ?=
 REPEAT    ?=
 PEERS     ?=
 RESUME    ?=
+CLAIM     ?=
 
-.PHONY: test experiment bench venv tools clean
+.PHONY: test experiment claims bench venv tools clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +40,10 @@ experiment: venv tools
 	  $(if $(WORKLOADS),--workloads $(WORKLOADS)) $(if $(PROTO),--proto $(PROTO)) \
 	  $(if $(DURATION),--duration $(DURATION)) $(if $(REPEAT),--repeat $(REPEAT)) \
 	  $(if $(PEERS),--peers $(PEERS)) $(if $(RESUME),--resume $(RESUME))
+
+# The seeds' claims, measured and judged: results/REPORT.md (CLAIM=7 runs one).
+claims: venv tools
+	$(PY) -m experiments.claims $(if $(CLAIM),--claim $(CLAIM))
 
 # The walking-skeleton benchmark: hello world at 1 and 64 connections against peers.
 bench: venv tools

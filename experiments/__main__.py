@@ -19,7 +19,7 @@ import sys
 from astra import available_runtimes
 
 from .plan import Plan, ladder
-from .workloads import WORKLOADS
+from .workloads import DEFAULT_WORKLOADS, WORKLOADS
 
 PROTOCOLS = ("h1", "h2")
 H2_PEERS = ("hypercorn",)  # the peers that speak h2c
@@ -44,7 +44,8 @@ def main(argv: list[str]) -> int:
     run = commands.add_parser("run", help="run an experiment")
     run.add_argument("--conc", default="1000", help="N (ladder 1, 10, ... N) or a list 1,64,1000 (default 1000)")
     run.add_argument("--runtimes", help=f"comma-separated (default all: {', '.join(available_runtimes())})")
-    run.add_argument("--workloads", help=f"comma-separated (default all: {', '.join(WORKLOADS)})")
+    run.add_argument("--workloads", help=f"comma-separated from {', '.join(WORKLOADS)} "
+                                         f"(default {', '.join(DEFAULT_WORKLOADS)}; db brings up PostgreSQL)")
     run.add_argument("--proto", default="h1", choices=PROTOCOLS,
                      help="h1: HTTP/1.1, driven by wrk; h2: HTTP/2 with prior knowledge, driven by h2load")
     run.add_argument("--streams", type=int, default=10, help="h2: concurrent streams per connection (default 10)")
@@ -78,7 +79,7 @@ def main(argv: list[str]) -> int:
         peers = [f"peer:{p}" for p in chosen if peer_available(p)]
     plan = Plan(
         runtimes=names(args.runtimes, available_runtimes(), "runtime") + peers,
-        workloads=names(args.workloads, list(WORKLOADS), "workload"),
+        workloads=names(args.workloads, list(WORKLOADS), "workload") if args.workloads else list(DEFAULT_WORKLOADS),
         levels=ladder(args.conc), proto=args.proto, streams=args.streams, duration=args.duration, warmup=args.warmup,
         pause=args.pause, repeat=args.repeat, fairness_duration=args.fairness,
         server_cpus=parse_cpus(args.server_cpus), client_cpus=parse_cpus(args.client_cpus),

@@ -27,10 +27,13 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime
 from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
 from itertools import groupby
 from pathlib import Path
+from typing import Any
 
 from astra.runtimes import load_runtime
 
@@ -80,6 +83,9 @@ def check_limits(plan: Plan, limits: dict) -> tuple[list[str], list[str]]:
     if "threaded" in plan.runtimes and top + 500 > min(limits["pid_max"], limits["threads_max"] or 1 << 30):
         notes.append(f"threaded needs ~{top:,} threads at {top:,} connections; pid_max is "
                      f"{limits['pid_max']:,}: expect it to fail there (recorded, not fatal)")
+    if shared := sorted(set(plan.server_cpus) & set(plan.client_cpus)):
+        notes.append(f"servers and load generators share CPU {','.join(map(str, shared))}: every figure "
+                     "includes the load generator's competition for the same cores")
     if limits["somaxconn"] < 1024:
         notes.append(f"somaxconn is {limits['somaxconn']}: connection bursts may overflow the accept queue")
     return problems, notes
@@ -89,7 +95,8 @@ def environment(plan: Plan, command: str, extra_args: list[str], sleep_ms: float
     cpu_model = next((line.split(":", 1)[1].strip() for line in (_read("/proc/cpuinfo") or "").splitlines()
                       if line.startswith("model name")), platform.processor() or None)
     packages = {}
-    for name in ("h11", "h2", "anyio", "trio", "hypercorn", "uvicorn", "waitress", "pyperf", "matplotlib"):
+    for name in ("h11", "h2", "anyio", "trio", "hypercorn", "uvicorn", "waitress", "pyperf", "matplotlib",
+                 "psycopg", "psycopg-pool", "jinja2"):
         try:
             packages[name] = importlib.metadata.version(name)
         except importlib.metadata.PackageNotFoundError:
@@ -139,7 +146,8 @@ def run_plan(plan: Plan, *, command: str, extra_args: list[str], sleep_ms: float
         (run_dir / "env.json").write_text(json.dumps(env, indent=1) + "\n")
         done = set()
     progress = Progress(plan, already=len(done))
-    with open(run_dir / "runs.jsonl", "a") as out:
+    setup = Setup(extra_args, sleep_ms, handler_style)
+    with open(run_dir / "runs.jsonl", "a") as out, database_for(plan, run_dir) as setup.database:
         for round_no in range(1, plan.repeat + 1):
             for runtime in plan.runtimes:
                 for name in plan.workloads:
@@ -147,8 +155,7 @@ def run_plan(plan: Plan, *, command: str, extra_args: list[str], sleep_ms: float
                     if not levels:
                         continue
                     print(f"{progress.line()}  round {round_no}: {runtime} / {name}", flush=True)
-                    for run in measure_workload(plan, runtime, name, levels, round_no, extra_args,
-                                                sleep_ms, handler_style):
+                    for run in measure_workload(plan, setup, runtime, name, levels, round_no):
                         out.write(json.dumps(run) + "\n")
                         out.flush()
                         progress.advance()
@@ -216,20 +223,67 @@ def server_argv(runtime: str, handler: str, stats_file: Path, workers: int, port
     ]
 
 
-def measure_workload(plan: Plan, runtime: str, workload: str, levels: list[int], round_no: int,
-                     extra_args: list[str], sleep_ms: float, handler_style: str) -> Iterator[dict]:
+@dataclass
+class Setup:
+    """What every server of a run shares besides the plan."""
+
+    extra_args: list[str]
+    sleep_ms: float = 10.0
+    handler_style: str = "auto"
+    #: A running ``experiments.postgres.Cluster`` when the plan has the db workload.
+    database: Any = None
+
+
+@contextmanager
+def database_for(plan: Plan, run_dir: Path) -> Iterator[Any]:
+    """A throwaway PostgreSQL for the db workload, pinned to the load generators' CPUs.
+
+    Without PostgreSQL (and no way to install it) the db workload is dropped
+    from the plan with a message naming the package; the others still run.
+    """
+    if "db" not in plan.workloads:
+        yield None
+        return
+    from .postgres import Cluster, PostgresMissing
+
+    try:
+        cluster = Cluster(cpus=plan.client_cpus).__enter__()
+    except (PostgresMissing, subprocess.CalledProcessError) as exc:
+        why = exc.stderr.strip()[-300:] if isinstance(exc, subprocess.CalledProcessError) else str(exc)
+        print(f"note: the db workload is skipped: {why}", flush=True)
+        plan.workloads = [w for w in plan.workloads if w != "db"]
+        _note(run_dir, f"db workload skipped: {why}")
+        yield None
+        return
+    try:
+        yield cluster
+    finally:
+        cluster.__exit__(None, None, None)
+
+
+def _note(run_dir: Path, note: str) -> None:
+    env_path = run_dir / "env.json"
+    env = json.loads(env_path.read_text())
+    env.setdefault("notes", []).append(note)
+    env_path.write_text(json.dumps(env, indent=1) + "\n")
+
+
+def measure_workload(plan: Plan, setup: Setup, runtime: str, workload: str, levels: list[int],
+                     round_no: int) -> Iterator[dict]:
     """Each group of levels that needs the same number of server processes gets a fresh server."""
     for workers, group in groupby(levels, key=shards_for):
-        yield from measure_server(plan, runtime, workload, list(group), workers, round_no, extra_args,
-                                  sleep_ms, handler_style)
+        yield from measure_server(plan, setup, runtime, workload, list(group), workers, round_no)
 
 
-def measure_server(plan: Plan, runtime: str, workload: str, levels: list[int], workers: int, round_no: int,
-                   extra_args: list[str], sleep_ms: float, handler_style: str) -> Iterator[dict]:
+def measure_server(plan: Plan, setup: Setup, runtime: str, workload: str, levels: list[int], workers: int,
+                   round_no: int) -> Iterator[dict]:
     """Measure ``levels`` on one server; each run is yielded as soon as it is measured."""
     base = {"runtime": runtime, "workload": workload, "proto": plan.proto, "round": round_no,
             "servers": workers, "load_processes": workers, "error": None}
-    env = {"ASTRA_SLEEP_MS": str(sleep_ms), "ASTRA_WORKLOAD": workload}
+    env = {"ASTRA_SLEEP_MS": str(setup.sleep_ms), "ASTRA_WORKLOAD": workload}
+    database = setup.database if workload == "db" else None
+    if database is not None:
+        env["ASTRA_DB_DSN"] = database.dsn
     with tempfile.TemporaryDirectory(prefix="astra-exp-") as tmp:
         stats = Path(tmp) / "stats.jsonl"
         if runtime.startswith(PEER_PREFIX):
@@ -241,9 +295,10 @@ def measure_server(plan: Plan, runtime: str, workload: str, levels: list[int], w
                 return
             argv, handler, stats_files = peer_argv(runtime[len(PEER_PREFIX):]), "peer", []
         else:
-            handler = WORKLOADS[workload].handler_for(load_runtime(runtime).supports_async, handler_style)
+            handler = WORKLOADS[workload].handler_for(runtime, load_runtime(runtime).supports_async,
+                                                      setup.handler_style)
             port = free_port_everywhere(workers)
-            argv = server_argv(runtime, handler, stats, workers, port, extra_args)
+            argv = server_argv(runtime, handler, stats, workers, port, setup.extra_args)
             stats_files = [Path(f"{stats}.{i}") for i in range(workers)] if workers > 1 else [stats]
         base["handler"] = handler
         log = open(Path(tmp) / "server.log", "w+")
@@ -256,7 +311,7 @@ def measure_server(plan: Plan, runtime: str, workload: str, levels: list[int], w
                 run = base | {"conc": conc}
                 targets = [Target(f"127.0.0.{i + 1}", server.port) for i in range(workers)]
                 try:
-                    run |= measure_level(plan, server, stats_files, targets, conc)
+                    run |= measure_level(plan, server, stats_files, targets, conc, database)
                 except LoadGenError as exc:
                     run["error"] = f"load generator: {exc}"
                 exited = server.proc.poll() is not None
@@ -302,7 +357,7 @@ def free_port_everywhere(addresses: int) -> int:
 
 
 def measure_level(plan: Plan, server: ServerProcess, stats: list[Path], targets: list[Target],
-                  conc: int) -> dict:
+                  conc: int, database: Any = None) -> dict:
     time_wait = wait_for_time_wait()
     drained = None
     if plan.warmup:
@@ -310,9 +365,14 @@ def measure_level(plan: Plan, server: ServerProcess, stats: list[Path], targets:
         drained = wait_for_drain(stats)
     other = busy_cpus(0.5)  # server idle, no load: anything busy now is someone else
     sampler = CostSampler([server.proc.pid], stats)
+    db_before = database.cpu_seconds() if database is not None else None
     sampler.start()
     load = drive(plan, targets, conc, plan.duration, measured=True)
     cost = sampler.stop(load["requests"])
+    if database is not None:  # the database's own CPU, next to the server's
+        db_cpu = database.cpu_seconds() - db_before
+        cost["db_cpu_s"] = round(db_cpu, 3)
+        cost["db_cpu_us_per_request"] = db_cpu * 1e6 / load["requests"] if load["requests"] else None
     if plan.proto == "h2":  # h2load's own per-client rates are the fairness figures
         fairness = {"client_rps": load["client_rps"], "source": "the measured h2load run"}
     else:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["Workload", "WORKLOADS"]
+__all__ = ["DEFAULT_WORKLOADS", "Workload", "WORKLOADS"]
 
 
 @dataclass(frozen=True)
@@ -13,10 +13,14 @@ class Workload:
     description: str
     blocking: str  # MODULE:ATTR of the plain handler
     awaitable: str | None = None  # MODULE:ATTR of the ``async def`` form, where the work can be awaited
+    #: Runtimes the ``async def`` form works on (None: every runtime that awaits).
+    awaitable_on: tuple[str, ...] | None = None
 
-    def handler_for(self, runtime_awaits: bool, style: str = "auto") -> str:
+    def handler_for(self, runtime: str, runtime_awaits: bool, style: str = "auto") -> str:
         """Which form a runtime serves: ``auto`` awaits where it can."""
         if style == "sync" or not runtime_awaits or self.awaitable is None:
+            return self.blocking
+        if self.awaitable_on is not None and runtime not in self.awaitable_on:
             return self.blocking
         return self.awaitable
 
@@ -31,5 +35,12 @@ WORKLOADS = {
                  "experiments.apps:sleep", "experiments.apps:sleep_async"),
         Workload("file", "read a ~1 KiB index.html from disk per request (the seeds' example)",
                  "experiments.apps:file", "experiments.apps:file_async"),
+        # psycopg's async API runs on asyncio only: trio serves the blocking
+        # form on its worker pool (there is no trio-native PostgreSQL driver).
+        Workload("db", "TechEmpower fortunes: query PostgreSQL, add a row, sort, render with Jinja2",
+                 "experiments.db_app:fortunes", "experiments.db_app:fortunes_async", awaitable_on=("asyncio",)),
     )
 }
+
+#: What a sweep runs unless told otherwise: db needs a PostgreSQL server.
+DEFAULT_WORKLOADS = ("hello", "cpu", "sleep", "file")

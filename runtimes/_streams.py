@@ -62,6 +62,7 @@ class StreamSet:
         io_timeout: float,
         flush: Callable[[], None],
         stream_done: Callable[[], None],
+        flush_whole: Callable[[], None] | None = None,
     ) -> None:
         self.proto = proto
         self.lock = lock
@@ -69,6 +70,7 @@ class StreamSet:
         self.handler = handler
         self.io_timeout = io_timeout
         self.flush = flush
+        self.flush_whole = flush_whole  # see write_response
         self.stream_done = stream_done
         self.inboxes: dict[int, StreamBody] = {}
         self.running = 0  # handlers started and not yet finished
@@ -104,7 +106,8 @@ class StreamSet:
             request.body = RequestBody(inbox.read_chunk)
         try:
             response = call_handler(self.handler, request)
-            write_response(self.proto, stream_id, response, self.flush, self.lock, self.wait_for_window)
+            write_response(self.proto, stream_id, response, self.flush, self.lock, self.wait_for_window,
+                           self.flush_whole)
         except (ClientDisconnected, OSError):
             with self.lock:
                 self.proto.abort_stream(stream_id)

@@ -45,6 +45,7 @@ def write_response(
     flush: Callable[[], None],
     guard: AbstractContextManager = _UNLOCKED,
     wait_for_window: Callable[[int], None] | None = None,
+    flush_whole: Callable[[], None] | None = None,
 ) -> None:
     """Send a response through a protocol connection, on the handler's thread.
 
@@ -58,6 +59,10 @@ def write_response(
     its lock) and released around ``flush``. ``wait_for_window``, called
     under ``guard`` before each streamed chunk, holds a streaming handler back
     while HTTP/2 flow control keeps the stream's earlier bytes queued.
+    ``flush_whole`` (default ``flush``) sends a response held whole in
+    memory: a runtime that queues output for a reactor passes one that never
+    waits, since holding back bytes that already exist saves no memory and
+    would let a slow reader hold the thread (the slow-read attack).
 
     An in-memory body goes out with its head in a single flush: one segment
     on the wire for a small response, which keeps keep-alive clients clear of
@@ -72,7 +77,7 @@ def write_response(
             conn.send_data(stream_id, body.data)
             conn.end_stream(stream_id)
     if body.data is not None:
-        flush()
+        (flush_whole or flush)()
         return
     try:
         flush()

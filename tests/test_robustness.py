@@ -230,3 +230,15 @@ def test_stalled_half_request_lines_do_not_affect_others(serve, client):
     assert time.monotonic() - started < 3.0
     client.close()  # its keep-alive connection would count too
     assert wait_for(lambda: handle.stats()["connections_open"] == 0)
+
+
+def test_a_client_that_never_reads_its_response_holds_no_worker(serve, client):
+    """The slow-read attack: a response the client will not read must not pin the only worker."""
+    big = b"x" * (8 * 1024 * 1024)
+    handle = serve(lambda request: Response(big if request.path == "/big" else b"ok"), max_workers=1)
+    stalled = connect(handle)
+    stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    stalled.sendall(b"GET /big HTTP/1.1\r\nHost: x\r\n\r\n")
+    time.sleep(0.5)  # the handler has answered; the bytes wait for a reader that never comes
+    assert client.get(handle.url + "/small").text == "ok"
+    stalled.close()

@@ -91,7 +91,7 @@ class Channel:
         config = self.runtime.config
         self.proto = proto
         self.streams = StreamSet(proto, self.lock, self.runtime.handler, config.io_timeout,
-                                 self.flush, self._stream_done)
+                                 self.flush, self._stream_done, flush_whole=self.queue_whole)
         self.set_deadline(config.keep_alive_timeout, IDLE_DEADLINE)
 
     def streams_settled(self) -> bool:
@@ -198,6 +198,14 @@ class Channel:
         if must_arm:
             self.runtime.call_soon(lambda: self.runtime.sync_interest(self))
 
+    def queue_whole(self) -> None:
+        """Worker thread: send a whole in-memory response without waiting for the client.
+
+        The bytes exist already; what the kernel does not take now the
+        reactor sends as the client reads, and the worker moves on.
+        """
+        self.flush(wait=False)
+
     def finish(self, exchange: Exchange) -> Exchange | None:
         """Worker thread, after a response: close, go idle, or start a pipelined request."""
         runtime = self.runtime
@@ -250,7 +258,8 @@ class Exchange:
             if runtime.stopping:
                 with channel.lock:
                     channel.proto.close_after_current()
-            write_response(channel.proto, self.stream_id, response, channel.flush, channel.lock)
+            write_response(channel.proto, self.stream_id, response, channel.flush, channel.lock,
+                           flush_whole=channel.queue_whole)
         except (ClientDisconnected, OSError):
             with channel.lock:
                 channel.proto.abort_stream(self.stream_id)
