@@ -21,7 +21,7 @@ from protocols import ClientDisconnected, HTTPError, Limits, Request, Response
 
 __all__ = [
     "Config", "Handler", "Runtime", "bind_listeners", "call_handler", "error_response",
-    "discard_unread", "handler_failed", "is_async_handler", "logger", "socket_address", "start_response",
+    "GATHERED_BODY_BYTES", "discard_unread", "gather_body_first", "handler_failed", "is_async_handler", "logger", "socket_address", "start_response",
     "thread_count",
 ]
 
@@ -234,6 +234,23 @@ def thread_count() -> int:
     import threading
 
     return threading.active_count()
+
+
+#: A request body up to this size (by its Content-Length) is read whole
+#: before a worker thread runs the handler: a client trickling a small POST
+#: then costs a buffer, not a thread (the slow-body attack on a pool).
+GATHERED_BODY_BYTES = 64 * 1024
+
+
+def gather_body_first(request: Request, proto: Any) -> bool:
+    """Should this request's body be read before the handler's thread is involved?
+
+    Only a small body with a declared length, and never for a client that
+    waits for ``100 Continue`` (it sends nothing until the handler reads).
+    """
+    length = request.headers.get("content-length")
+    return (length is not None and length.isdigit() and int(length) <= GATHERED_BODY_BYTES
+            and not proto.expects_continue)
 
 
 def discard_unread(sock: socket.socket) -> None:

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from experiments.plan import SHARD_CONNECTIONS, Plan, ladder, shards_for
+from experiments.postgres import bindir
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -113,3 +114,38 @@ def test_resume_skips_what_was_measured(tmp_path):
             if line.startswith('{"runtime"')]
     # --conc 2 is the ladder 1, 2; hello's two levels were not measured again
     assert sorted((r["workload"], r["conc"]) for r in runs) == [("cpu", 1), ("cpu", 2), ("hello", 1), ("hello", 2)]
+
+
+def test_without_postgresql_the_db_workload_is_dropped_and_the_rest_runs(tmp_path, monkeypatch):
+    """PostgreSQL absent and not installable: a message naming the package, the other workloads kept."""
+    from experiments import postgres, run
+
+    def not_installable():
+        raise postgres.PostgresMissing("PostgreSQL is not installed: install Debian's `postgresql` package")
+
+    monkeypatch.setattr(postgres, "ensure_installed", not_installable)
+    (tmp_path / "env.json").write_text("{}")
+    plan = Plan(runtimes=["hybrid"], workloads=["hello", "db"], levels=[1])
+    with run.database_for(plan, tmp_path) as database:
+        assert database is None
+    assert plan.workloads == ["hello"]
+    assert "postgresql" in json.loads((tmp_path / "env.json").read_text())["notes"][0]
+
+
+@pytest.mark.skipif(not all(shutil.which(t) for t in ("wrk", "taskset")) or bindir() is None,
+                    reason="wrk or PostgreSQL missing")
+def test_the_db_workload_on_a_throwaway_postgres(tmp_path):
+    out = subprocess.run(
+        [sys.executable, "-m", "experiments", "run", "--conc", "4", "--runtimes", "hybrid,asyncio",
+         "--workloads", "db", "--duration", "1", "--warmup", "0", "--fairness", "0", "--pause", "0",
+         "--results-dir", str(tmp_path)],
+        cwd=ROOT, capture_output=True, text=True, timeout=240,
+    )
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+    run_dir, = tmp_path.glob("experiment-*")
+    runs = [json.loads(line) for line in (run_dir / "runs.jsonl").read_text().splitlines()]
+    assert {r["runtime"] for r in runs} == {"hybrid", "asyncio"}
+    for r in runs:
+        assert r["error"] is None and r["load"]["requests"] > 0 and sum(r["load"]["errors"].values()) == 0
+        assert r["cost"]["db_cpu_us_per_request"] > 0
+    assert {r["handler"] for r in runs if r["runtime"] == "asyncio"} == {"experiments.db_app:fortunes_async"}

@@ -242,3 +242,16 @@ def test_a_client_that_never_reads_its_response_holds_no_worker(serve, client):
     time.sleep(0.5)  # the handler has answered; the bytes wait for a reader that never comes
     assert client.get(handle.url + "/small").text == "ok"
     stalled.close()
+
+
+def test_clients_trickling_small_bodies_hold_no_worker(serve, client):
+    """The slow-body attack: POSTs whose bodies never finish must not occupy the pool's only worker."""
+    handle = serve(lambda request: Response(request.read() or b"ok"), max_workers=1)
+    trickling = [connect(handle) for _ in range(5)]
+    for sock in trickling:
+        sock.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\npart")
+    time.sleep(0.3)
+    assert client.get(handle.url + "/").text == "ok"
+    assert client.post(handle.url + "/", content=b"whole").text == "whole"
+    for sock in trickling:
+        sock.close()

@@ -31,6 +31,7 @@ from ..common import (
     check_response,
     discard_unread,
     error_response,
+    gather_body_first,
     handler_failed,
     logger,
     socket_address,
@@ -131,6 +132,9 @@ class AsyncConnection:
                 for event in events[1:]:
                     inbox.absorb(event)
                 request.body = inbox.request_body(self.server)
+                server = self.server
+                if not (server.handler_is_async or server.inline) and gather_body_first(request, proto):
+                    await inbox.gather()  # a slow client must not hold a pool thread
             response = await self.call_handler(request, inbox)
             if self.server.stopping:
                 proto.close_after_current()
@@ -299,11 +303,21 @@ class AsyncBodyInbox(BodyInbox):
             if proto.expects_continue:
                 proto.send_continue(self.stream_id)
                 await connection.send(proto.data_to_send())
-            connection.set_deadline(connection.config.io_timeout, BODY)
-            data = await connection.receive()
-            connection.deadline = None
-            proto.receive_data(data)
-            for event in proto.events():
-                self.absorb(event)
+            await self._receive_more()
         return chunk
+
+    async def gather(self) -> None:
+        """Read the rest of a small body now, before the handler runs on a pool thread."""
+        while not self.ended and self.error is None:
+            await self._receive_more()
+
+    async def _receive_more(self) -> None:
+        connection = self.connection
+        proto = connection.proto
+        connection.set_deadline(connection.config.io_timeout, BODY)
+        data = await connection.receive()
+        connection.deadline = None
+        proto.receive_data(data)
+        for event in proto.events():
+            self.absorb(event)
 

@@ -22,7 +22,7 @@ from protocols import (
 
 from .._streams import StreamSet
 from .._threads import BodyInbox, write_response
-from ..common import call_handler, error_response, socket_address
+from ..common import call_handler, error_response, gather_body_first, socket_address
 
 if TYPE_CHECKING:
     from .reactor import HybridRuntime
@@ -37,6 +37,7 @@ READ, WRITE = selectors.EVENT_READ, selectors.EVENT_WRITE
 
 # What a channel's deadline means when it passes.
 HEAD_DEADLINE = "head"  # the request head did not arrive in time: 408, close
+BODY_DEADLINE = "body"  # a small body being gathered did not arrive in time: 408, close
 IDLE_DEADLINE = "idle"  # keep-alive idle timeout: close quietly
 
 
@@ -114,12 +115,22 @@ class Channel:
         started = None
         for event in events:
             if type(event) is RequestReceived:
-                started = self.exchange = Exchange(self, event)
+                exchange = self.exchange = Exchange(self, event)
                 self.deadline = None
+                if exchange.inbox is not None and gather_body_first(event.request, self.proto):
+                    exchange.gathering = True  # dispatched once the body is in (see gather_body_first)
+                    self.set_deadline(self.runtime.config.io_timeout, BODY_DEADLINE)
+                else:
+                    started = exchange
             elif self.exchange is not None:
-                if self.exchange.inbox is not None:
-                    self.exchange.inbox.absorb(event)
-                    self.exchange.inbox.ready.notify_all()
+                inbox = self.exchange.inbox
+                if inbox is not None:
+                    inbox.absorb(event)
+                    inbox.ready.notify_all()
+                    if self.exchange.gathering and (inbox.ended or inbox.error is not None):
+                        self.exchange.gathering = False
+                        self.deadline = None
+                        started = self.exchange
                 if type(event) is ProtocolFailed:
                     self.close_when_flushed = True
             elif type(event) is ProtocolFailed or type(event) is ConnectionClosed:
@@ -241,6 +252,7 @@ class Exchange:
         self.stream_id = started.stream_id
         self.request = started.request
         self.inbox = PooledBody(channel, started.stream_id) if started.has_body else None
+        self.gathering = False  # its body is being read before a worker is involved
 
     def run(self) -> None:
         exchange: Exchange | None = self

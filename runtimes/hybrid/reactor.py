@@ -14,6 +14,7 @@ from protocols import ClientDisconnected, ProtocolSwitched, RequestReceived, err
 from .._threads import WorkerPool, reject_connection
 from ..common import Runtime, discard_unread, logger, thread_count
 from .connection import (
+    BODY_DEADLINE,
     BODY_HIGH_WATER,
     HEAD_DEADLINE,
     HIGH_WATER,
@@ -229,12 +230,13 @@ class HybridRuntime(Runtime):
             deadline = channel.deadline
             if deadline is not None and now >= deadline:
                 with channel.lock:
-                    if channel.busy or channel.deadline is None:
-                        continue  # a request arrived in the meantime
-                    head_timeout = channel.deadline_kind is HEAD_DEADLINE
+                    gathering = channel.exchange is not None and channel.exchange.gathering
+                    if (channel.busy and not gathering) or channel.deadline is None:
+                        continue  # a request arrived (or its body did) in the meantime
+                    kind = channel.deadline_kind
                     channel.deadline = None
-                if head_timeout:
-                    channel.send_and_close(error_response_bytes(408, "request head not received in time"))
+                if kind is HEAD_DEADLINE or kind is BODY_DEADLINE:
+                    channel.send_and_close(error_response_bytes(408, f"request {kind} not received in time"))
                 else:
                     self.close(channel)
             elif channel.out and now - channel.last_progress > io_timeout:
