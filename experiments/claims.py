@@ -164,7 +164,8 @@ def main(argv: list[str] | None = None) -> int:
           + (" (--quick: much less)" if args.quick else ""))
     if args.dry_run:
         return 0
-    run_dir = args.source or args.results_dir / f"claims-{datetime.now():%Y%m%d-%H%M%S}"
+    run_dir = (args.source or args.results_dir / f"claims-{datetime.now():%Y%m%d-%H%M%S}").resolve()
+    args.results_dir = args.results_dir.resolve()
     run_dir.mkdir(parents=True, exist_ok=True)
     meta_path = run_dir / "claims.json"
     meta = json.loads(meta_path.read_text()) if meta_path.exists() else {
