@@ -1,0 +1,85 @@
+"""The measured files of one claims run, and the small helpers the verdicts read them with.
+
+:class:`Results` loads what :mod:`experiments.claims` wrote (harness runs,
+summarized to one row per runtime, workload and level; pyperf and JSON
+files) on demand; the helpers pick and format figures for
+:mod:`experiments.verdicts`.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from .report import load_run, summarize
+
+__all__ = ["Results", "best", "fmt", "ratio", "rps", "spread"]
+
+
+class Results:
+    """The measured files of one claims run, loaded on demand."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self._rows: dict[tuple[str, str], list[dict]] = {}
+
+    def rows(self, experiment: str, label: str = "all") -> list[dict]:
+        """Summarized harness rows (median round, spread) of one harness invocation."""
+        key = (experiment, label)
+        if key not in self._rows:
+            runs = sorted((self.root / experiment / label).glob("experiment-*"))
+            self._rows[key] = summarize(load_run(runs[-1])) if runs else []
+        return self._rows[key]
+
+    def run_dir(self, experiment: str, label: str = "all") -> str | None:
+        runs = sorted((self.root / experiment / label).glob("experiment-*"))
+        return runs[-1].relative_to(self.root).as_posix() if runs else None
+
+    def row(self, experiment: str, runtime: str, workload: str, conc: int, label: str = "all") -> dict | None:
+        for r in self.rows(experiment, label):
+            if (r["runtime"], r["workload"], r["conc"]) == (runtime, workload, conc) and not r["failed"]:
+                return r
+        return None
+
+    def json(self, experiment: str, name: str) -> dict | None:
+        path = self.root / experiment / name
+        return json.loads(path.read_text()) if path.exists() else None
+
+    def micro(self) -> dict[str, tuple[float, float, float]]:
+        """pyperf benchmark -> (median, min, max) seconds."""
+        doc = self.json("micro", "micro.json")
+        out = {}
+        for bench in (doc or {}).get("benchmarks", []):
+            values = sorted(v for run in bench.get("runs", []) for v in run.get("values", []))
+            if values:
+                out[bench["metadata"]["name"]] = (values[len(values) // 2], values[0], values[-1])
+        return out
+
+
+# Helpers -----------------------------------------------------------------------------
+
+def spread(row: dict | None) -> str:
+    if row is None or row.get("spread") is None:
+        return "single round"
+    return f"spread {row['spread']:.0%} over {row['rounds_ok']} rounds"
+
+
+def rps(row: dict | None) -> str:
+    return "failed" if row is None else f"{row['rps']:,.0f} req/s ({spread(row)})"
+
+
+def best(results: Results, runtimes: tuple[str, ...], workload: str, conc: int,
+         experiment: str = "workloads") -> tuple[str | None, dict | None]:
+    rows = [(n, results.row(experiment, n, workload, conc)) for n in runtimes]
+    rows = [(n, r) for n, r in rows if r is not None and r["rps"]]
+    return max(rows, key=lambda nr: nr[1]["rps"]) if rows else (None, None)
+
+
+def ratio(a: dict | None, b: dict | None, key: str = "rps") -> float | None:
+    if a is None or b is None or not a.get(key) or not b.get(key):
+        return None
+    return a[key] / b[key]
+
+
+def fmt(value: float | None, spec: str = ".2f", suffix: str = "x") -> str:
+    return "n/a" if value is None else f"{value:{spec}}{suffix}"
