@@ -181,6 +181,37 @@ def draw_plots(run_dir: Path, results: Results) -> list[Path]:
         fig.tight_layout()
         written.append(_save(fig, run_dir / "scaling.png"))
         plt.close(fig)
+    pool = [(label, results.row("pool-size", "hybrid", "sleep", 1000, label)) for label in ("30-workers", "1000-workers")]
+    pool = [(label, r) for label, r in pool if r]
+    if pool:
+        fig, (left, right) = plt.subplots(1, 2, figsize=(8, 3))
+        left.bar([lbl for lbl, _ in pool], [r["rps"] for _, r in pool], color="tab:green")
+        left.set_ylabel("requests/s")
+        vol = [r.get("ctx_vol") or 0 for _, r in pool]
+        invol = [r.get("ctx_invol") or 0 for _, r in pool]
+        right.bar([lbl for lbl, _ in pool], vol, label="voluntary", color="tab:blue")
+        right.bar([lbl for lbl, _ in pool], invol, bottom=vol, label="involuntary", color="tab:red")
+        right.set_ylabel("context switches in the run")
+        right.legend(fontsize=8)
+        fig.suptitle("hybrid, 10 ms blocking handler, 1,000 connections", fontsize=9)
+        fig.tight_layout()
+        written.append(_save(fig, run_dir / "pool-size.png"))
+        plt.close(fig)
+    slow = (results.json("slowloris", "slowloris.json") or {}).get("results") or []
+    slow = [r for r in slow if (r.get("probe") or {}).get("p99_ms") is not None or (r.get("probe") or {}).get("success_rate") == 0]
+    if slow:
+        fig, ax = plt.subplots(figsize=(9, 4))
+        labels = [f"{r['runtime']}\n{r['mode']}\n{r['proxy'] or 'alone'}" for r in slow]
+        # A visitor who got nothing is drawn at the probe's 5 s timeout.
+        values = [r["probe"]["p99_ms"] if r["probe"].get("success_rate") else 5000 for r in slow]
+        ax.bar(range(len(slow)), values, color=["tab:gray" if r["proxy"] else "tab:orange" for r in slow])
+        ax.set_xticks(range(len(slow)), labels, fontsize=6)
+        ax.set_yscale("log")
+        ax.set_ylabel("normal visitor's p99 (ms, log)")
+        ax.set_title("1,000 slow clients: alone (orange) and behind nginx (gray)", fontsize=9)
+        fig.tight_layout()
+        written.append(_save(fig, run_dir / "slowloris.png"))
+        plt.close(fig)
     switch = [(label, results.row("switch-interval", "threaded", "hello", 100, label)) for label in ("0.5ms", "5ms", "50ms")]
     switch = [(label, r) for label, r in switch if r]
     if switch:

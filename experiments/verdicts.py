@@ -279,7 +279,7 @@ def judge_pool(results: Results) -> Verdict:
            "count is indeed the wrong yardstick. A thread blocked in sleep, recv or on the GIL's condition "
            "variable gives up the CPU itself (a voluntary switch); involuntary switches are the kernel "
            "preempting a thread at the end of its slice, which happens when more threads are runnable than cores.")
-    return Verdict(verdict, summary, numbers, why,
+    return Verdict(verdict, summary, numbers, why, plots=["pool-size.png"],
                    sources=[f"{results.run_dir('pool-size', lbl)}/runs.jsonl" for lbl in ("30-workers", "1000-workers")])
 
 
@@ -405,7 +405,7 @@ def judge_slowloris(results: Results) -> Verdict:
             "and pushes it out a few bytes per window update, a thousand times over, on the one core it also "
             "serves the visitor with. nginx reads whole requests before passing them on and buffers whole "
             "responses, so the server behind it only ever sees fast clients.")
-    return Verdict(verdict, summary, numbers, why, sources=["slowloris/slowloris.json"]
+    return Verdict(verdict, summary, numbers, why, plots=["slowloris.png"], sources=["slowloris/slowloris.json"]
                    + (["slowloris/slowloris-before-body-gathering.json"] if before else []))
 
 
