@@ -69,15 +69,17 @@ EXPERIMENTS = {e.name: e for e in [
                  for n in (30, 1000)},
         minutes=2),
     Experiment(
-        "scaling", "hybrid, cpu workload, 1 and 2 server processes (SO_REUSEPORT), 1..256 connections",
+        "scaling", "every runtime, cpu workload, 1 and 2 server processes (SO_REUSEPORT), 1..256 connections",
         harness={
-            "1-process": _harness("1,4,16,64,256", "hybrid", "cpu", "--duration", "4", "--fairness", "0"),
+            "1-process": _harness("1,4,16,64,256", "threaded,hybrid,asyncio,trio", "cpu", "--duration", "4",
+                                  "--fairness", "0"),
             # Two processes need both cores, so the load generator shares them: said in the report.
-            "2-processes": _harness("1,4,16,64,256", "hybrid", "cpu", "--duration", "4", "--fairness", "0",
+            "2-processes": _harness("1,4,16,64,256", "threaded,hybrid,asyncio,trio", "cpu", "--duration", "4",
+                                    "--fairness", "0",
                                     "--server-args", "--workers 2", "--server-cpus", "0,1",
                                     "--client-cpus", "0,1"),
         },
-        minutes=3),
+        minutes=5),
     Experiment(
         "db", "TechEmpower fortunes on a throwaway PostgreSQL (pinned to CPU 1) with Jinja2, 64 / 1,000 connections",
         harness={"all": _harness("64,1000", "threaded,hybrid,asyncio,trio", "db",

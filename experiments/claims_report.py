@@ -165,18 +165,20 @@ def draw_plots(run_dir: Path, results: Results) -> list[Path]:
         plt.close(fig)
     one, two = results.rows("scaling", "1-process"), results.rows("scaling", "2-processes")
     if one or two:
-        fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.5))
-        for label, rows in (("1 process", one), ("2 processes", two)):
-            rows = sorted((r for r in rows if r["rps"]), key=lambda r: r["conc"])
-            left.plot([r["conc"] for r in rows], [r["rps"] for r in rows], marker="o", label=label)
-            right.plot([r["conc"] for r in rows], [r["p99_ms"] for r in rows], marker="o", label=label)
+        fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.5))
+        for label, rows, style in (("1 process", one, "-"), ("2 processes", two, "--")):
+            for runtime in sorted({r["runtime"] for r in rows}):
+                mine = sorted((r for r in rows if r["runtime"] == runtime and r["rps"]), key=lambda r: r["conc"])
+                name = f"{runtime}, {label}"
+                left.plot([r["conc"] for r in mine], [r["rps"] for r in mine], style, marker="o", label=name)
+                right.plot([r["conc"] for r in mine], [r["p99_ms"] for r in mine], style, marker="o", label=name)
         for ax, what in ((left, "requests/s"), (right, "p99 latency (ms)")):
             ax.set_xscale("log")
             ax.set_xlabel("connections (closed-loop load)")
             ax.set_ylabel(what)
-            ax.legend(fontsize=8)
+            ax.legend(fontsize=6)
         right.set_yscale("log")
-        fig.suptitle("cpu workload, hybrid: 1 and 2 processes sharing the port (load generator shares the cores)",
+        fig.suptitle("cpu workload: 1 and 2 processes sharing the port (load generator shares the cores)",
                      fontsize=9)
         fig.tight_layout()
         written.append(_save(fig, run_dir / "scaling.png"))
