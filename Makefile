@@ -1,5 +1,5 @@
 # `make test` and `make experiment` work on a fresh machine: the virtual
-# environment is created here, and Debian's wrk / curl / h2load are installed
+# environment is created here, and Debian's wrk / curl / h2load / slowhttptest are installed
 # when they are missing and we are allowed to (root with apt-get).
 
 PYTHON ?= python3
@@ -29,7 +29,7 @@ venv: $(STAMP)
 
 # System tools from Debian's packages; skip what is already on PATH.
 tools:
-	@sh .ci/install-tools.sh curl wrk h2load
+	@sh .ci/install-tools.sh curl wrk h2load slowhttptest
 
 test: venv tools
 	$(PY) -m pytest -q

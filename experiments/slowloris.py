@@ -1,11 +1,12 @@
 """Slow clients against every runtime, directly and behind nginx: who keeps serving?
 
-``python -m experiments.slowloris [--runtimes ...] [--modes headers,body,read] [--seconds 15]
-[--connections 1000] [-o results/slowloris.json]``
+``python -m experiments.slowloris [--runtimes ...] [--modes headers,body,read]
+[--proxies direct,nginx,nginx-unbuffered] [--header-timeouts 10,60] [--seconds 15]
+[--connections 2000] [-o results/slowloris.json]``
 
-For each runtime, each attack mode and each topology (the server alone, or
-nginx in front as a reverse proxy), a fresh server is started (pinned to
-CPU 0) and, for ``--seconds``:
+For each runtime, attack mode and topology (the server alone, or nginx in
+front as a reverse proxy, buffering or not), a fresh server is started
+(pinned to CPU 0) and, for ``--seconds``:
 
 - ``slowhttptest`` (Debian's package) opens ``--connections`` slow
   connections: ``headers`` sends a request head a line every few seconds
@@ -13,16 +14,27 @@ CPU 0) and, for ``--seconds``:
   asks for a large response and reads it a few bytes at a time (``-X``);
 - a probe (this module, ``--probe``) plays a normal visitor: a new
   connection and a ``GET /`` every 100 ms, 5 s timeout, recording success
-  and latency.
+  and latency;
+- the server's (and nginx's) peak RSS, peak threads and CPU are sampled
+  from ``/proc``, and so is the kernel's memory for all TCP sockets
+  (``/proc/net/sockstat``, against ``net.ipv4.tcp_mem``'s pressure
+  threshold): what holding the slow clients costs, and who pays.
 
-The variables are each runtime's header timeout (``--header-timeout``,
-default 10 s) and, with nginx, its buffering: nginx reads whole request
-heads and bodies before passing them on (``proxy_request_buffering``) and
-buffers responses (``proxy_buffering``), so a slow client costs nginx a few
-kilobytes instead of costing the server a connection. nginx runs from a
-configuration written to a temporary directory, on loopback, pinned with the
-load tools to CPU 1. Missing tools are installed from Debian's packages when
-possible, else named.
+The variables:
+
+- each runtime's header timeout: the first of ``--header-timeouts`` is used
+  everywhere; each further one is run for the slow-headers attack on the
+  server alone (the default 60 s outlasts the attack: the guard is off);
+- nginx's buffering: ``nginx`` reads whole request bodies before passing them
+  on (``proxy_request_buffering on``) and takes whole responses from the
+  server at once (``proxy_buffering on``), so a slow client costs nginx a few
+  kilobytes instead of costing the server a connection; ``nginx-unbuffered``
+  turns both off, so nginx streams bodies and responses through at the
+  client's pace. (nginx always reads the request head itself.)
+
+nginx runs from a configuration written to a temporary directory, on
+loopback, pinned with the load tools to CPU 1. Missing tools are installed
+from Debian's packages when possible, else named.
 """
 
 from __future__ import annotations
@@ -37,14 +49,16 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from datetime import datetime
 from pathlib import Path
 
-from .servers import ServerProcess, free_port
+from .servers import CostSampler, ServerProcess, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 MODES = {"headers": "-H", "body": "-B", "read": "-X"}
+PROXIES = ("direct", "nginx", "nginx-unbuffered")
 SERVER_CPU, CLIENT_CPU = "0", "1"
 APP = "experiments.slow_app:app"
 
@@ -72,8 +86,8 @@ http {{
             proxy_pass http://app;
             proxy_http_version 1.1;
             proxy_set_header Connection "";
-            proxy_buffering on;
-            proxy_request_buffering on;
+            proxy_buffering {buffering};
+            proxy_request_buffering {buffering};
         }}
     }}
 }}
@@ -128,6 +142,47 @@ def probe(port: int, seconds: float, interval: float = 0.1, timeout: float = 5.0
     }
 
 
+class KernelTcpMemory:
+    """Peak pages the kernel holds for TCP sockets, machine-wide, while running.
+
+    Slow readers leave responses in the kernel's send queues; past
+    ``tcp_mem``'s pressure threshold the kernel squeezes every socket's
+    buffers, the visitor's included, whatever the server's design.
+    """
+
+    def __init__(self, interval: float = 0.25) -> None:
+        self.interval, self.peak_pages = interval, 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    @staticmethod
+    def pages() -> int:
+        with open("/proc/net/sockstat") as f:
+            for line in f:
+                if line.startswith("TCP:"):
+                    fields = line.split()
+                    return int(fields[fields.index("mem") + 1])
+        return 0
+
+    @staticmethod
+    def limits() -> dict:
+        """net.ipv4.tcp_mem: the low, pressure and high thresholds, in pages."""
+        low, pressure, high = (int(v) for v in Path("/proc/sys/net/ipv4/tcp_mem").read_text().split())
+        return {"low": low, "pressure": pressure, "high": high, "page_bytes": os.sysconf("SC_PAGE_SIZE")}
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.peak_pages = max(self.peak_pages, self.pages())
+
+    def __enter__(self) -> "KernelTcpMemory":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
 # One measurement -----------------------------------------------------------------------
 
 def slowhttptest_summary(csv_path: Path) -> dict:
@@ -143,46 +198,61 @@ def slowhttptest_summary(csv_path: Path) -> dict:
             "closed": int(rows[-1].get("closed") or 0), "seconds": len(rows)}
 
 
-def measure(runtime: str, mode: str, proxied: bool, args, tools: dict, workdir: Path) -> dict:
+def measure(runtime: str, mode: str, proxy: str, header_timeout: float, args, tools: dict, workdir: Path) -> dict:
     server_port = free_port()
     argv = [sys.executable, "-m", "astra", APP, "--runtime", runtime, "--bind", f"127.0.0.1:{server_port}",
-            "--header-timeout", str(args.header_timeout)]
-    result = {"runtime": runtime, "mode": mode, "proxy": "nginx" if proxied else None,
-              "connections": args.connections, "seconds": args.seconds, "header_timeout_s": args.header_timeout}
+            "--header-timeout", str(header_timeout)]
+    name = f"{runtime}-{mode}-{proxy}-{header_timeout:g}s"
+    result = {"runtime": runtime, "mode": mode, "proxy": None if proxy == "direct" else "nginx",
+              "buffering": None if proxy == "direct" else proxy == "nginx",
+              "connections": args.connections, "seconds": args.seconds, "header_timeout_s": header_timeout}
     nginx = None
-    with open(workdir / f"{runtime}-{mode}-{'nginx' if proxied else 'direct'}.log", "w+") as log:
+    with open(workdir / f"{name}.log", "w+") as log:
         server = ServerProcess(argv, cpus=[int(SERVER_CPU)], log=log, port=server_port)
         try:
             server.wait_ready()
             port = server_port
-            if proxied:
+            if proxy != "direct":
                 port = free_port()
                 tmp = Path(tempfile.mkdtemp(prefix="astra-nginx-", dir=workdir))
                 conf = tmp / "nginx.conf"
                 conf.write_text(NGINX_CONF.format(tmp=tmp, port=port, upstream=server_port,
+                                                  buffering="on" if result["buffering"] else "off",
                                                   user="user root;\n" if os.geteuid() == 0 else ""))
                 nginx = subprocess.Popen(["taskset", "-c", CLIENT_CPU, tools["nginx"], "-c", str(conf), "-p", str(tmp)],
                                          stdout=log, stderr=log)
                 _wait_port(port)
-            prefix = workdir / f"slow-{runtime}-{mode}-{'nginx' if proxied else 'direct'}"
+            costs = {"server": CostSampler([server.proc.pid])}
+            if nginx is not None:
+                costs["nginx"] = CostSampler([nginx.pid])
+            for sampler in costs.values():
+                sampler.start()
+            prefix = workdir / f"slow-{name}"
             path = "/big" if mode == "read" else "/"
+            # The opening rate fills the attack in about 5 s, before the visitor starts.
+            rate = max(200, args.connections // 5)
             slow = subprocess.Popen(
                 ["taskset", "-c", CLIENT_CPU, tools["slowhttptest"], MODES[mode], "-c", str(args.connections),
-                 "-r", "200", "-i", "5", "-l", str(int(args.seconds)), "-s", "65536", "-p", "5",
+                 "-r", str(rate), "-i", "5", "-l", str(int(args.seconds)), "-s", "65536", "-p", "5",
                  "-g", "-o", str(prefix), "-u", f"http://127.0.0.1:{port}{path}"]
                 + (["-k", "2", "-n", "5", "-w", "8", "-y", "16", "-z", "4"] if mode == "read" else []),
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             time.sleep(min(6.0, args.seconds / 3))  # let the slow connections pile up first
-            probe_out = subprocess.run(
-                ["taskset", "-c", CLIENT_CPU, sys.executable, "-m", "experiments.slowloris", "--probe", str(port),
-                 "--seconds", str(max(1.0, args.seconds - 7))], capture_output=True, text=True, cwd=ROOT,
-                timeout=args.seconds + 60)
-            result["probe"] = json.loads(probe_out.stdout) if probe_out.returncode == 0 else {"error": probe_out.stderr[-300:]}
-            try:
-                slow.wait(timeout=args.seconds + 60)
-            except subprocess.TimeoutExpired:
-                slow.kill()
+            with KernelTcpMemory() as kernel:
+                probe_out = subprocess.run(
+                    ["taskset", "-c", CLIENT_CPU, sys.executable, "-m", "experiments.slowloris", "--probe", str(port),
+                     "--seconds", str(max(1.0, args.seconds - 7))], capture_output=True, text=True, cwd=ROOT,
+                    timeout=args.seconds + 60)
+                result["probe"] = json.loads(probe_out.stdout) if probe_out.returncode == 0 else {"error": probe_out.stderr[-300:]}
+                try:
+                    slow.wait(timeout=args.seconds + 60)
+                except subprocess.TimeoutExpired:
+                    slow.kill()
+            result["kernel_tcp_peak_pages"] = kernel.peak_pages
             result["slowhttptest"] = slowhttptest_summary(prefix.with_suffix(".csv"))
+            for who, sampler in costs.items():
+                cost = sampler.stop(0)
+                result[f"{who}_cost"] = {k: cost[k] for k in ("cpu_s", "baseline_rss_kib", "peak_rss_kib", "peak_threads")}
             result["server_alive"] = server.proc.poll() is None
         except Exception as exc:  # one failed measurement must not sink the others
             result["error"] = str(exc)
@@ -195,6 +265,18 @@ def measure(runtime: str, mode: str, proxied: bool, args, tools: dict, workdir: 
                     nginx.kill()
             server.stop()
     return result
+
+
+def cases(args, proxies: list[str]) -> list[tuple[str, str, str, float]]:
+    """(runtime, mode, proxy, header timeout): every mode and topology at the first timeout, then the
+    slow-headers attack on the server alone at each other timeout."""
+    first, *others = args.header_timeouts
+    out = []
+    for runtime in args.runtimes.split(","):
+        out += [(runtime, mode, proxy, first) for mode in args.modes.split(",") for proxy in proxies]
+        if "headers" in args.modes.split(","):
+            out += [(runtime, "headers", "direct", timeout) for timeout in others]
+    return out
 
 
 def _wait_port(port: int, timeout: float = 10.0) -> None:
@@ -212,40 +294,52 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--runtimes", default="threaded,hybrid,asyncio,trio")
     p.add_argument("--modes", default=",".join(MODES))
+    p.add_argument("--proxies", default=",".join(PROXIES), help="direct, nginx (buffering), nginx-unbuffered")
     p.add_argument("--seconds", type=float, default=15.0)
-    p.add_argument("--connections", type=int, default=1000)
-    p.add_argument("--header-timeout", type=float, default=10.0)
-    p.add_argument("--no-nginx", action="store_true", help="only the servers alone")
+    p.add_argument("--connections", type=int, default=2000)
+    p.add_argument("--header-timeouts", type=lambda v: [float(x) for x in v.split(",")], default=[10.0, 60.0],
+                   help="seconds; the first for every case, the others for slow headers on the server alone")
+    p.add_argument("--dry-run", action="store_true", help="list the cases and stop")
     p.add_argument("--probe", type=int, metavar="PORT", help="(internal) be the normal visitor for --seconds")
     p.add_argument("-o", "--output", type=Path)
     args = p.parse_args(argv)
     if args.probe:
         print(json.dumps(probe(args.probe, args.seconds)))
         return 0
+    proxies = args.proxies.split(",")
+    unknown = set(proxies) - set(PROXIES)
+    if unknown:
+        p.error(f"unknown --proxies {', '.join(sorted(unknown))}: choose from {', '.join(PROXIES)}")
+    if args.dry_run:
+        for case in cases(args, proxies):
+            print("{} {} {} header timeout {:g} s".format(*case))
+        return 0
+    wants_nginx = any(proxy != "direct" for proxy in proxies)
     tools = {"slowhttptest": ensure_tool("slowhttptest", "slowhttptest"),
-             "nginx": None if args.no_nginx else ensure_tool("nginx", "nginx")}
+             "nginx": ensure_tool("nginx", "nginx") if wants_nginx else None}
     if tools["slowhttptest"] is None:
         print("slowhttptest is missing: install Debian's `slowhttptest` package", file=sys.stderr)
         return 2
-    topologies = [False] + ([True] if tools["nginx"] else [])
-    if not args.no_nginx and tools["nginx"] is None:
+    if wants_nginx and tools["nginx"] is None:
         print("note: nginx is missing (Debian's `nginx` package): measuring the servers alone")
-    results = []
+        proxies = ["direct"]
+    results, tcp_mem = [], KernelTcpMemory.limits()
     with tempfile.TemporaryDirectory(prefix="astra-slowloris-") as tmp:
-        for runtime in args.runtimes.split(","):
-            for mode in args.modes.split(","):
-                for proxied in topologies:
-                    r = measure(runtime, mode, proxied, args, tools, Path(tmp))
-                    results.append(r)
-                    pr = r.get("probe") or {}
-                    rate = pr.get("success_rate")
-                    print(f"{runtime:<9} {mode:<8} {'nginx' if proxied else 'direct':<7} "
-                          f"probe success {'-' if rate is None else f'{rate:.0%}'}, p99 "
-                          f"{pr.get('p99_ms') or 0:,.0f} ms; slow connections held "
-                          f"{(r.get('slowhttptest') or {}).get('peak_connected', '-')}"
-                          + (f"; error: {r['error']}" if r.get("error") else ""), flush=True)
+        for runtime, mode, proxy, timeout in cases(args, proxies):
+            r = measure(runtime, mode, proxy, timeout, args, tools, Path(tmp))
+            results.append(r)
+            pr = r.get("probe") or {}
+            rate = pr.get("success_rate")
+            cost = r.get("server_cost") or {}
+            print(f"{runtime:<9} {mode:<8} {proxy:<16} {timeout:>4g}s probe success "
+                  f"{'-' if rate is None else f'{rate:.0%}'}, p99 {pr.get('p99_ms') or 0:,.0f} ms; slow connections "
+                  f"held {(r.get('slowhttptest') or {}).get('peak_connected', '-')}; server peak "
+                  f"{cost.get('peak_rss_kib', 0) / 1024:,.0f} MiB, {cost.get('peak_threads', '-')} threads; kernel TCP "
+                  f"{r.get('kernel_tcp_peak_pages', 0) / tcp_mem['pressure']:.0%} of pressure"
+                  + (f"; error: {r['error']}" if r.get("error") else ""), flush=True)
     doc = {"when": datetime.now().isoformat(timespec="seconds"), "tools": {k: bool(v) for k, v in tools.items()},
-           "server_cpu": SERVER_CPU, "client_cpu": CLIENT_CPU, "results": results}
+           "server_cpu": SERVER_CPU, "client_cpu": CLIENT_CPU, "connections": args.connections,
+           "header_timeouts_s": args.header_timeouts, "kernel_tcp_mem_pages": tcp_mem, "results": results}
     if args.output:
         args.output.write_text(json.dumps(doc, indent=1))
     return 0

@@ -149,3 +149,41 @@ def test_the_db_workload_on_a_throwaway_postgres(tmp_path):
         assert r["error"] is None and r["load"]["requests"] > 0 and sum(r["load"]["errors"].values()) == 0
         assert r["cost"]["db_cpu_us_per_request"] > 0
     assert {r["handler"] for r in runs if r["runtime"] == "asyncio"} == {"experiments.db_app:fortunes_async"}
+
+
+def _slowloris_tools_missing() -> bool:
+    from experiments.slowloris import ensure_tool
+    return not shutil.which("taskset") or ensure_tool("slowhttptest", "slowhttptest") is None
+
+
+@pytest.mark.skipif(_slowloris_tools_missing(), reason="slowhttptest or taskset missing")
+def test_slowloris_without_nginx_measures_the_servers_alone(tmp_path, monkeypatch, capsys):
+    """nginx absent and not installable: a note naming the package, and the direct cases still measured."""
+    from experiments import slowloris
+
+    real = slowloris.ensure_tool
+    monkeypatch.setattr(slowloris, "ensure_tool", lambda command, package: None if command == "nginx" else real(command, package))
+    out = tmp_path / "slowloris.json"
+    assert slowloris.main(["--runtimes", "hybrid", "--modes", "headers", "--proxies", "direct,nginx",
+                           "--header-timeouts", "10", "--connections", "50", "--seconds", "4", "-o", str(out)]) == 0
+    assert "Debian's `nginx` package" in capsys.readouterr().out
+    doc = json.loads(out.read_text())
+    assert doc["tools"]["nginx"] is False
+    r, = doc["results"]
+    assert r["proxy"] is None and r["server_alive"] and "error" not in r
+    assert r["probe"]["success_rate"] == 1.0 and r["slowhttptest"]["peak_connected"] > 0
+    assert r["server_cost"]["peak_threads"] >= 1 and r["kernel_tcp_peak_pages"] >= 0
+
+
+@pytest.mark.skipif(_slowloris_tools_missing() or not shutil.which("nginx") and not Path("/usr/sbin/nginx").exists(),
+                    reason="slowhttptest, taskset or nginx missing")
+def test_slowloris_behind_unbuffered_nginx(tmp_path):
+    out = tmp_path / "slowloris.json"
+    run = subprocess.run(
+        [sys.executable, "-m", "experiments.slowloris", "--runtimes", "threaded", "--modes", "body",
+         "--proxies", "nginx-unbuffered", "--header-timeouts", "10", "--connections", "50", "--seconds", "4",
+         "-o", str(out)], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
+    r, = json.loads(out.read_text())["results"]
+    assert r["proxy"] == "nginx" and r["buffering"] is False and "error" not in r
+    assert r["probe"]["success_rate"] == 1.0 and r["nginx_cost"]["peak_rss_kib"] > 0
