@@ -13,6 +13,11 @@ multiplexed connection splits the work:
 - each stream's thread runs the handler and writes its response, waiting on
   flow control when the client's window is shut.
 
+A stream with a small declared body is not handed to a thread until the
+body is in (``gather_body_first``, as on HTTP/1.1): a client trickling a
+small POST then costs a buffer, not a worker. The reader expires those that
+take longer than ``io_timeout`` (:meth:`StreamSet.overdue`) with a 408.
+
 Everything they share sits behind one lock: the protocol connection and the
 per-stream body inboxes. ``changed`` is signalled by the reader whenever
 input arrived (body bytes, a WINDOW_UPDATE, a reset), which is what waiting
@@ -36,7 +41,7 @@ from protocols import (
 )
 
 from ._threads import BodyInbox, deliver, write_response
-from .common import call_handler, error_response
+from .common import call_handler, error_response, gather_body_first
 
 __all__ = ["StreamSet"]
 
@@ -73,26 +78,55 @@ class StreamSet:
         self.flush_whole = flush_whole  # see write_response
         self.stream_done = stream_done
         self.inboxes: dict[int, StreamBody] = {}
-        self.running = 0  # handlers started and not yet finished
+        self.running = 0  # streams accepted and not yet answered (gathering ones included)
+        #: Streams whose small body is being read before a thread runs them, with their deadline.
+        self.gathering: dict[int, tuple[RequestReceived, float]] = {}
 
     def absorb(self, events: list[Event]) -> list[RequestReceived]:
         """File events into the streams' inboxes (lock held); return new streams to serve."""
         started = []
         for event in events:
             if type(event) is RequestReceived:
-                started.append(event)
                 self.running += 1
                 if event.has_body:
                     self.inboxes[event.stream_id] = StreamBody(self, event.stream_id)
+                    if gather_body_first(event.request, self.proto):
+                        self.gathering[event.stream_id] = (event, time.monotonic() + self.io_timeout)
+                        continue
+                started.append(event)
             else:
                 deliver(self.inboxes, event)
+        if self.gathering:
+            # A gathered body that ended is ready for a thread; one that failed (the client reset the
+            # stream or hung up) is dropped without involving one.
+            for sid in [sid for sid in self.gathering if (inbox := self.inboxes[sid]).ended or inbox.error]:
+                event, _ = self.gathering.pop(sid)
+                if self.inboxes[sid].ended:
+                    started.append(event)
+                else:
+                    self.proto.abort_stream(sid)
+                    self.inboxes.pop(sid)
+                    self.running -= 1
         self.changed.notify_all()
         return started
+
+    def next_deadline(self) -> float | None:
+        """Lock held: when the first gathering stream runs out of time, if any is gathering."""
+        return min((deadline for _, deadline in self.gathering.values()), default=None)
+
+    def overdue(self, now: float) -> list[RequestReceived]:
+        """Lock held: the gathering streams past their deadline, for the reader to answer 408."""
+        late = [sid for sid, (_, deadline) in self.gathering.items() if deadline <= now]
+        return [self.gathering.pop(sid)[0] for sid in late]
 
     def fail_all(self, error: Exception) -> None:
         """The connection is gone (lock held): wake every waiting stream with ``error``."""
         for inbox in self.inboxes.values():
             inbox.fail(error)
+        for sid in self.gathering:  # never started: nothing will finish them
+            self.inboxes.pop(sid, None)
+        self.running -= len(self.gathering)
+        self.gathering.clear()
         self.changed.notify_all()
 
     # -- on the stream's own thread --------------------------------------------
@@ -114,22 +148,26 @@ class StreamSet:
         finally:
             self._finished(stream_id)
 
-    def refuse(self, started: RequestReceived, status: int, why: str) -> None:
-        """Answer a stream without running its handler (the pool is full)."""
-        response = error_response(status, why, {"retry-after": "1"})
+    def refuse(self, started: RequestReceived, status: int, why: str, headers: dict | None = None,
+               flush: Callable[[], None] | None = None) -> None:
+        """Answer a stream without running its handler (no thread for it, or its body came too late).
+
+        ``flush`` replaces the owner's when the caller must not wait (the reactor).
+        """
+        flush = flush or self.flush
         try:
-            write_response(self.proto, started.stream_id, response, self.flush, self.lock)
+            write_response(self.proto, started.stream_id, error_response(status, why, headers), flush, self.lock)
         except (ClientDisconnected, OSError):
             pass
         finally:
-            self._finished(started.stream_id)
+            self._finished(started.stream_id, flush)
 
-    def _finished(self, stream_id: int) -> None:
+    def _finished(self, stream_id: int, flush: Callable[[], None] | None = None) -> None:
         with self.lock:
             self.inboxes.pop(stream_id, None)
             self.running -= 1
         try:
-            self.flush()
+            (flush or self.flush)()
         except (ClientDisconnected, OSError):
             pass
         self.stream_done()

@@ -323,9 +323,17 @@ class Connection:
                 if conn.should_close:
                     break
                 self.idle = streams.running == 0
+                gathering_until = streams.next_deadline()
             if self.idle and self.runtime.stopping:
                 break
-            data = self.recv(self.config.keep_alive_timeout)
+            timeout = self.config.keep_alive_timeout
+            if gathering_until is not None:  # wake up for the first small body that may come too late
+                timeout = max(0.01, min(timeout, gathering_until - time.monotonic()))
+            data = self.recv(timeout)
+            with lock:
+                late = streams.overdue(time.monotonic())
+            for stream in late:
+                streams.refuse(stream, 408, "request body not received in time")
             if data is None:  # quiet for keep_alive_timeout
                 if self.idle:
                     break
@@ -340,7 +348,7 @@ class Connection:
         streams = self.streams
         for stream in started:
             if not self.stream_threads.submit(lambda stream=stream: streams.serve(stream)):
-                streams.refuse(stream, 503, "cannot start a thread for this request")
+                streams.refuse(stream, 503, "cannot start a thread for this request", {"retry-after": "1"})
 
     def _flush_streams(self) -> None:
         """Any thread: send what the protocol has queued, in the order it was queued."""

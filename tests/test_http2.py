@@ -147,6 +147,44 @@ def test_upload_larger_than_the_windows_is_echoed(serve):
         assert client.post(handle.url + "/", content=payload).content == payload
 
 
+def _start_trickling_post(client: H2Client, declared: int = 1000) -> int:
+    """A POST stream with a small declared body of which only a few bytes are sent."""
+    stream = client.conn.get_next_available_stream_id()
+    client.conn.send_headers(stream, [(b":method", b"POST"), (b":path", b"/"), (b":scheme", b"http"),
+                                      (b":authority", b"test"), (b"content-length", str(declared).encode())])
+    client.conn.send_data(stream, b"part")
+    client.flush()
+    return stream
+
+
+def test_streams_trickling_small_bodies_hold_no_worker(serve):
+    """The slow-body attack over HTTP/2: small bodies that never finish must not occupy the only worker."""
+    handle = serve(app, max_workers=1)
+    trickling = H2Client(handle.address)
+    for _ in range(5):
+        _start_trickling_post(trickling)
+    time.sleep(0.3)
+    other = H2Client(handle.address)
+    whole = other.request("/", method="POST", body=b"whole", headers=[(b"content-length", b"5")])
+    plain = other.request("/plain")
+    other.read(lambda c: whole in c.ended and plain in c.ended, timeout=5)
+    assert other.bodies[whole] == b"whole" and other.bodies[plain] == b"ok /plain"
+    other.close()
+    trickling.close()
+
+
+def test_a_small_body_that_stops_arriving_gets_408_on_its_stream_only(serve):
+    handle = serve(app, io_timeout=1.0)
+    client = H2Client(handle.address)
+    stalled = _start_trickling_post(client)
+    client.read(lambda c: stalled in c.ended or stalled in c.resets, timeout=6)
+    assert client.status.get(stalled) == 408
+    sibling = client.request("/after")
+    client.read(lambda c: sibling in c.ended)
+    assert client.bodies[sibling] == b"ok /after" and client.goaway is None
+    client.close()
+
+
 @pytest.mark.skipif(shutil.which("nghttp") is None, reason="nghttp (nghttp2-client) is not installed")
 def test_graceful_shutdown_sends_goaway_and_finishes_accepted_streams(serve):
     """nghttp, not h2's client: h2 closes its state machine on GOAWAY and then

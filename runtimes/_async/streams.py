@@ -9,6 +9,10 @@ response. No lock guards the protocol connection: tasks only switch at an
 serialized by ``send_lock`` so bytes leave in the order the protocol encoded
 them (HTTP/2's header compression depends on it).
 
+A blocking handler's stream with a small declared body waits for the whole
+body in its task before it goes to a worker thread (``gather_body_first``,
+as on HTTP/1.1): a client trickling a small POST costs a task, not a thread.
+
 The task group is the structure: a stream task cannot outlive its
 connection, and a connection that is cancelled (timeout, forced shutdown)
 cancels its streams with it.
@@ -27,6 +31,7 @@ import anyio.from_thread
 from protocols import ClientDisconnected, Event, HTTPError, RequestBody, RequestReceived
 
 from .._threads import BodyInbox, deliver
+from ..common import error_response, gather_body_first
 from .deadlines import IDLE, SEND
 
 if TYPE_CHECKING:
@@ -169,8 +174,13 @@ class AsyncStreams:
         inbox = self.inboxes.get(stream_id)
         if inbox is not None:
             request.body = body_reader(self.server, inbox.read_chunk)
+        server = self.server
         try:
-            response = await self.connection.call_handler(request, inbox)
+            if (inbox is not None and not (server.handler_is_async or server.inline)
+                    and gather_body_first(request, self.proto) and not await inbox.gather()):
+                response = error_response(408, "request body not received in time")
+            else:
+                response = await self.connection.call_handler(request, inbox)
             await self.connection.write_response(stream_id, response, self.flush, self.wait_for_window,
                                                  self.flush_soon)
         except (ClientDisconnected, OSError, anyio.BrokenResourceError, anyio.ClosedResourceError):
@@ -202,6 +212,22 @@ class AsyncStreamBody(BodyInbox):
     def __init__(self, streams: AsyncStreams, stream_id: int) -> None:
         super().__init__(stream_id)
         self.streams = streams
+
+    async def gather(self) -> bool:
+        """Wait until the whole body is in; False if it took longer than io_timeout.
+
+        A body that failed (the client reset the stream or hung up) raises
+        ClientDisconnected: no thread is involved for it.
+        """
+        deadline = time.monotonic() + self.streams.config.io_timeout
+        while not self.ended and self.error is None:
+            try:
+                await self.streams.wait_changed(deadline - time.monotonic(), "body stalled")
+            except ClientDisconnected:
+                return False
+        if not self.ended:
+            raise ClientDisconnected("the request body failed before the handler ran")
+        return True
 
     async def read_chunk(self) -> bytes:
         streams = self.streams

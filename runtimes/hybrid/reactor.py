@@ -241,6 +241,12 @@ class HybridRuntime(Runtime):
                     self.close(channel)
             elif channel.out and now - channel.last_progress > io_timeout:
                 self.close(channel)  # the client stopped reading our response
+            if channel.streams is not None and channel.streams.gathering:
+                with channel.lock:
+                    late = channel.streams.overdue(now)
+                for stream in late:  # a small HTTP/2 body that never finished arriving
+                    channel.streams.refuse(stream, 408, "request body not received in time",
+                                           flush=lambda channel=channel: channel.flush(wait=False))
 
     # Selector interest and closing: reactor thread only -------------------
 
@@ -301,7 +307,10 @@ class HybridRuntime(Runtime):
                 idle_streams = channel.streams is not None and not channel.streams.running
                 goodbye = channel.proto.data_to_send() if idle_streams else b""
             if channel.streams is not None and channel.streams.running:
-                channel.flush(wait=False)  # closed by the last stream to finish
+                try:
+                    channel.flush(wait=False)  # closed by the last stream to finish
+                except ClientDisconnected:  # the client is gone already: its streams are moot
+                    self.close(channel)
             elif channel.streams is not None:
                 channel.send_and_close(goodbye)
             elif busy:
