@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
+from .calibrate import calibrate
+
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "results"
 
@@ -176,6 +178,9 @@ def main(argv: list[str] | None = None) -> int:
         "quick": args.quick, "machine": platform.platform(), "experiments": {},
     }
     if not args.source:
+        calibration = meta.setdefault("calibration", {})
+        calibration["before"] = calibrate([0, 1], 0.5 if args.quick else 3.0)
+        meta_path.write_text(json.dumps(meta, indent=1))
         for name in needed:
             print(f"{name}: {EXPERIMENTS[name].what}", flush=True)
             started = time.monotonic()
@@ -187,6 +192,10 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"  ! {name}: {entry['error']}", flush=True)
             entry["minutes"] = round((time.monotonic() - started) / 60, 1)
             meta_path.write_text(json.dumps(meta, indent=1))
+        calibration["after"] = calibrate([0, 1], 0.5 if args.quick else 3.0)
+        print(f"calibration (protocol-layer us per request, CPU 0 / 1): before {calibration['before']}, "
+              f"after {calibration['after']}", flush=True)
+        meta_path.write_text(json.dumps(meta, indent=1))
     results = verdicts.Results(run_dir)
     judged = [claim.judge(results) for claim in claims]
     paths = write_report(run_dir, meta, claims, judged, results)

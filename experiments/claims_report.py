@@ -30,6 +30,14 @@ def write_report(run_dir: Path, meta: dict, claims: list[Claim], judged: list[Ve
         "2 shared cores: servers pinned to CPU 0, load generators to CPU 1 unless a claim says otherwise.",
         f"Thread runtimes: {', '.join(THREADS)}; async runtimes: {', '.join(ASYNC)} "
         "(`async def` handlers where the work can be awaited).",
+    ]
+    calibration = meta.get("calibration") or {}
+    if calibration:
+        lines.append("Machine speed (`experiments/calibrate.py`, the protocol layer's CPU per request, CPU 0 / CPU 1; "
+                     "compare runs by it before comparing their requests/s): " + "; ".join(
+                         f"{when} {' / '.join('-' if v is None else f'{v:.1f} us' for v in cpus.values())}"
+                         for when, cpus in calibration.items()) + ".")
+    lines += [
         "",
         "| # | claim (source) | verdict | in one line |",
         "| --- | --- | --- | --- |",

@@ -268,14 +268,17 @@ def judge_pool(results: Results) -> Verdict:
     gain = ratio(many, few)
     voluntary = min((r.get("ctx_vol") or 0) / max(1, (r.get("ctx_vol") or 0) + (r.get("ctx_invol") or 0))
                     for r in (few, many))
-    if gain and gain >= 1.5 and voluntary >= 0.9:
-        verdict = HOLDS
-    elif gain and (gain >= 1.5 or voluntary >= 0.9):
-        verdict = CAVEAT
-    else:
-        verdict = FAILS
-    summary = (f"1,000 workers give {fmt(gain)} the throughput of 30 on a 10 ms blocking handler; "
-               f"{voluntary:.0%} of context switches are voluntary")
+    # Part one (a cap in the thousands beats 15 per CPU) holds when 1,000 workers beat 30 by more than
+    # the runs' own noise (their spread over rounds, at least 10%) without a worse p99: the size of the
+    # gain is the machine's CPU over the 30-worker ceiling, so a fixed bar would flip with the machine's
+    # speed (a 1.5x bar did between two runs of this experiment). Part two: switches almost all voluntary.
+    noise = max(0.10, few.get("spread") or 0, many.get("spread") or 0)
+    better = bool(gain) and gain > 1 + noise and many["p99_ms"] <= few["p99_ms"] * (1 + noise)
+    blocking_only = voluntary >= 0.9
+    verdict = HOLDS if better and blocking_only else CAVEAT if better or blocking_only else FAILS
+    summary = (f"1,000 workers give {fmt(gain)} the throughput of 30 on a 10 ms blocking handler "
+               f"({'beyond' if better else 'within'} the {noise:.0%} noise, p99 {many['p99_ms']:.0f} vs "
+               f"{few['p99_ms']:.0f} ms); {voluntary:.0%} of context switches are voluntary")
     why = ("With handlers that block for 10 ms, 30 workers cap throughput at 30 / 10 ms = 3,000 req/s whatever "
            "the CPU; more threads raise the cap until the CPU is the limit, so for I/O-bound handlers the CPU "
            "count is indeed the wrong yardstick. A thread blocked in sleep, recv or on the GIL's condition "
@@ -350,10 +353,12 @@ def judge_scaling(results: Results) -> Verdict:
                 f"{r['conc']} conns {r['rps']:,.0f} req/s p99 {r['p99_ms']:.1f} ms" for r in rows))
     if not gains:
         return missing("scaling rows")
-    # Holds: every runtime gains >= 1.6x from a second process and its p99 rises >= 10x from the lightest
-    # to the heaviest load; with a caveat when some runtime gains >= 1.2x.
+    # Holds: every runtime gains at least 1.8x from a second process (the seed's own step from one core to
+    # two was 11k / 6k = 1.83x) and its p99 rises >= 10x from the lightest to the heaviest load; with a
+    # caveat when some runtime gains >= 1.2x. (A 1.6x bar sat inside the run-to-run noise of this 2-core
+    # machine, where the load generator shares both cores, and flipped between two runs.)
     sharp = all(hi >= 10 * lo for lo, hi in knees.values() if lo)
-    verdict = (HOLDS if min(gains.values()) >= 1.6 and sharp else
+    verdict = (HOLDS if min(gains.values()) >= 1.8 and sharp else
                CAVEAT if max(gains.values()) >= 1.2 else FAILS)
     summary = ("2 processes over 1, peak throughput: " + ", ".join(f"{n} {g:.2f}x" for n, g in gains.items())
                + " (ideal 2x; the load generator shares both cores); p99 rises "

@@ -48,3 +48,17 @@ def test_micro_and_memory_claims_end_to_end(tmp_path):
     memory = json.loads((run_dir / "memory" / "memory.json").read_text())
     assert memory["thread-default"]["rss_kib_per_unit"] > memory["asyncio-task"]["rss_kib_per_unit"]
     assert not (tmp_path / "REPORT.md").exists()  # partial and quick runs do not replace the reference report
+
+
+def test_a_run_compared_with_itself_reproduces_everything():
+    """The reproducibility check on the committed reference run against itself: nothing may differ."""
+    from experiments.claims_compare import render
+
+    reference = sorted(p for p in (ROOT / "results").glob("claims-*") if (p / "claims.json").exists())
+    if not reference:
+        pytest.skip("no committed claims run")
+    text = render(reference[-1], reference[-1])
+    assert "## Verdicts: 10 of 10 the same" in text
+    points = int(text.split("## Throughput: ")[1].split()[0])
+    assert points > 50 and f"- within 10%: {points} of {points}" in text
+    assert "(outside)" not in text and "(differs)" not in text
