@@ -83,9 +83,9 @@ EXPERIMENTS = {e.name: e for e in [
         },
         minutes=5),
     Experiment(
-        "db", "TechEmpower fortunes on a throwaway PostgreSQL (pinned to CPU 1) with Jinja2, 64 / 1,000 connections",
+        "db", "TechEmpower fortunes on a throwaway PostgreSQL (pinned to CPU 1) with Jinja2, 64 / 1,000 connections, 3 rounds",
         harness={"all": _harness("64,1000", "threaded,hybrid,asyncio,trio", "db",
-                                 "--duration", "4", "--warmup", "1", "--fairness", "2")},
+                                 "--duration", "4", "--warmup", "1", "--fairness", "2", "--repeat", "3")},
         minutes=4),
     Experiment(
         "slowloris", "slowhttptest (2,000 slow connections: headers, body, read) against each runtime, alone "

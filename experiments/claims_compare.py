@@ -130,7 +130,8 @@ def slowloris_rows(first: Results, second: Results) -> tuple[list[dict], int, in
 
     a, b = cases(first), cases(second)
     rows = [{"case": " / ".join(str(k) for k in key[:2]) + " / " + (key[2] or "direct")
-             + ("" if key[3] in (None, True) else " unbuffered"),
+             + ("" if key[3] in (None, True) else " unbuffered")
+             + ("" if key[4] is None else f" / header timeout {key[4]:g} s"),
              "first": a[key], "second": b[key]} for key in a if key in b]
     return rows, len(a), len(b)
 

@@ -421,10 +421,12 @@ def judge_slowloris(results: Results) -> Verdict:
     susceptible = guarded_hurt | unguarded_hurt
     proxied = classic.get("nginx", {})
     proxy_saves = bool(proxied) and not hurt_in(proxied)
-    # The claim holds if slow heads and bodies hurt only the thread runtimes and nginx saves them; with a
-    # caveat if the event loops are hurt too, or the threads only without a header timeout; it does not
-    # hold if nginx does not save them, or nothing is hurt even unguarded.
-    if susceptible & set(THREADS) and not susceptible & set(ASYNC) and guarded_hurt and proxy_saves:
+    # The claim holds if slow heads or bodies (with the header timeout or without) hurt every blocking
+    # runtime and no event loop, and nginx saves them; with a caveat if only some blocking runtime is hurt
+    # (or the event loops too); it does not hold if nginx does not save them, or nothing is hurt at all.
+    # (Whether thread per connection is hurt *with* its header timeout, when 2,000 heads expire at once,
+    # is itself noisy: it flipped between two runs, so it is reported but does not decide the verdict.)
+    if set(THREADS) <= susceptible and not susceptible & set(ASYNC) and proxy_saves:
         verdict = HOLDS
     elif susceptible and proxy_saves:
         verdict = CAVEAT
