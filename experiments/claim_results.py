@@ -1,5 +1,7 @@
-"""The measured files of one claims run, and the small helpers the verdicts read them with.
+"""The measured files of one claims run, the verdicts' vocabulary, and the helpers that read them.
 
+:class:`Verdict` and the verdict words are what every judgement returns
+(``experiments/verdicts.py``, ``experiments/verdict_slowloris.py``).
 :class:`Results` loads what :mod:`experiments.claims` wrote (harness runs,
 summarized to one row per runtime, workload and level; pyperf and JSON
 files) on demand; the helpers pick and format figures for
@@ -9,11 +11,32 @@ files) on demand; the helpers pick and format figures for
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from .report import load_run, summarize
 
-__all__ = ["Results", "best", "fmt", "ratio", "rps", "spread"]
+__all__ = ["ASYNC", "CAVEAT", "FAILS", "HOLDS", "PENDING", "THREADS", "Results", "Verdict", "best", "fmt",
+           "missing", "ratio", "rps", "spread"]
+
+
+THREADS = ("threaded", "hybrid")
+ASYNC = ("asyncio", "trio")
+HOLDS, CAVEAT, FAILS, PENDING = "holds", "holds with a caveat", "does not hold in Python", "not measured yet"
+
+
+@dataclass
+class Verdict:
+    verdict: str
+    summary: str  # one line for the table at the top
+    numbers: list[str] = field(default_factory=list)  # measured figures, with spread
+    why: str = ""  # the causal explanation, backed by cost metrics
+    plots: list[str] = field(default_factory=list)  # paths relative to the claims directory
+    sources: list[str] = field(default_factory=list)  # files the numbers come from
+
+
+def missing(what: str) -> Verdict:
+    return Verdict(PENDING, f"no data: {what}", why="The experiment did not produce this measurement.")
 
 
 class Results:

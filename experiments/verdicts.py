@@ -16,23 +16,14 @@ pair is compared, and both are listed.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-from .claim_results import Results, best, fmt, ratio, rps
+from .claim_results import (
+    ASYNC, CAVEAT, FAILS, HOLDS, PENDING, THREADS, Results, Verdict, best, fmt, missing, ratio, rps,
+)
+from .verdict_slowloris import judge_slowloris
 
-THREADS = ("threaded", "hybrid")
-ASYNC = ("asyncio", "trio")
-HOLDS, CAVEAT, FAILS, PENDING = "holds", "holds with a caveat", "does not hold in Python", "not measured yet"
-
-
-@dataclass
-class Verdict:
-    verdict: str
-    summary: str  # one line for the table at the top
-    numbers: list[str] = field(default_factory=list)  # measured figures, with spread
-    why: str = ""  # the causal explanation, backed by cost metrics
-    plots: list[str] = field(default_factory=list)  # paths relative to the claims directory
-    sources: list[str] = field(default_factory=list)  # files the numbers come from
+__all__ = ["ASYNC", "CAVEAT", "CLAIMS", "FAILS", "HOLDS", "PENDING", "THREADS", "Claim", "Results", "Verdict"]
 
 
 @dataclass(frozen=True)
@@ -43,10 +34,6 @@ class Claim:
     question: str
     experiments: tuple[str, ...]
     judge: Callable[[Results], Verdict]
-
-
-def missing(what: str) -> Verdict:
-    return Verdict(PENDING, f"no data: {what}", why="The experiment did not produce this measurement.")
 
 
 # The claims --------------------------------------------------------------------------
@@ -369,107 +356,6 @@ def judge_scaling(results: Results) -> Verdict:
            "the knee as rising p99 once the server's core is saturated.")
     return Verdict(verdict, summary, numbers, why, plots=["scaling.png"],
                    sources=[f"{results.run_dir('scaling', lbl)}/runs.jsonl" for lbl in ("1-process", "2-processes")])
-
-
-def _slowloris_case(r: dict, first_timeout: float) -> str:
-    proxy = "direct" if not r["proxy"] else "nginx" if r.get("buffering", True) else "nginx unbuffered"
-    timeout = r.get("header_timeout_s", first_timeout)
-    return f"{r['runtime']} / {r['mode']} / {proxy}" + ("" if timeout == first_timeout else f" / header timeout {timeout:g} s")
-
-
-def judge_slowloris(results: Results) -> Verdict:
-    doc = results.json("slowloris", "slowloris.json")
-    if not doc or not doc.get("results"):
-        return missing("slowloris.json (is slowhttptest installed?)")
-    first_timeout = (doc.get("header_timeouts_s") or [10.0])[0]
-    pressure = (doc.get("kernel_tcp_mem_pages") or {}).get("pressure")
-    # Slowloris proper is slow heads (and, R.U.D.Y., slow bodies): a server can defend against those
-    # itself. Slow reading is judged apart: it is bounded by the machine's TCP memory, not the design.
-    numbers, classic, unguarded, read, kernel_peaks = [], {}, {}, {}, []
-    for r in doc["results"]:
-        pr = r.get("probe") or {}
-        where = _slowloris_case(r, first_timeout)
-        if r.get("error") or pr.get("success_rate") is None:
-            numbers.append(f"{where}: {r.get('error') or pr.get('error') or 'no probe result'}")
-            continue
-        slow, cost = r.get("slowhttptest") or {}, r.get("server_cost") or {}
-        line = (f"{where}: normal visitor {pr['success_rate']:.0%} successful, p99 {pr['p99_ms'] or 0:,.0f} ms; "
-                f"slow connections held at peak {slow.get('peak_connected', '?')}, at the end {slow.get('final_connected', '?')}")
-        if cost:
-            line += f"; server peak {cost['peak_rss_kib'] / 1024:,.0f} MiB RSS, {cost['peak_threads']} threads"
-        if pressure and r.get("kernel_tcp_peak_pages") is not None:
-            line += f"; kernel TCP memory {r['kernel_tcp_peak_pages'] / pressure:.0%} of its pressure threshold"
-        numbers.append(line)
-        # "Hurt": the visitor's success below 90% or its p99 above 1 s.
-        bad = pr["success_rate"] < 0.9 or (pr["p99_ms"] or 0) > 1000
-        topo = "direct" if not r["proxy"] else "nginx" if r.get("buffering", True) else "unbuffered"
-        if r.get("header_timeout_s", first_timeout) != first_timeout:
-            unguarded.setdefault(r["runtime"], []).append(bad)
-        elif r["mode"] == "read":
-            read.setdefault(topo, {})[r["runtime"]] = bad
-            if topo == "direct" and pressure and r.get("kernel_tcp_peak_pages"):
-                kernel_peaks.append(r["kernel_tcp_peak_pages"] / pressure)
-        else:
-            classic.setdefault(topo, {}).setdefault(r["runtime"], []).append(bad)
-    if not doc["tools"].get("nginx"):
-        numbers.append("nginx was not available: the proxied half was not measured")
-
-    def hurt_in(cases: dict) -> set:
-        return {runtime for runtime, bads in cases.items() if any(bads)}
-
-    guarded_hurt, unguarded_hurt = hurt_in(classic.get("direct", {})), hurt_in(unguarded)
-    susceptible = guarded_hurt | unguarded_hurt
-    proxied = classic.get("nginx", {})
-    proxy_saves = bool(proxied) and not hurt_in(proxied)
-    # The claim holds if slow heads or bodies (with the header timeout or without) hurt every blocking
-    # runtime and no event loop, and nginx saves them; with a caveat if only some blocking runtime is hurt
-    # (or the event loops too); it does not hold if nginx does not save them, or nothing is hurt at all.
-    # (Whether thread per connection is hurt *with* its header timeout, when 2,000 heads expire at once,
-    # is itself noisy: it flipped between two runs, so it is reported but does not decide the verdict.)
-    if set(THREADS) <= susceptible and not susceptible & set(ASYNC) and proxy_saves:
-        verdict = HOLDS
-    elif susceptible and proxy_saves:
-        verdict = CAVEAT
-    else:
-        verdict = FAILS
-    summary = ("slow heads and bodies, alone: " + (", ".join(sorted(guarded_hurt)) or "no runtime") + " hurt"
-               + (f" ({first_timeout:g} s header timeout); without it: " + (", ".join(sorted(unguarded_hurt)) or "none")
-                  if unguarded else "")
-               + "; behind buffering nginx every runtime served the visitor: "
-               + ("yes" if proxy_saves else "no" if proxied else "not measured"))
-    if classic.get("unbuffered"):
-        summary += "; unbuffered nginx: " + (", ".join(sorted(hurt_in(classic["unbuffered"]))) or "none") + " hurt"
-    if read:
-        summary += "; slow read hurt " + "; ".join(
-            f"{'alone' if topo == 'direct' else topo if topo == 'nginx' else 'unbuffered nginx'}: "
-            + (", ".join(sorted(r for r, bad in cases.items() if bad)) or "none")
-            for topo, cases in read.items())
-    before = results.json("slowloris", "slowloris-before-body-gathering.json")
-    why = (f"Slow headers are cut off by the header timeout ({first_timeout:g} s) and slow bodies by the I/O "
-           "timeout. Thread per connection pays a thread for each slow client (the server's peak threads above); "
-           "the reactor and the event loops pay a socket and a buffer. The pool runtimes gather a small body "
-           "before a worker runs the handler")
-    if before:
-        why += (" (before that, in this same run, a thousand trickling POST bodies held every worker of hybrid, "
-                "asyncio and trio and the visitor got nothing: slowloris-before-body-gathering.json)")
-    why += ". "
-    others = sorted({r["header_timeout_s"] for r in doc["results"] if r.get("header_timeout_s", first_timeout) != first_timeout})
-    if unguarded:
-        why += (f"With the header timeout at {', '.join(f'{t:g}' for t in others)} s (longer than the attack) the "
-                "slow heads are never cut off and the visitor was "
-                + (f"hurt on {', '.join(sorted(unguarded_hurt))}" if unguarded_hurt else "still served on every runtime")
-                + "; the server keeps every slow connection (and, on threaded, a thread for each). ")
-    why += ("Slow reading is a different attack: each slow reader's large response sits in the kernel's send "
-            "queue, whichever runtime wrote it")
-    if kernel_peaks:
-        why += (f", and the kernel's memory for TCP reached {min(kernel_peaks):.0%}-{max(kernel_peaks):.0%} of its "
-                "pressure threshold (net.ipv4.tcp_mem), where it squeezes every socket's buffers, the visitor's too")
-    why += ("; nginx on the same machine holds the same bytes in its own sockets (and temporary files), so it "
-            "moves that cost rather than removing it. Buffering nginx reads whole requests before passing them on and takes whole responses at once, so "
-            "the server behind it only ever sees fast clients; without buffering it still absorbs slow heads "
-            "(nginx always reads the head itself) but streams bodies and responses at the slow client's pace.")
-    return Verdict(verdict, summary, numbers, why, plots=["slowloris.png"], sources=["slowloris/slowloris.json"]
-                   + (["slowloris/slowloris-before-body-gathering.json"] if before else []))
 
 
 CLAIMS = {c.number: c for c in [
