@@ -18,7 +18,7 @@ from protocols import (
     ResponseBuilder,
 )
 
-from .runtimes import available_runtimes
+from .registry import available_runtimes
 from .server import Server, ServerHandle
 
 __all__ = [

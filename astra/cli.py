@@ -14,7 +14,7 @@ import threading
 import time
 from collections.abc import Sequence
 
-from .runtimes import DEFAULT_RUNTIME, available_runtimes
+from .registry import DEFAULT_RUNTIME, available_runtimes
 from .server import Server, parse_address
 
 __all__ = ["main"]

@@ -23,7 +23,7 @@ from typing import Any
 from protocols import Limits
 from runtimes.common import Config, Handler, bind_listeners, is_async_handler
 
-from .runtimes import DEFAULT_RUNTIME, load_runtime
+from .registry import DEFAULT_RUNTIME, load_runtime
 
 __all__ = ["Server", "ServerHandle"]
 

@@ -37,7 +37,7 @@ import h2.connection
 import h2.events
 
 from astra import available_runtimes
-from astra.runtimes import load_runtime
+from astra.registry import load_runtime
 from protocols import ConnectionInfo, HTTP2Connection, Response
 from protocols._dates import http_date
 

@@ -23,11 +23,25 @@ pause before each measured run, when neither server nor wrk works, doubles as
 a check on the box: CPUs busy then (``other``) belong to someone else, and
 numbers measured next to them are suspect.
 Results go to ``results/hello_bench-<timestamp>.json`` and ``-latest.json``.
+
+``--against REF`` (repeatable, or comma-separated) measures astra as it was at
+commit REF in the same run: REF's tree is checked out with ``git worktree
+add --detach`` in a temporary directory (removed at exit), and each runtime
+measured that REF's registry also has runs from there as
+``astra-<runtime>@<short REF>``, on this interpreter and venv (the same
+dependencies), right after today's server in every round. The report adds,
+per runtime, today's req/s and CPU-us per request over REF's: the median of
+the per-round ratios and their range (the machinery, and how the old tree
+is kept from importing today's code: ``experiments/against.py``). The
+regression check, e.g.::
+
+    python -m experiments.hello_bench --conns 64 --repeat 3 --against 6c80265 --peers ''
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.metadata
 import importlib.util
 import json
@@ -43,8 +57,10 @@ from datetime import datetime
 from pathlib import Path
 
 from astra import available_runtimes
-from astra.runtimes import load_runtime
+from astra.registry import load_runtime
 
+from .against import (OldTree, compare_against, inside, isolation_note, materialize, old_server,
+                      report_against, resolve_refs, sigterm_exits)
 from .servers import ServerProcess, busy_cpus, cpu_us
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -100,10 +116,11 @@ def run_wrk(url: str, conns: int, seconds: int, pin: bool) -> dict:
     raise RuntimeError(f"no JSON line from wrk (status {out.returncode}): {out.stderr.strip()[-300:]}")
 
 
-def measure(name: str, argv: list[str], args, pin: bool) -> list[dict]:
+def measure(name: str, argv: list[str], args, pin: bool, **spawn) -> list[dict]:
+    """``spawn``: ServerProcess's ``cwd`` and ``env``, for a server run from an old tree."""
     rows: list[dict] = []
     with tempfile.TemporaryFile("w+") as log:
-        server = ServerProcess(argv, cpus=[SERVER_CPU] if pin else None, log=log)
+        server = ServerProcess(argv, cpus=[SERVER_CPU] if pin else None, log=log, **spawn)
         try:
             server.wait_ready()
             for conns in args.conns:
@@ -165,12 +182,13 @@ def fmt_us(us: float) -> str:
 
 def report(rows: list[dict]) -> list[dict]:
     base = {r["conns"]: r["requests_per_s"] for r in rows if r["server"] == BASELINE}
-    print(f"\n{'server':<16}{'conns':>6}{'req/s':>10}{'p50':>10}{'p99':>10}{'errors':>8}"
+    w = max([16, *(len(r["server"]) + 1 for r in rows)])  # astra-threaded@6c80265 is longer than 16
+    print(f"\n{'server':<{w}}{'conns':>6}{'req/s':>10}{'p50':>10}{'p99':>10}{'errors':>8}"
           f"{'cpu-us/req':>12}{'astra/x':>9}{'other':>7}{'spread':>8}")
     for r in rows:
         ratio = f"{base[r['conns']] / r['requests_per_s']:.2f}x" if r["requests_per_s"] and r["conns"] in base else "-"
         cpu = "-" if r["cpu_us_per_request"] is None else f"{r['cpu_us_per_request']:.1f}"
-        print(f"{r['server']:<16}{r['conns']:>6}{r['requests_per_s']:>10,.0f}{fmt_us(r['latency_us']['p50']):>10}"
+        print(f"{r['server']:<{w}}{r['conns']:>6}{r['requests_per_s']:>10,.0f}{fmt_us(r['latency_us']['p50']):>10}"
               f"{fmt_us(r['latency_us']['p99']):>10}{sum(r['errors'].values()):>8}{cpu:>12}{ratio:>9}"
               f"{r['other_cpus']:>7.2f}{spread(r):>8}")
     print(f"(astra/x: {BASELINE} req/s over this server's at the same conns; "
@@ -222,7 +240,31 @@ def version(package: str) -> str | None:
         return None
 
 
-def main(argv: list[str] | None = None) -> int:
+# Choosing the servers ------------------------------------------------------------
+
+def choose_servers(runtimes: list[str], peers: list[str], handler: str,
+                   trees: list[OldTree]) -> dict[str, tuple[list[str], dict]]:
+    """name -> (argv, spawn options), in round order: each old astra right after today's."""
+    table = server_table(runtimes, handler)
+    servers: dict[str, tuple[list[str], dict]] = {}
+    for runtime in runtimes:
+        servers[f"astra-{runtime}"] = (table[f"astra-{runtime}"][1], {})
+        for tree in trees:
+            if old := old_server(tree, runtime, handler):
+                servers[tree.server(runtime)] = old
+    for name, (package, server_argv) in table.items():
+        if name.startswith("astra-") or name not in peers:
+            continue
+        if package and importlib.util.find_spec(package) is None:
+            print(f"skipping {name}: package {package!r} is not installed")
+            continue
+        servers[name] = (server_argv, {})
+    return servers
+
+
+# Command line -------------------------------------------------------------------
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m experiments.hello_bench", description=__doc__.split("\n")[0])
     p.add_argument("--conns", default="1,64", help="comma-separated connection counts (default 1,64)")
     p.add_argument("--duration", type=int, default=5, help="seconds per measured run (default 5)")
@@ -234,45 +276,29 @@ def main(argv: list[str] | None = None) -> int:
                    help=f"comma-separated peers ('' for none; known: {', '.join(PEERS)})")
     p.add_argument("--handler", choices=["sync", "async"], default="sync",
                    help="astra's hello handler: plain def, or async def on runtimes that await it")
+    p.add_argument("--against", action="append", default=[], metavar="REF",
+                   help="also measure astra as of git commit-ish REF, in the same rounds "
+                        "(repeat, or comma-separate, for several)")
+    p.add_argument("--results-dir", type=Path, default=RESULTS_DIR, help="where the JSON goes (default results/)")
     args = p.parse_args(argv)
     args.conns = [int(c) for c in args.conns.split(",") if c.strip()]
-    if shutil.which("wrk") is None:
-        print("wrk is not installed (`make tools` installs it)", file=sys.stderr)
-        return 2
-    runtimes = available_runtimes()
-    if args.runtimes:
-        wanted = [r.strip() for r in args.runtimes.split(",") if r.strip()]
-        if unknown := set(wanted) - set(runtimes):
-            p.error(f"unknown runtime(s) {', '.join(sorted(unknown))}; available: {', '.join(runtimes)}")
-        runtimes = wanted
-    peers = [x.strip() for x in args.peers.split(",") if x.strip()]
-    if unknown := set(peers) - set(PEERS):
+    available = available_runtimes()
+    args.runtimes = [r.strip() for r in (args.runtimes or "").split(",") if r.strip()] or available
+    if unknown := set(args.runtimes) - set(available):
+        p.error(f"unknown runtime(s) {', '.join(sorted(unknown))}; available: {', '.join(available)}")
+    args.peers = [x.strip() for x in args.peers.split(",") if x.strip()]
+    if unknown := set(args.peers) - set(PEERS):
         p.error(f"unknown peer(s) {', '.join(sorted(unknown))}; known: {', '.join(PEERS)}")
+    try:
+        args.trees = resolve_refs(args.against)
+    except RuntimeError as exc:
+        p.error(f"--against: {exc}")
+    return args
 
-    pin = shutil.which("taskset") is not None and {SERVER_CPU, WRK_CPU} <= os.sched_getaffinity(0)
-    print(f"pinning: server on CPU {SERVER_CPU}, wrk on CPU {WRK_CPU}" if pin else
-          "NOTE: taskset or CPUs 0-1 unavailable: running UNPINNED, server and wrk share the CPUs")
-    servers = {}
-    for name, (package, server_argv) in server_table(runtimes, args.handler).items():
-        if not name.startswith("astra-") and name not in peers:
-            continue
-        if package and importlib.util.find_spec(package) is None:
-            print(f"skipping {name}: package {package!r} is not installed")
-            continue
-        servers[name] = server_argv
-    # Rounds go through every server in turn, so a noisy minute on a shared
-    # machine lands on all of them rather than on one.
-    runs: list[dict] = []
-    for round_no in range(1, args.repeat + 1):
-        for name, server_argv in servers.items():
-            print(f"measuring {name} (round {round_no}/{args.repeat}) ...", flush=True)
-            for row in measure(name, server_argv, args, pin):
-                runs.append(row | {"round": round_no})
-    rows = median_rows(runs)
-    ratios = report(rows)
 
+def metadata(args, pin: bool) -> dict:
     wrk_v = subprocess.run(["wrk", "-v"], capture_output=True, text=True)  # exits 1, prints to stdout
-    metadata = {
+    return {
         "date": datetime.now().astimezone().isoformat(timespec="seconds"),
         "wrk_version": next(iter((wrk_v.stdout + wrk_v.stderr).splitlines()), "").strip(),
         "python_version": sys.version, "cpu_count": os.cpu_count(), "uname": " ".join(platform.uname()),
@@ -281,13 +307,51 @@ def main(argv: list[str] | None = None) -> int:
         "conns": args.conns, "duration_s": args.duration, "warmup_s": args.warmup, "repeat": args.repeat,
         "handler": args.handler,
         "wrk_command": "wrk -t1 -cN -dDs --latency --timeout 10s -s experiments/wrk_json.lua URL",
+        "against_trees": [tree.describe() for tree in args.trees],
     }
-    RESULTS_DIR.mkdir(exist_ok=True)
-    document = json.dumps({"metadata": metadata, "results": rows, "ratios": ratios, "runs": runs}, indent=2) + "\n"
-    path = RESULTS_DIR / f"hello_bench-{datetime.now().strftime('%Y%m%d-%H%M%S')}.json"
-    path.write_text(document)
-    (RESULTS_DIR / "hello_bench-latest.json").write_text(document)
-    print(f"\nwrote {path.relative_to(ROOT)} and results/hello_bench-latest.json")
+
+
+def write_results(results_dir: Path, document: dict) -> None:
+    results_dir.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(document, indent=2) + "\n"
+    path = results_dir / f"hello_bench-{datetime.now().strftime('%Y%m%d-%H%M%S')}.json"
+    path.write_text(text)
+    (results_dir / "hello_bench-latest.json").write_text(text)
+    shown = path.relative_to(ROOT) if inside(path, ROOT) else path
+    print(f"\nwrote {shown} and {shown.with_name('hello_bench-latest.json')}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if shutil.which("wrk") is None:
+        print("wrk is not installed (`make tools` installs it)", file=sys.stderr)
+        return 2
+    pin = shutil.which("taskset") is not None and {SERVER_CPU, WRK_CPU} <= os.sched_getaffinity(0)
+    print(f"pinning: server on CPU {SERVER_CPU}, wrk on CPU {WRK_CPU}" if pin else
+          "NOTE: taskset or CPUs 0-1 unavailable: running UNPINNED, server and wrk share the CPUs")
+    runs: list[dict] = []
+    # The worktrees live as long as this block: removed on return, error, Ctrl-C or SIGTERM.
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(sigterm_exits())
+        if args.trees:
+            isolation_note()
+        for tree in args.trees:
+            materialize(tree, stack)
+        servers = choose_servers(args.runtimes, args.peers, args.handler, args.trees)
+        # Rounds go through every server in turn, so a noisy minute on a shared
+        # machine lands on all of them rather than on one; an old astra comes
+        # right after today's, so each pair shares its minute.
+        for round_no in range(1, args.repeat + 1):
+            for name, (server_argv, spawn) in servers.items():
+                print(f"measuring {name} (round {round_no}/{args.repeat}) ...", flush=True)
+                for row in measure(name, server_argv, args, pin, **spawn):
+                    runs.append(row | {"round": round_no})
+    rows = median_rows(runs)
+    ratios = report(rows)
+    against = compare_against(runs, args.runtimes, args.trees)
+    report_against(against)
+    write_results(args.results_dir, {"metadata": metadata(args, pin), "results": rows, "ratios": ratios,
+                                     "against": against, "runs": runs})
     return 0 if rows else 1
 
 

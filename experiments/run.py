@@ -35,7 +35,7 @@ from itertools import groupby
 from pathlib import Path
 from typing import Any
 
-from astra.runtimes import load_runtime
+from astra.registry import load_runtime
 
 from .loadgen import LoadGenError, Target, run_h2load, run_wrk, tool_versions
 from .plan import FAIRNESS_FROM, SHARD_CONNECTIONS, Plan, shards_for

@@ -113,17 +113,20 @@ def free_port(host: str = "127.0.0.1") -> int:
 class ServerProcess:
     """A server subprocess we started; we stop it, and only it, by PID.
 
-    ``argv`` may contain ``{host}`` and ``{port}``, filled in here.
+    ``argv`` may contain ``{host}`` and ``{port}``, filled in here. ``cwd``
+    (default: this checkout) is where it runs: another checkout's server, e.g.
+    an old commit's worktree, runs from there so its own modules are imported.
     """
 
     def __init__(self, argv: list[str], *, cpus: list[int] | None, log: IO, host: str = "127.0.0.1",
-                 port: int | None = None, env: dict[str, str] | None = None) -> None:
+                 port: int | None = None, env: dict[str, str] | None = None,
+                 cwd: Path | str | None = None) -> None:
         self.host = host
         self.port = port or free_port(host)
         self.url = f"http://{host}:{self.port}/"
         self.argv = [arg.replace("{port}", str(self.port)).replace("{host}", host) for arg in argv]
         prefix = ["taskset", "-c", ",".join(map(str, cpus))] if cpus else []  # taskset execs: same PID
-        self.proc = subprocess.Popen(prefix + self.argv, cwd=ROOT, stdin=subprocess.DEVNULL, stdout=log,
+        self.proc = subprocess.Popen(prefix + self.argv, cwd=cwd or ROOT, stdin=subprocess.DEVNULL, stdout=log,
                                      stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
 
     def wait_ready(self, timeout: float = 30.0, hosts: list[str] | None = None) -> None:

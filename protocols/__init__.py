@@ -5,6 +5,7 @@ package is also where the request/response vocabulary handlers see is
 defined (:class:`Request`, :class:`Response`, ...); ``astra`` re-exports it.
 """
 
+from .contract import ServerConnection
 from .errors import BodyTooLarge, ClientDisconnected, HTTPError, ProtocolError
 from .events import (
     BodyEnded,
@@ -16,19 +17,21 @@ from .events import (
     RequestReceived,
     StreamReset,
 )
+from .h1_parser import H11Parser, RequestParser
+from .h1_wire import error_response_bytes
 from .headers import Headers
 from .http2 import PREFACE, HTTP2Connection
-from .http11 import HTTP11Connection, error_response_bytes
+from .http11 import HTTP11Connection
 from .limits import Limits
-from .negotiation import HTTP_VERSIONS, server_connection
+from .negotiation import HTTP_VERSIONS, OpeningConnection, server_connection
 from .request import BodySource, ConnectionInfo, Request, RequestBody
 from .response import Body, Response, ResponseBuilder
 
 __all__ = [
     "Body", "BodyEnded", "BodyReceived", "BodySource", "BodyTooLarge",
-    "ClientDisconnected", "ConnectionClosed", "ConnectionInfo", "Event",
+    "ClientDisconnected", "ConnectionClosed", "ConnectionInfo", "Event", "H11Parser",
     "HTTP11Connection", "HTTP2Connection", "HTTPError", "HTTP_VERSIONS", "Headers",
-    "Limits", "PREFACE", "ProtocolError", "ProtocolFailed", "ProtocolSwitched", "Request",
-    "RequestBody", "RequestReceived", "Response", "ResponseBuilder", "StreamReset",
-    "error_response_bytes", "server_connection",
+    "Limits", "OpeningConnection", "PREFACE", "ProtocolError", "ProtocolFailed", "ProtocolSwitched",
+    "Request", "RequestBody", "RequestParser", "RequestReceived", "Response", "ResponseBuilder",
+    "ServerConnection", "StreamReset", "error_response_bytes", "server_connection",
 ]

@@ -90,13 +90,23 @@ class ProtocolFailed(Event):
 
 @dataclass(frozen=True, slots=True)
 class ProtocolSwitched(Event):
-    """The client chose HTTP/2: by sending its connection preface, or by an
-    ``Upgrade: h2c`` request (whose ``101`` is already queued).
+    """Another connection object takes over; the runtime drives ``connection`` from now on.
 
-    Always the last event of its batch. From now on the runtime drives
-    ``connection`` instead, which has taken over the bytes received and the
-    output queued so far, and whose ``events()`` continue where these ended
-    (with the upgraded request as stream 1).
+    The only way a runtime learns of such a change, and always the last event
+    of its batch. ``connection`` has taken over the bytes received and the
+    output queued so far; its ``events()`` continue where these ended. It
+    happens when:
+
+    - an ``"auto"`` connection's first bytes tell its protocol: the successor
+      is the HTTP/1.1 connection (which then reports the request those bytes
+      begin) or the HTTP/2 one (the client sent the preface). An ``"auto"``
+      connection always starts with this switch, before any other event
+      except :class:`ConnectionClosed` for a client that sends nothing;
+    - an HTTP/1.1 request is upgraded (``Upgrade: h2c``): its ``101`` is
+      queued in the successor's output, and the request reappears there as
+      stream 1.
+
+    See :mod:`protocols.negotiation`.
     """
 
     connection: Any

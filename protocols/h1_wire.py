@@ -12,9 +12,12 @@ from __future__ import annotations
 
 from http import HTTPStatus
 
+from ._dates import http_date
 from .headers import is_token
 
-__all__ = ["status_line", "encode_head", "chunk", "LAST_CHUNK", "CONTINUE"]
+__all__ = ["status_line", "encode_head", "chunk", "error_response_bytes", "LAST_CHUNK", "CONTINUE", "SERVER_NAME"]
+
+SERVER_NAME = "astra"
 
 _REASONS = {s.value: s.phrase for s in HTTPStatus}
 _STATUS_LINES: dict[int, str] = {}
@@ -50,6 +53,27 @@ def encode_head(status: int, headers: list[tuple[str, str]]) -> bytes:
     if text.count("\n") != len(headers) + 2 or text.count("\r") != len(headers) + 2 or "\0" in text:
         raise ValueError("header value contains CR, LF or NUL")
     return text.encode("latin-1")
+
+
+def error_response_bytes(
+    status: int, message: str, headers: list[tuple[str, str]] = (), *, head_only: bool = False,
+) -> bytes:
+    """A complete ``Connection: close`` plain-text answer of the server's own.
+
+    For a request that could not be parsed (or was refused), or for a runtime
+    turning a connection away before any parsing. ``head_only`` leaves the
+    body out (the answer to a HEAD request) but keeps its length.
+    """
+    body = f"{status} {HTTPStatus(status).phrase}: {message}\n".encode("utf-8", "replace")
+    head = encode_head(status, [
+        ("content-type", "text/plain; charset=utf-8"),
+        ("content-length", str(len(body))),
+        ("connection", "close"),
+        ("date", http_date()),
+        ("server", SERVER_NAME),
+        *headers,
+    ])
+    return head if head_only else head + body
 
 
 def chunk(data: bytes) -> bytes:

@@ -1,33 +1,33 @@
-"""HTTP/1.1 as a sans-IO connection: h11 parses, :mod:`.h1_wire` writes.
+"""HTTP/1.1 as a sans-IO connection: a server's policy over a request parser.
 
-:class:`HTTP11Connection` turns received bytes into request events and
-responses into bytes to send. It never touches a socket: a runtime calls
-:meth:`receive_data` with whatever it read, handles :meth:`events`, calls
-:meth:`send_response` / :meth:`send_data` / :meth:`end_stream` for each
-response and writes :meth:`data_to_send` out. HTTP/2 has the same shape, so a
-runtime is written once for both.
+:class:`HTTP11Connection` implements :class:`~.contract.ServerConnection`:
+received bytes become request events, responses become bytes to send. It
+never touches a socket, and it does not parse either: a
+:class:`~.h1_parser.RequestParser` (h11's adapter unless another is given)
+turns bytes into request heads and body bytes, and :mod:`.h1_wire` writes
+responses. What is left here is what a server decides, whichever parser runs:
 
-h11 parses one request per ``h11.Connection``; when a response ends, a fresh
-one takes over the bytes left in the buffer (a pipelined request, perhaps).
-That is cheaper than driving h11's writer and state machine through every
-response, and it leaves keep-alive decisions here, in one place.
-
-On top of h11 this layer adds what a server needs: limits (431, 413); a
-stricter reading of RFC 9112 where h11 is lenient (it accepts bare LF line
-endings and obsolete line folding, and lets Transfer-Encoding silently win
-over Content-Length: each is a request-smuggling vector when a proxy reads the
-message differently); a policy for request bodies the handler left unread; and
-the server's ``Date`` and ``Server`` headers.
+- **Limits**: 431 for a large head, 413 for a large body.
+- **A strict reading of RFC 9112** where parsers are lenient: bare CR or LF
+  line endings, obsolete line folding, Transfer-Encoding together with
+  Content-Length (or in HTTP/1.0), a missing, repeated or malformed Host,
+  a malformed or conflicting Content-Length. Each is a request-smuggling
+  vector when a proxy reads the message differently. A version other than
+  HTTP/1.x gets 505.
+- **Keep-alive**: ``Connection: close``, HTTP/1.0, graceful shutdown, and what
+  to do with a request body the handler left unread (drain it or close).
+- **Framing of responses**: Content-Length or chunked, no body for HEAD, 204
+  and 304; the ``Date`` and ``Server`` headers.
+- **Upgrade** (RFC 9110 7.8) as a mechanism only: the first request may be
+  offered to an ``upgrade`` hook, which decides and builds the successor
+  (:mod:`.negotiation` supplies one).
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import re
-from http import HTTPStatus
-
-import h11
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Optional
 
 from ._dates import http_date
 from .errors import ProtocolError
@@ -40,16 +40,25 @@ from .events import (
     ProtocolSwitched,
     RequestReceived,
 )
-from .h1_wire import CONTINUE, LAST_CHUNK, chunk, encode_head
+from .h1_parser import CONNECTION_CLOSED, END_OF_MESSAGE, H11Parser, ParserFactory
+from .h1_wire import CONTINUE, LAST_CHUNK, SERVER_NAME, chunk, encode_head, error_response_bytes
 from .headers import Headers
-from .http2 import PREFACE, HTTP2Connection
 from .limits import Limits
 from .request import ConnectionInfo, Request
 from .response import Response
 
-__all__ = ["HTTP11Connection", "error_response_bytes", "SERVER_NAME"]
+if TYPE_CHECKING:
+    from .contract import ServerConnection
 
-SERVER_NAME = "astra"
+__all__ = ["HTTP11Connection", "UpgradeHook", "error_response_bytes", "SERVER_NAME"]
+
+#: Offered the first request of a connection when it carries ``Upgrade``:
+#: ``hook(request, received, eof, output)``, where ``received`` are the bytes
+#: after its head (not yet parsed), ``eof`` says whether the client has
+#: closed its side and ``output`` is what was queued for the client so far.
+#: Returns the connection that takes over (having taken all three), or None
+#: to answer the request over HTTP/1.1 as usual.
+UpgradeHook = Callable[[Request, bytes, bool, bytes], Optional["ServerConnection"]]
 
 # Statuses whose responses never carry a body (RFC 9110 6.4.1 and 15.3.5).
 _NO_BODY_STATUSES = frozenset({204, 304})
@@ -57,52 +66,40 @@ _NO_BODY_STATUSES = frozenset({204, 304})
 _VALID_HOST = re.compile(rb"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-._~%!$&'()*+,;=]*)(:[0-9]*)?")
 # Framing is ours to decide; a handler's own values would contradict it.
 _FRAMING_HEADERS = frozenset({"transfer-encoding", "content-length"})
-_SWITCHING_TO_H2C = (
-    b"HTTP/1.1 101 Switching Protocols\r\nconnection: Upgrade\r\nupgrade: h2c\r\n\r\n"
-)
-
-
-def error_response_bytes(status: int, message: str, headers: list[tuple[str, str]] = ()) -> bytes:
-    """A complete ``Connection: close`` error response, for when parsing failed
-    (or for a runtime turning a connection away before any parsing)."""
-    body = f"{status} {HTTPStatus(status).phrase}: {message}\n".encode("utf-8", "replace")
-    head = encode_head(status, [
-        ("content-type", "text/plain; charset=utf-8"),
-        ("content-length", str(len(body))),
-        ("connection", "close"),
-        ("date", http_date()),
-        ("server", SERVER_NAME),
-        *headers,
-    ])
-    return head + body
 
 
 class HTTP11Connection:
     """One HTTP/1.1 connection, seen from the server.
 
     Requests are numbered as streams 1, 2, 3... Only one is open at a time: a
-    pipelined request waits in the buffer until the response before it has
+    pipelined request waits in the parser until the response before it has
     ended, which is what keeps pipelined responses in order.
 
-    With ``h2=True`` the connection also recognizes a client that wants
-    HTTP/2 instead, by its connection preface or by an ``Upgrade: h2c``
-    request, and hands over with a :class:`~.events.ProtocolSwitched` event.
+    ``parser`` makes the request parser (:class:`~.h1_parser.H11Parser` by
+    default); ``upgrade`` is the hook offered the first request if it asks
+    to switch protocols (none: requests are never upgraded).
     """
 
     protocol = "HTTP/1.1"
     multiplexed = False
 
-    def __init__(self, info: ConnectionInfo, limits: Limits | None = None, h2: bool = False) -> None:
+    def __init__(
+        self,
+        info: ConnectionInfo,
+        limits: Limits | None = None,
+        *,
+        parser: ParserFactory = H11Parser,
+        upgrade: UpgradeHook | None = None,
+    ) -> None:
         self.info = info
-        self.limits = limits or Limits()
-        self._h2_preface = h2  # the first bytes may still turn out to be HTTP/2's preface
-        self._h2_upgrade = h2
-        self._upgrade_settings: bytes | None = None  # HTTP2-Settings of an Upgrade: h2c request
-        self._parser = self._new_parser()
+        self.limits = limits = limits or Limits()
+        self._parser = parser(limits.max_header_bytes)
+        self._upgrade = upgrade  # cleared once the first request has been seen
         self._out: list[bytes] = []
         self._eof = False  # the client closed its side
         self._unparsed = False  # bytes arrived that events() has not looked at
-        self._broken = False  # a protocol error or an aborted response: close now
+        self._awaiting_head = True  # the parser has not returned this request's head yet
+        self._broken = False  # the connection answered itself (an error, a refusal) or gave up: close now
         self._closing = False  # graceful shutdown: close after the current response
         self._stream_id = 0
         self._in_request = False  # between a request head and the end of its response
@@ -121,10 +118,7 @@ class HTTP11Connection:
         self._suppress_body = False  # HEAD, 204, 304
         self._to_send: int | None = None  # bytes still owed under Content-Length
         self._close_after_response = False
-        self._finished = False  # last response sent and the connection must close
-
-    def _new_parser(self) -> h11.Connection:
-        return h11.Connection(h11.SERVER, max_incomplete_event_size=self.limits.max_header_bytes)
+        self._finished = False  # last response sent (or connection handed over): close
 
     # -- input ---------------------------------------------------------------
 
@@ -138,99 +132,68 @@ class HTTP11Connection:
         self._unparsed = True
 
     def events(self) -> list[Event]:
-        """Everything that can be parsed from the bytes received so far."""
+        """Everything parsed from the bytes received so far (the next request
+        waits until the response to this one has ended)."""
         events: list[Event] = []
         if not self._unparsed:  # nothing new since the parser last ran dry
             return events
         parser = self._parser
         while not (self._broken or self._finished):
             try:
-                if parser.their_state is h11.IDLE:
-                    if self._h2_preface:
-                        preface = self._look_for_preface()
-                        if preface is not None:
-                            if preface:
-                                events.append(self._switch())
-                            else:
-                                self._unparsed = False  # too few bytes to tell yet
-                            break
+                if self._awaiting_head:
                     self._check_head_syntax()
                 event = parser.next_event()
                 kind = type(event)
-                if kind is h11.Data:
-                    self._body_seen += len(event.data)
+                if kind is bytes:
+                    self._body_seen += len(event)
                     if self._body_seen > self.limits.max_body_bytes:
                         raise ProtocolError("request body too large", status=413)
                     if not self._discarding:
-                        events.append(BodyReceived(self._stream_id, bytes(event.data)))
-                elif kind is h11.Request:
-                    started = self._start_request(event)
-                    if self._upgrade_settings is not None:
-                        events.append(self._switch(started.request))
+                        events.append(BodyReceived(self._stream_id, event))
+                elif kind is tuple:
+                    started = self._start_request(*event)
+                    if self._upgrade is not None and (switched := self._offer_upgrade(started)):
+                        events.append(switched)
                         break
                     events.append(started)
                     if not started.has_body:
-                        # h11 would report EndOfMessage on the next call without
-                        # consuming a byte; say it here and save the call.
+                        # The parser would report the end of the message on the
+                        # next call without consuming a byte; say it here.
                         events.append(BodyEnded(self._stream_id))
                         self._unparsed = False  # nothing more until the response ends
                         break
-                elif kind is h11.EndOfMessage:
+                elif event is END_OF_MESSAGE:
                     self._request_done = True
                     if self._discarding:
                         self._discarding = False
                         self._next_cycle()
-                        parser = self._parser
                     else:
                         events.append(BodyEnded(self._stream_id))
                         self._unparsed = False  # the next request waits for this response
                         break
-                elif kind is h11.ConnectionClosed:
+                elif event is CONNECTION_CLOSED:
                     events.append(ConnectionClosed())
                     break
                 else:  # NEED_DATA, or PAUSED until the response ends
                     self._unparsed = False
                     break
-            except h11.RemoteProtocolError as exc:
-                events.append(self._fail(exc.error_status_hint, str(exc)))
             except ProtocolError as exc:
-                events.append(self._fail(exc.status, str(exc)))
+                events.append(self._fail(exc.status, exc.message))
         return events
-
-    def _look_for_preface(self) -> bool | None:
-        """True: the client sent HTTP/2's preface; None: not (yet) known; False: wait."""
-        buffered, closed = self._parser.trailing_data
-        if not buffered or closed:
-            return None
-        if buffered[:len(PREFACE)] != PREFACE[:len(buffered)]:
-            self._h2_preface = False  # an HTTP/1 request: stop looking
-            return None
-        return len(buffered) >= len(PREFACE)
-
-    def _switch(self, upgraded: Request | None = None) -> ProtocolSwitched:
-        """Hand the connection to HTTP/2: the bytes received so far and the output queued."""
-        leftover, closed = self._parser.trailing_data
-        output = self.data_to_send()
-        upgrade = None
-        if upgraded is not None:
-            output += _SWITCHING_TO_H2C
-            upgrade = (upgraded, self._upgrade_settings)
-        successor = HTTP2Connection(self.info, self.limits, upgrade=upgrade, received=bytes(leftover), output=output)
-        if closed:
-            successor.receive_data(b"")
-        self._finished = True
-        return ProtocolSwitched(successor)
 
     def _check_head_syntax(self) -> None:
         """Refuse oversized heads, bare CR/LF line endings and obsolete line folding
-        before h11 sees them."""
-        buffered, _ = self._parser.trailing_data
+        before the parser sees them."""
+        buffered = self._parser.buffered()
+        limit = self.limits.max_header_bytes
         if b"\n" not in buffered and b"\r" not in buffered:
+            if len(buffered) > limit:
+                raise ProtocolError("request head too large", status=431)
             return
         end = buffered.find(b"\r\n\r\n")
-        # h11 bounds only an *incomplete* head; one that arrives whole in a
-        # single read must be measured here.
-        if end > self.limits.max_header_bytes:
+        # Measured here whether the head is complete or not: a parser may bound
+        # only an incomplete one, and one arriving whole in a read escapes that.
+        if end > limit or (end < 0 and len(buffered) > limit):
             raise ProtocolError("request head too large", status=431)
         head = buffered if end < 0 else buffered[: end + 2]
         stripped = head.replace(b"\r\n", b"")
@@ -241,49 +204,45 @@ class HTTP11Connection:
         if b"\n " in head or b"\n\t" in head:
             raise ProtocolError("obsolete line folding in request head")
 
-    def _start_request(self, event: h11.Request) -> RequestReceived:
+    def _start_request(
+        self, method: bytes, target: bytes, version: bytes, fields: list[tuple[bytes, bytes]],
+    ) -> RequestReceived:
+        """Judge a parsed head (raising ProtocolError) and start its stream."""
+        if version != b"1.1" and not version.startswith(b"1."):  # another protocol's greeting, perhaps
+            raise ProtocolError(f"HTTP/{version.decode('ascii', 'replace')} is not supported here", status=505)
         hosts = 0
         content_length: int | None = None
         chunked = False
         close = False
-        upgrade_settings = None
         headers: list[tuple[str, str]] = []
-        # raw_items() is a plain list; iterating h11's Headers goes through the
-        # generic Sequence protocol, several times slower per field.
-        for raw_name, value in event.headers.raw_items():
+        for raw_name, value in fields:
             name = raw_name.lower()
             if name == b"host":
                 hosts += 1
                 if not _VALID_HOST.fullmatch(value):
                     raise ProtocolError("invalid Host header")
             elif name == b"content-length":
-                content_length = int(value)
+                content_length = _content_length(value, content_length)
             elif name == b"transfer-encoding":
+                # Only chunked, once: any other coding we could not decode.
+                if chunked or value.lower() != b"chunked":
+                    raise ProtocolError("unsupported Transfer-Encoding", status=501)
                 chunked = True
             elif name == b"connection":
                 close = close or b"close" in value.lower()
-            elif name == b"http2-settings" and self._h2_upgrade:
-                upgrade_settings = value
             headers.append((name.decode("latin-1"), value.decode("latin-1")))
-        version = event.http_version.decode("ascii")
-        if hosts > 1:
-            raise ProtocolError("more than one Host header")
-        if chunked and content_length is not None:
-            raise ProtocolError("both Transfer-Encoding and Content-Length")
-        if chunked and version == "1.0":
-            raise ProtocolError("Transfer-Encoding in an HTTP/1.0 request")
+        if hosts != 1 and (hosts or version == b"1.1"):
+            raise ProtocolError("more than one Host header" if hosts else "missing Host header")
+        if chunked and (content_length is not None or version == b"1.0"):
+            raise ProtocolError("both Transfer-Encoding and Content-Length" if content_length is not None
+                                else "Transfer-Encoding in an HTTP/1.0 request")
         if content_length is not None and content_length > self.limits.max_body_bytes:
             raise ProtocolError("request body too large", status=413)
-
-        self._h2_preface = False
-        if upgrade_settings is not None:
-            upgrade_settings = self._h2c_upgrade(headers, upgrade_settings, chunked or bool(content_length))
-        self._h2_upgrade = False  # only the first request may upgrade
-        self._upgrade_settings = upgrade_settings
         self._stream_id += 1
+        self._awaiting_head = False
         self._in_request = True
-        self._method = event.method
-        self._version = version
+        self._method = method
+        self._version = version = version.decode("ascii")
         # HTTP/1.0 keep-alive is a non-standard extension; such clients get one
         # response per connection, which is always correct.
         self._client_keep_alive = version == "1.1" and not close
@@ -293,33 +252,26 @@ class HTTP11Connection:
         self._request_done = not has_body
         self._continue_sent = False
         request = Request(
-            event.method.decode("ascii"),
-            event.target.decode("latin-1"),
-            Headers._trusted(headers),
-            version,
-            self.info,
+            method.decode("ascii"), target.decode("latin-1"), Headers._trusted(headers), version, self.info,
         )
         return RequestReceived(self._stream_id, request, has_body)
 
-    @staticmethod
-    def _h2c_upgrade(headers: list[tuple[str, str]], settings: bytes, has_body: bool) -> bytes | None:
-        """The decoded HTTP2-Settings if this request asks for (and may have) ``h2c``.
+    def _offer_upgrade(self, started: RequestReceived) -> ProtocolSwitched | None:
+        """Let the upgrade hook take the connection over after the first request.
 
-        A request with a body is answered over HTTP/1.1 instead (RFC 7540
-        3.2 allows either): after 101 its body would have to be fed into
-        stream 1 as if it had come in DATA frames.
+        Only a request without a body is offered: after the switch the body
+        would have to reach the new protocol's handler as if it had come in
+        that protocol's framing, and RFC 9110 7.8 lets a server decline.
         """
-        upgrade = ",".join(v for n, v in headers if n == "upgrade").lower()
-        connection = ",".join(v for n, v in headers if n == "connection").lower()
-        if has_body or "h2c" not in upgrade or "http2-settings" not in connection:
+        hook, self._upgrade = self._upgrade, None  # only the first request may upgrade
+        if started.has_body or started.request.headers.get("upgrade") is None:
             return None
-        try:
-            decoded = base64.b64decode(settings + b"=" * (-len(settings) % 4), altchars=b"-_", validate=True)
-        except (binascii.Error, ValueError):
+        successor = hook(started.request, self._parser.buffered(), self._eof, b"".join(self._out))
+        if successor is None:
             return None
-        if len(decoded) % 6:
-            return None
-        return base64.urlsafe_b64encode(decoded)
+        self._out.clear()
+        self._finished = True
+        return ProtocolSwitched(successor)
 
     def _fail(self, status: int, reason: str) -> Event:
         """Queue an error response (if none has started) and mark the connection for closing."""
@@ -330,29 +282,32 @@ class HTTP11Connection:
             self._out.append(error_response_bytes(status, reason))
         return ProtocolFailed(status, reason)
 
-    # -- output --------------------------------------------------------------
+    def consumed(self, stream_id: int, size: int) -> None:
+        """Nothing to do: the client's window is the socket's, which reading opens."""
 
-    @property
-    def expects_continue(self) -> bool:
-        """The client waits for ``100 Continue`` before sending its body."""
+    def expects_continue(self, stream_id: int) -> bool:
+        """The client waits for ``100 Continue`` before sending the body of ``stream_id``."""
         return (
-            self._parser.they_are_waiting_for_100_continue
+            stream_id == self._stream_id
             and not self._continue_sent
             and not self._responding
+            and self._parser.waiting_for_continue
         )
 
     def send_continue(self, stream_id: int) -> None:
         """Tell a waiting client to go ahead with its body (done on the handler's first read)."""
-        if self.expects_continue:
+        if self.expects_continue(stream_id):
             self._continue_sent = True
             self._out.append(CONTINUE)
+
+    # -- output --------------------------------------------------------------
 
     def send_response(self, stream_id: int, response: Response) -> None:
         """Queue the status line and headers; the body follows with send_data.
 
         Raises ValueError (and queues nothing) for a malformed status or header.
         """
-        if self._broken:  # an error response is queued already; nothing else goes out
+        if self._broken:  # an answer of our own is queued already; nothing else goes out
             return
         status = response.status
         if status < 200:
@@ -401,11 +356,15 @@ class HTTP11Connection:
         it: a chunked or large remainder, or a client still waiting for
         ``100 Continue`` (that will now never come), closes the connection.
         """
-        if self.expects_continue or self._body_expected is None:
+        if self.expects_continue(self._stream_id) or self._body_expected is None:
             return False
         return self._body_expected - self._body_seen <= self.limits.max_drain_bytes
 
     def send_data(self, stream_id: int, data: bytes) -> None:
+        """Queue response body bytes (chunked if the response is).
+
+        Raises ValueError past the declared Content-Length.
+        """
         if not data or self._suppress_body or self._broken:
             return
         if self._to_send is not None:
@@ -434,6 +393,11 @@ class HTTP11Connection:
         elif self._request_done:
             self._next_cycle()
 
+    def _next_cycle(self) -> None:
+        """Let the parser start on the next request, with the bytes left over."""
+        self._unparsed = self._parser.start_next()
+        self._awaiting_head = True
+
     def abort_stream(self, stream_id: int) -> None:
         """A response cannot be finished (its body failed mid-way): close the connection.
 
@@ -442,15 +406,20 @@ class HTTP11Connection:
         """
         self._broken = True
 
-    def _next_cycle(self) -> None:
-        """Hand the leftover bytes to a fresh parser for the next request."""
-        leftover, closed = self._parser.trailing_data
-        self._parser = self._new_parser()
-        if leftover:
-            self._parser.receive_data(leftover)
-        if closed:
-            self._parser.receive_data(b"")
-        self._unparsed = bool(leftover) or closed
+    def refuse_stream(self, stream_id: int) -> None:
+        """Turn the request away unprocessed: ``503`` with ``Retry-After``, then close.
+
+        The connection closes because the request's body (if any) is left
+        unread. Once a response has started it is too late for a 503; the
+        connection is then cut, as by :meth:`abort_stream`.
+        """
+        if self._broken or self._finished or not self._in_request or stream_id != self._stream_id:
+            return
+        if not self._responding:
+            self._out.append(error_response_bytes(
+                503, "the server is busy, retry later", [("retry-after", "1")], head_only=self._method == b"HEAD",
+            ))
+        self._broken = True
 
     def close_after_current(self) -> None:
         """Graceful shutdown: the current (or next) response says Connection: close."""
@@ -463,7 +432,28 @@ class HTTP11Connection:
 
     # -- state a runtime needs ----------------------------------------------
 
+    def pending(self, stream_id: int) -> int:
+        """Always 0: without flow control every byte queued is ready to be written."""
+        return 0
+
+    def stream_reset(self, stream_id: int) -> bool:
+        """Is ``stream_id`` no longer the request in flight (or the connection broken)?"""
+        return self._broken or self._finished or not self._in_request or stream_id != self._stream_id
+
     @property
     def should_close(self) -> bool:
         """Once data_to_send is flushed, close the socket."""
         return self._broken or self._finished or (self._closing and not self._in_request)
+
+
+def _content_length(value: bytes, previous: int | None) -> int:
+    """A Content-Length value, checked here rather than trusted to the parser.
+
+    Repeats of one value are allowed (RFC 9110 8.6), different values are not.
+    """
+    if not value.isdigit():
+        raise ProtocolError("invalid Content-Length")
+    length = int(value)
+    if previous is not None and previous != length:
+        raise ProtocolError("conflicting Content-Length headers")
+    return length

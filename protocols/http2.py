@@ -1,8 +1,7 @@
 """HTTP/2 as a sans-IO connection: h2 frames and flow-controls, this module serves.
 
-:class:`HTTP2Connection` has the shape of :class:`~.http11.HTTP11Connection`
-(``receive_data``, ``events``, ``send_response`` / ``send_data`` /
-``end_stream`` per stream, ``data_to_send``), so a runtime drives both with the
+:class:`HTTP2Connection` implements :class:`~.contract.ServerConnection`, as
+:class:`~.http11.HTTP11Connection` does, so a runtime drives both with the
 same calls. What differs is that streams overlap: a runtime that sees
 ``multiplexed`` set serves each :class:`~.events.RequestReceived` concurrently
 with its siblings instead of one after another.
@@ -94,7 +93,6 @@ class HTTP2Connection:
 
     protocol = "HTTP/2"
     multiplexed = True
-    expects_continue = False  # HTTP/2 clients do not wait for 100 Continue
 
     def __init__(
         self,
@@ -426,8 +424,17 @@ class HTTP2Connection:
         self._out.append(self._h2.data_to_send())
         self._out.append(frame.serialize())
 
+    def expects_continue(self, stream_id: int) -> bool:
+        """Always False: this server sends no ``100 Continue`` over HTTP/2.
+
+        The stream's flow-control window already tells the client how much
+        body it may send; one that asks for ``100`` anyway goes ahead after
+        its own short wait.
+        """
+        return False
+
     def send_continue(self, stream_id: int) -> None:
-        pass
+        """A no-op, since :meth:`expects_continue` is never true (see there)."""
 
     def data_to_send(self) -> bytes:
         if self._waiting:

@@ -5,14 +5,15 @@ The driver is the shared one in ``_async/``. What this edge adds:
 - the choice of loop: ``Config.loop`` is ``"uvloop"``, plain ``"asyncio"``,
   or ``"auto"`` (uvloop if it can be imported: an option, not a requirement);
 - a thread-safe "call soon" for the worker pool (``call_soon_threadsafe``);
-- its own byte stream. anyio's asyncio streams make every ``receive`` and
-  ``send`` a checkpoint (an extra trip round the loop) and keep their own
-  queue and event per stream; :class:`ProtocolStream` sits directly on an
-  ``asyncio.Protocol``: data arrives by callback into a list, and a ``send``
-  that the kernel takes at once never suspends. Measured on hello world at
-  64 connections (server pinned to one core): 197 us of CPU per request on
-  anyio's streams, 147 us on these. ``async_streams="anyio"`` brings anyio's
-  back, to measure it again.
+- its own transport (``_async/transport.py`` defines the seam). anyio's
+  asyncio streams make every ``receive`` and ``send`` a checkpoint (an
+  extra trip round the loop) and keep their own queue and event per stream;
+  :class:`ProtocolStream` sits directly on an ``asyncio.Protocol``: data
+  arrives by callback into a list, and a ``send`` that the kernel takes at
+  once never suspends. Measured on hello world at 64 connections (server
+  pinned to one core): 197 us of CPU per request on anyio's streams, 147 us
+  on these. ``async_streams="anyio"`` brings anyio's back, to measure it
+  again.
 """
 
 from __future__ import annotations
@@ -25,9 +26,12 @@ from collections.abc import Callable
 from typing import Any
 
 import anyio
-import anyio.abc
+
+from protocols import ConnectionInfo
 
 from ._async import AsyncRuntime
+from ._async.transport import RECV_SIZE, AsyncTransport
+from .common import socket_address
 
 __all__ = ["AsyncioRuntime"]
 
@@ -49,11 +53,12 @@ class AsyncioRuntime(AsyncRuntime):
     def thread_notifier(self):
         return asyncio.get_running_loop().call_soon_threadsafe
 
-    async def serve_listener(self, sock: socket.socket, on_stream: Callable[[Any], None]) -> None:
+    async def serve_listener(self, sock: socket.socket,
+                             on_transport: Callable[[AsyncTransport], None]) -> None:
         if self.config.async_streams == "anyio":
-            return await super().serve_listener(sock, on_stream)
+            return await super().serve_listener(sock, on_transport)
         loop = asyncio.get_running_loop()
-        server = await loop.create_server(lambda: ProtocolStream(on_stream), sock=sock,
+        server = await loop.create_server(lambda: ProtocolStream(on_transport), sock=sock,
                                           backlog=self.config.backlog)
         try:
             await anyio.sleep_forever()
@@ -62,10 +67,15 @@ class AsyncioRuntime(AsyncRuntime):
 
 
 class ProtocolStream(asyncio.Protocol):
-    """A byte stream over an asyncio transport: just what the driver uses."""
+    """An :class:`~._async.transport.AsyncTransport` over an asyncio transport: just what the driver uses.
 
-    def __init__(self, on_stream: Callable[[Any], None]) -> None:
-        self._on_stream = on_stream
+    It is the transport itself rather than wrapped in one, so a read or a
+    write costs the driver one coroutine call and no more. Closing needs no
+    draining of unread bytes: asyncio reads eagerly, so the kernel holds none.
+    """
+
+    def __init__(self, on_transport: Callable[[AsyncTransport], None]) -> None:
+        self._on_transport = on_transport
         self._chunks: deque[bytes] = deque()
         self._buffered = 0
         self._eof = False
@@ -78,15 +88,20 @@ class ProtocolStream(asyncio.Protocol):
     # Protocol callbacks (the loop calls these) -------------------------------
 
     def connection_made(self, transport: asyncio.Transport) -> None:
-        self.transport = transport
-        self._on_stream(self)
+        self._transport = transport
+        sock = transport.get_extra_info("socket")
+        if sock is not None:  # small responses leave at once; the protocol batches what it can
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.info = ConnectionInfo(socket_address(transport.get_extra_info("peername")),
+                                   socket_address(transport.get_extra_info("sockname")))
+        self._on_transport(self)
 
     def data_received(self, data: bytes) -> None:
         self._chunks.append(data)
         self._buffered += len(data)
         if self._buffered > READ_HIGH_WATER and not self._reading_paused:
             self._reading_paused = True
-            self.transport.pause_reading()
+            self._transport.pause_reading()
         self._wake_reader()
 
     def eof_received(self) -> bool:
@@ -114,12 +129,13 @@ class ProtocolStream(asyncio.Protocol):
         if self._drainer is not None and not self._drainer.done():
             self._drainer.set_result(None)
 
-    # The stream, as the driver sees it ---------------------------------------
+    # The transport, as the driver sees it ------------------------------------
 
-    async def receive(self, max_bytes: int = 65536) -> bytes:
+    async def receive(self, max_bytes: int = RECV_SIZE) -> bytes:
+        """A chunk as the loop delivered it (``max_bytes`` is the loop's business); b"" at the end."""
         while not self._chunks:
             if self._eof:
-                raise anyio.EndOfStream
+                return b""
             self._reader = asyncio.get_running_loop().create_future()
             try:
                 await self._reader
@@ -129,13 +145,13 @@ class ProtocolStream(asyncio.Protocol):
         self._buffered -= len(data)
         if self._reading_paused and self._buffered <= READ_HIGH_WATER // 2 and not self._closed:
             self._reading_paused = False
-            self.transport.resume_reading()
+            self._transport.resume_reading()
         return data
 
     async def send(self, data: bytes) -> None:
         if self._closed:
             raise anyio.BrokenResourceError
-        self.transport.write(data)
+        self._transport.write(data)
         while self._writing_paused and not self._closed:
             self._drainer = asyncio.get_running_loop().create_future()
             try:
@@ -147,13 +163,4 @@ class ProtocolStream(asyncio.Protocol):
 
     async def aclose(self) -> None:
         self._closed = True
-        self.transport.close()
-
-    def extra(self, attribute: Any) -> Any:
-        if attribute is anyio.abc.SocketAttribute.raw_socket:
-            return self.transport.get_extra_info("socket")
-        if attribute is anyio.abc.SocketAttribute.remote_address:
-            return self.transport.get_extra_info("peername")
-        if attribute is anyio.abc.SocketAttribute.local_address:
-            return self.transport.get_extra_info("sockname")
-        raise KeyError(attribute)
+        self._transport.close()

@@ -17,12 +17,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from protocols import ClientDisconnected, HTTPError, Limits, Request, Response
+from protocols import Limits, Request
 
 __all__ = [
-    "Config", "Handler", "Runtime", "bind_listeners", "call_handler", "error_response",
-    "GATHERED_BODY_BYTES", "discard_unread", "gather_body_first", "handler_failed", "is_async_handler", "logger", "socket_address", "start_response",
-    "thread_count",
+    "Config", "Handler", "Runtime", "bind_listeners", "discard_unread", "is_async_handler", "logger",
+    "socket_address", "thread_count",
 ]
 
 logger = logging.getLogger("astra")
@@ -94,6 +93,10 @@ class Runtime:
     supports_async = False
     #: Does it queue requests for a bounded pool (and answer 503 past the queue)?
     uses_worker_pool = False
+    #: Does a worker belong to a connection for the connection's life (the
+    #: seeds' design)? Then N workers serve at most N connections at once,
+    #: and what a connection does (idle, slow to read) holds its worker.
+    pins_connections = False
 
     def __init__(self, handler: Handler, config: Config, listeners: list[socket.socket]) -> None:
         self.handler = handler
@@ -157,64 +160,6 @@ def _raise_open_file_limit() -> None:
             pass
 
 
-def error_response(status: int, message: str = "", headers: dict[str, str] | None = None) -> Response:
-    from http import HTTPStatus
-
-    text = f"{status} {HTTPStatus(status).phrase}"
-    if message:
-        text += f": {message}"
-    return Response(text + "\n", status=status, headers=headers)
-
-
-def call_handler(handler: Handler, request: Request) -> Response:
-    """Run a blocking handler and always come back with a Response.
-
-    ``HTTPError`` becomes its status; any other exception a logged 500.
-    ``ClientDisconnected`` propagates: there is nobody left to answer.
-    """
-    try:
-        response = handler(request)
-    except Exception as exc:
-        return handler_failed(exc, request)
-    return check_response(response, request)
-
-
-def handler_failed(exc: Exception, request: Request) -> Response:
-    """The answer to a handler's exception (re-raises ``ClientDisconnected``)."""
-    if isinstance(exc, HTTPError):
-        return error_response(exc.status, exc.message, exc.headers)
-    if isinstance(exc, ClientDisconnected):
-        raise exc
-    logger.error("handler failed: %s %s", request.method, request.target, exc_info=exc)
-    return error_response(500)
-
-
-def start_response(conn: Any, stream_id: int, response: Response) -> Response:
-    """Send a response's head; an invalid one is logged and replaced by a 500.
-
-    Returns the response actually started, whose body the caller sends.
-    """
-    try:
-        conn.send_response(stream_id, response)
-    except ValueError as exc:
-        logger.error("handler returned an invalid response: %s", exc)
-        response.body.close()
-        response = error_response(500)
-        conn.send_response(stream_id, response)
-    return response
-
-
-def check_response(response: object, request: Request) -> Response:
-    if isinstance(response, Response):
-        return response
-    logger.error(
-        "handler returned %s for %s %s, expected a Response",
-        type(response).__name__, request.method, request.target,
-    )
-    return error_response(500)
-
-
-
 def socket_address(address: Any) -> tuple[str, int] | None:
     """(host, port) of an AF_INET/AF_INET6 address; None for anything else."""
     if isinstance(address, tuple) and len(address) >= 2:
@@ -234,23 +179,6 @@ def thread_count() -> int:
     import threading
 
     return threading.active_count()
-
-
-#: A request body up to this size (by its Content-Length) is read whole
-#: before a worker thread runs the handler: a client trickling a small POST
-#: then costs a buffer, not a thread (the slow-body attack on a pool).
-GATHERED_BODY_BYTES = 64 * 1024
-
-
-def gather_body_first(request: Request, proto: Any) -> bool:
-    """Should this request's body be read before the handler's thread is involved?
-
-    Only a small body with a declared length, and never for a client that
-    waits for ``100 Continue`` (it sends nothing until the handler reads).
-    """
-    length = request.headers.get("content-length")
-    return (length is not None and length.isdigit() and int(length) <= GATHERED_BODY_BYTES
-            and not proto.expects_continue)
 
 
 def discard_unread(sock: socket.socket) -> None:

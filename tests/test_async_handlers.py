@@ -10,7 +10,7 @@ import anyio
 import pytest
 
 from astra import HTTPError, Response, available_runtimes
-from astra.runtimes import load_runtime
+from astra.registry import load_runtime
 
 from .conftest import connect, read_until_closed
 

@@ -187,3 +187,31 @@ def test_slowloris_behind_unbuffered_nginx(tmp_path):
     r, = json.loads(out.read_text())["results"]
     assert r["proxy"] == "nginx" and r["buffering"] is False and "error" not in r
     assert r["probe"]["success_rate"] == 1.0 and r["nginx_cost"]["peak_rss_kib"] > 0
+
+
+@pytest.mark.skipif(not shutil.which("taskset"), reason="taskset missing")
+def test_idle_connections_counts_what_a_tiny_pinned_pool_answers_queues_and_refuses(tmp_path):
+    """pinned on 2 workers and a queue of 5: 2 answered, a few waiting, the rest refused; hybrid answers all."""
+    tiny = "pinned:--max-workers 2 --max-queued-requests 5"
+    run = subprocess.run(
+        [sys.executable, "-m", "experiments.idle_connections", "--idle", "50", "--probes", "3",
+         "--runtimes", "pinned,hybrid", "--server-arg", tiny, "--open-timeout", "5", "--probe-timeout", "2",
+         "--results-dir", str(tmp_path)], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
+    doc = json.loads((tmp_path / "idle_connections-latest.json").read_text())
+    assert doc["keep_alive_timeout"] == 600
+    rows = {row["runtime"]: row for row in doc["rows"]}
+    for row in rows.values():
+        counts = row["connections"]
+        assert sum(counts.values()) == 50 and counts["other"] == 0, counts
+        assert row["answered_still_open"] == counts["answered"]  # a 600 s keep-alive: none closed
+        assert len(row["probes"]) == sum(row["probe_outcomes"].values()) == 3
+        assert row["threads_with_idle"] >= 1 and row["rss_kib_with_idle"] > 0  # the older fields are kept
+    pinned, hybrid = rows["pinned"], rows["hybrid"]
+    assert pinned["server_args"] == ["--max-workers", "2", "--max-queued-requests", "5"] and hybrid["server_args"] == []
+    # 2 workers keep their connections; up to 5 more queue (fewer if the workers had not yet taken theirs)
+    assert pinned["connections"]["answered"] == 2, pinned["connections"]
+    assert 1 <= pinned["connections"]["waiting"] <= 5 and pinned["connections"]["refused"] >= 43, pinned["connections"]
+    assert set(pinned["probe_outcomes"]) <= {"503", "timeout"} and pinned["probe_ms"]["median"] is None
+    assert hybrid["connections"] == {"answered": 50, "refused": 0, "waiting": 0, "other": 0}
+    assert hybrid["probe_outcomes"] == {"200": 3} and hybrid["probe_ms"]["median"] > 0

@@ -165,10 +165,10 @@ def test_204_has_no_body_and_no_length():
 def test_expect_100_continue_is_sent_on_request():
     conn = new_conn()
     events = feed(conn, b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nExpect: 100-continue\r\n\r\n")
-    assert events[0].has_body and conn.expects_continue
+    assert events[0].has_body and conn.expects_continue(1)
     conn.send_continue(1)
     assert conn.data_to_send() == b"HTTP/1.1 100 Continue\r\n\r\n"
-    assert not conn.expects_continue
+    assert not conn.expects_continue(1)
     assert feed(conn, b"abc") == [BodyReceived(1, b"abc"), BodyEnded(1)]
 
 

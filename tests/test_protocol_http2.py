@@ -12,6 +12,7 @@ from protocols import (
     BodyReceived,
     ConnectionInfo,
     HTTP2Connection,
+    HTTP11Connection,
     Limits,
     ProtocolSwitched,
     RequestReceived,
@@ -32,6 +33,15 @@ def pair(limits: Limits | None = None):
     client.receive_data(server.data_to_send())
     server.receive_data(client.data_to_send())
     return client, server
+
+
+def opened_as_http1(data: bytes) -> HTTP11Connection:
+    """An "auto" connection fed ``data``, past its opening switch to HTTP/1.1."""
+    conn = server_connection(INFO)
+    conn.receive_data(data)
+    switched, = conn.events()
+    assert isinstance(switched, ProtocolSwitched) and isinstance(switched.connection, HTTP11Connection)
+    return switched.connection
 
 
 def exchange(client, server):
@@ -62,9 +72,8 @@ def test_http1_only_does_not_switch():
 
 
 def test_h2c_upgrade_turns_the_request_into_stream_1():
-    conn = server_connection(INFO)
-    conn.receive_data(b"GET /up HTTP/1.1\r\nHost: x\r\nConnection: Upgrade, HTTP2-Settings\r\n"
-                      b"Upgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n")
+    conn = opened_as_http1(b"GET /up HTTP/1.1\r\nHost: x\r\nConnection: Upgrade, HTTP2-Settings\r\n"
+                           b"Upgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n")
     switched, = conn.events()
     h2conn = switched.connection
     started, ended = h2conn.events()
@@ -77,8 +86,7 @@ def test_bad_http2_settings_or_a_body_means_no_upgrade():
                  b"Upgrade: h2c\r\nHTTP2-Settings: !!!\r\n\r\n",
                  b"POST / HTTP/1.1\r\nHost: x\r\nConnection: Upgrade, HTTP2-Settings\r\n"
                  b"Upgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\nContent-Length: 2\r\n\r\nhi"):
-        conn = server_connection(INFO)
-        conn.receive_data(head)
+        conn = opened_as_http1(head)
         assert isinstance(conn.events()[0], RequestReceived)
 
 

@@ -1,32 +1,45 @@
 """The event-loop runtimes' one driver, written once on anyio.
 
 ``asyncio_runtime`` and ``trio_runtime`` differ only in which event loop
-``anyio.run`` starts; everything else, from accepting to shutting down, is
-this module. hypercorn keeps a tree of worker code per event loop and the two
-drift apart; here there is one driver and two one-line edges.
+``anyio.run`` starts (and asyncio brings a faster transport of its own);
+everything else, from accepting to shutting down, is this package.
+hypercorn keeps a tree of worker code per event loop and the two drift
+apart; here there is one driver and two thin edges.
 
-Read it in this order:
+Read it in this order; each module imports only the ones above it:
 
-1. ``server.py``: :meth:`AsyncRuntime.serve` starts the loop;
-   :meth:`AsyncServer.run` accepts connections until told to stop, then
-   shuts down gracefully.
-2. ``connection.py``: :meth:`AsyncConnection.serve`, one connection's life,
-   as a task.
-3. ``connection.py``: :meth:`AsyncConnection.call_handler`: how the *same* handlers run here.
-   An ``async def`` handler is awaited. A plain blocking handler goes to the
-   same elastic, bounded ``WorkerPool`` the hybrid runtime uses (so the two
-   differ only in how sockets wait, and overload gets the same 503): a
-   blocking call blocks a thread, not the loop. With
-   ``blocking_handlers="inline"`` it runs on the loop itself, which is fast
-   for handlers that never block and the clearest demonstration of what one
-   blocking call does to everyone else.
+1. ``transport.py``: :class:`~.transport.AsyncTransport`, the seam every
+   read, write and close of a client socket goes through (receive, send,
+   aclose, and the addresses). The driver never touches a socket, so a TLS
+   transport slots in without touching it.
+2. ``exchange.py``: one request's life, for HTTP/1.1 and HTTP/2 alike:
+   :class:`~.exchange.AsyncBody` (the one body reader), the gather-before-
+   dispatch rule, the handler call (awaited, on the worker pool, or
+   inline) and the response writer. It knows the server as a
+   :class:`~.exchange.Host` and the connection (or stream set) that
+   carries it as a :class:`~.exchange.Carrier`.
+3. ``streams.py``: :class:`~.streams.StreamSet`, overlapping streams
+   (HTTP/2): the connection's task reads, a task per stream answers. It
+   knows its connection as a :class:`~.streams.Line`.
+4. ``connection.py``: :class:`~.connection.Connection`, one connection's
+   life as a task: requests one at a time on the hot path, a protocol
+   switch, the hand-over to a stream set; its deadlines.
+5. ``server.py``: :class:`~.server.AsyncRuntime` starts the loop;
+   :class:`~.server.AsyncServer` accepts, sweeps deadlines, runs blocking
+   handlers on the same elastic, bounded ``WorkerPool`` the hybrid runtime
+   uses (so the two differ only in how sockets wait, and overload gets the
+   same 503), and shuts down gracefully. To connections it is the small
+   :class:`~.connection.Server` interface.
 
-The backend edges supply one thing: :meth:`AsyncRuntime.thread_notifier`,
-the loop's own thread-safe "call this soon" (asyncio's
+Deadlines, one owner each (the module docstrings say more): the connection
+task owns HEAD and IDLE on HTTP/1.1, the stream set owns IDLE on HTTP/2; a
+body read owns BODY; the sender owns SEND. None costs a cancel scope on the
+hot path: one sweeper task checks them all every tick.
+
+The backend edges supply the loop's own thread-safe "call this soon"
+(:meth:`~.server.AsyncRuntime.thread_notifier`: asyncio's
 ``call_soon_threadsafe``, trio's ``TrioToken.run_sync_soon``), which a
 worker uses to say its handler is done without waiting for the loop.
-4. ``connection.py``: :class:`AsyncBodyInbox`: the request body, awaited by async handlers and
-   fetched through the loop by handlers on threads.
 """
 
 from .server import AsyncRuntime

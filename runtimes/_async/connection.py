@@ -1,323 +1,254 @@
-"""One connection of the event-loop runtimes, as a task: requests, handlers, bodies."""
+"""One connection of the event-loop runtimes, as a task.
+
+:meth:`Connection.serve` is a connection's whole life. It starts with the
+protocol :func:`~protocols.server_connection` chooses and serves requests
+one at a time (HTTP/1.1): read until a request head is parsed, live the
+exchange (``exchange.answer``: body, handler, response), wait for the next.
+No task is started per request: the keep-alive hot path is this loop, the
+handler and one send. When the protocol hands over to a successor
+(:class:`~protocols.ProtocolSwitched`, wherever it comes) the connection
+drives the successor from there; a successor whose streams overlap (HTTP/2)
+is handed to a :class:`~.streams.StreamSet`, with this task as its reader.
+
+What a connection needs from the server is the small :class:`Server`
+interface; what the server calls here is :meth:`Connection.serve`,
+:meth:`Connection.check` and :meth:`Connection.close_if_idle`. To an
+exchange this connection is a :class:`~.exchange.Carrier`, to a stream set a
+:class:`~.streams.Line`. Bytes come and go through an
+:class:`~.transport.AsyncTransport`, never a socket.
+
+Deadlines cost nothing on the hot path: instead of a cancel scope per read
+or write (anyio's cost several microseconds each on asyncio), the connection
+keeps two deadlines, and the server's sweeper calls :meth:`Connection.check`
+every tick, which cancels the connection's one scope when one has passed:
+
+- ``deadline`` (with ``deadline_kind``), the wait for the client. It has one
+  writer at a time, whoever is reading: on HTTP/1.1 this loop between
+  requests (HEAD for a head being received, IDLE for keep-alive) and, during
+  a request, the exchange's body read (BODY, through :meth:`Connection.more`);
+  on HTTP/2 the stream set's keep-alive clock (IDLE, through
+  :meth:`Connection.keep_alive`).
+- ``send_deadline`` (SEND), owned by the sender: every byte leaves through
+  :meth:`Connection.flush` or :meth:`Connection.send`, each bounded by
+  ``io_timeout``.
+
+When HEAD or BODY passes before a response has started, the client gets a
+408 (the connection's last words, with a second of their own to leave);
+IDLE and SEND close quietly.
+"""
 
 from __future__ import annotations
 
-import socket
 import time
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import anyio
-import anyio.abc
-import anyio.from_thread
 
 from protocols import (
-    ClientDisconnected,
-    ConnectionInfo,
     Event,
     ProtocolSwitched,
-    Request,
-    RequestBody,
     RequestReceived,
-    Response,
     error_response_bytes,
     server_connection,
 )
 
-from .._threads import BodyInbox
-from .deadlines import BODY, HEAD, IDLE, SEND
-from .streams import AsyncStreams, body_reader
-from ..common import (
-    call_handler,
-    check_response,
-    discard_unread,
-    error_response,
-    gather_body_first,
-    handler_failed,
-    logger,
-    socket_address,
-    start_response,
-)
+from .._lifecycle import Deadline
+from ..common import Config, logger
+from .exchange import AsyncBody, Host, answer
+from .streams import StreamSet
+from .transport import DISCONNECTS, RECV_SIZE, AsyncTransport
 
-if TYPE_CHECKING:
-    from .server import AsyncServer
+__all__ = ["Connection", "Server"]
 
-__all__ = ["AsyncConnection", "PoolFull"]
-
-RECV_SIZE = 64 * 1024
-_DISCONNECTS = (ClientDisconnected, OSError, anyio.BrokenResourceError, anyio.ClosedResourceError,
-                anyio.EndOfStream)
+HEAD, BODY, IDLE, SEND = Deadline.HEAD, Deadline.BODY, Deadline.IDLE, Deadline.SEND
 
 
-class PoolFull(Exception):
-    """The worker pool's queue is full: refuse the request."""
+class Server(Host, Protocol):
+    """What a connection needs from the server (``server.AsyncServer``), besides what its exchanges need."""
+
+    config: Config
+
+    def forget(self, connection: Connection) -> None:
+        """The connection has closed."""
 
 
-# 2. One connection, as a task ---------------------------------------------------
+class Connection:
+    """One client connection, served by one task."""
 
-
-
-class AsyncConnection:
-    """One connection's task.
-
-    Timeouts cost nothing on the hot path: instead of a cancel scope per
-    read or write (anyio's cost several microseconds each on asyncio), the
-    connection keeps a ``deadline`` and its meaning, and the server's sweeper
-    task cancels the connection's one scope when a deadline passes.
-    """
-
-    def __init__(self, server: AsyncServer, stream: anyio.abc.SocketStream) -> None:
+    def __init__(self, server: Server, transport: AsyncTransport) -> None:
         self.server = server
-        self.config = server.config
-        self.stream = stream
+        self.config = config = server.config
+        self.io_timeout = config.io_timeout
+        self.transport = transport
+        self.receive = transport.receive  # a Line's reads are the transport's, unwrapped
+        self.proto = server_connection(transport.info, config.limits, config.http)
         self.scope: anyio.CancelScope | None = None
-        self.deadline: float | None = time.monotonic() + self.config.header_timeout
+        self.deadline: float | None = time.monotonic() + config.header_timeout
         self.deadline_kind = HEAD
-        self.expired: str | None = None
-        self.responding = False
-        self.streams: AsyncStreams | None = None  # HTTP/2 only
-        self.sock = sock = stream.extra(anyio.abc.SocketAttribute.raw_socket)
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        info = ConnectionInfo(socket_address(stream.extra(anyio.abc.SocketAttribute.remote_address)),
-                              socket_address(stream.extra(anyio.abc.SocketAttribute.local_address)))
-        self.proto = server_connection(info, self.config.limits, self.config.http)
+        self.send_deadline: float | None = None
+        self.expired: Deadline | None = None
+        self.body: AsyncBody | None = None  # the HTTP/1.1 request in progress, if it has a body
+        self.streams: StreamSet | None = None  # once its streams overlap (HTTP/2)
 
-    def expire(self, kind: str) -> None:
-        if self.scope is not None and self.expired is None:
-            self.expired = kind
-            self.scope.cancel()
-
-    def close_if_idle(self) -> None:
-        """Shutdown: close now if no request is in progress, else after it."""
-        if self.deadline_kind in (HEAD, IDLE) and self.deadline is not None:
-            self.expire(IDLE)  # no request in progress: close without a word
-        elif self.streams is not None:
-            self.streams.wake_reader()  # to send GOAWAY
+    # 1. As the server sees it ------------------------------------------------------
 
     async def serve(self) -> None:
         try:
             with anyio.CancelScope() as self.scope:
                 if self.proto.multiplexed:
-                    await self._serve_streams()
+                    await self._serve_streams(self.proto.events())
                 else:
-                    await self._serve()
-            if self.expired in (HEAD, BODY) and not self.responding and not self.proto.multiplexed:
-                with anyio.move_on_after(1):
-                    await self.stream.send(error_response_bytes(408, f"request {self.expired} not received in time"))
-        except _DISCONNECTS:
+                    await self._serve_one_at_a_time()
+            if self.expired is not None:
+                await self._answer_expiry(self.expired)
+        except DISCONNECTS:
             pass  # the client went away: its connection is all it costs
         except Exception:
             logger.exception("connection failed")
         finally:
             self.server.forget(self)
-            if isinstance(self.sock, socket.socket):  # asyncio's transports read eagerly anyway
-                discard_unread(self.sock)
-            with anyio.CancelScope(shield=True):
-                await self.stream.aclose()
+            with anyio.CancelScope(shield=True):  # a cancelled connection still closes cleanly
+                await self.transport.aclose()
 
-    async def _serve(self) -> None:
-        proto = self.proto
+    def check(self, now: float) -> None:
+        """The sweeper's tick: end the connection if one of its deadlines has passed."""
+        deadline = self.deadline
+        if deadline is not None and now >= deadline:
+            self._expire(self.deadline_kind)
+        elif (deadline := self.send_deadline) is not None and now >= deadline:
+            self._expire(SEND)
+
+    def close_if_idle(self) -> None:
+        """Shutdown: close now if no request is in progress, else after it."""
+        if self.deadline is not None and self.deadline_kind in (HEAD, IDLE):
+            self._expire(IDLE)  # no request in progress: close without a word
+        elif self.streams is not None:
+            self.streams.wake_reader()  # to send GOAWAY
+
+    def _expire(self, kind: Deadline) -> None:
+        if self.scope is not None and self.expired is None:
+            self.expired = kind
+            self.scope.cancel()
+
+    async def _answer_expiry(self, kind: Deadline) -> None:
+        """A 408 for a head or body that came too late, unless a response has begun."""
+        answered = self.streams is not None or (self.body is not None and self.body.answered)
+        if kind.answer is not None and not answered:
+            with anyio.move_on_after(1):
+                await self.transport.send(error_response_bytes(kind.answer, kind.reason))
+
+    # 2. Requests one at a time (HTTP/1.1) -------------------------------------------
+
+    async def _serve_one_at_a_time(self) -> None:
         while True:
             events = await self._wait_for_request()
             if events is None:
                 return
-            if type(events[-1]) is ProtocolSwitched:
-                self.proto = events[-1].connection
-                await self._serve_streams()
+            if self.proto.multiplexed:
+                await self._serve_streams(events)
                 return
             started = events[0]
-            request = started.request
-            inbox = None
+            body = None
             if started.has_body:
-                inbox = AsyncBodyInbox(self, started.stream_id)
+                body = self.body = AsyncBody(started.stream_id, self, self.io_timeout)
                 for event in events[1:]:
-                    inbox.absorb(event)
-                request.body = inbox.request_body(self.server)
-                server = self.server
-                if not (server.handler_is_async or server.inline) and gather_body_first(request, proto):
-                    await inbox.gather()  # a slow client must not hold a pool thread
-            response = await self.call_handler(request, inbox)
-            if self.server.stopping:
-                proto.close_after_current()
-            await self.write_response(started.stream_id, response, self.flush)
-            if proto.should_close:
-                await self.send(proto.data_to_send())
+                    body.absorb(event)
+            await answer(self.server, self, started, body)
+            self.body = None
+            if self.proto.should_close:
+                await self.flush()
                 return
-            self.set_deadline(self.config.keep_alive_timeout, IDLE)
+            self._expect(IDLE, self.config.keep_alive_timeout)
 
     async def _wait_for_request(self) -> list[Event] | None:
-        """Read until a request head is parsed; None means close the connection.
+        """Read until a request head is parsed (or streams begin); None means close the connection.
 
         Deadlines as on the thread runtimes: a new connection has
         header_timeout to deliver its first head; an idle keep-alive one may
         stay silent for keep_alive_timeout, then has header_timeout to finish.
         """
-        proto = self.proto
         while True:
-            events = proto.events()
-            if events:
-                if type(events[0]) is RequestReceived or type(events[0]) is ProtocolSwitched:
-                    self.deadline = None  # the handler takes as long as it takes
-                    self.responding = False
+            events = self.proto.events()
+            if events and type(events[-1]) is ProtocolSwitched:
+                events = self._adopt(events)
+                if self.proto.multiplexed:
+                    self.deadline = None  # the stream set keeps the clock from here
                     return events
-                await self.send(proto.data_to_send())  # ProtocolFailed: its 4xx is queued
+            if events:
+                self.deadline = None  # no longer waiting: a handler takes as long as it takes
+                if type(events[0]) is RequestReceived:
+                    return events
+                await self.flush()  # ProtocolFailed: its 4xx is queued
                 return None
-            if proto.should_close or self.server.stopping:
-                await self.send(proto.data_to_send())
+            if self.proto.should_close or self.server.stopping:
+                self.deadline = None
+                await self.flush()
                 return None
-            data = await self.receive()
+            data = await self.receive(RECV_SIZE)
             if not data:
                 return None
             if self.deadline_kind is IDLE:
-                self.set_deadline(self.config.header_timeout, HEAD)
-            proto.receive_data(data)
+                self._expect(HEAD, self.config.header_timeout)
+            self.proto.receive_data(data)
 
-    def set_deadline(self, seconds: float, kind: str) -> None:
+    def _adopt(self, events: list[Event]) -> list[Event]:
+        """Drive the successor a ProtocolSwitched names; its events continue the batch."""
+        while events and type(events[-1]) is ProtocolSwitched:
+            self.proto = events[-1].connection
+            events = events[:-1] + self.proto.events()
+        return events
+
+    async def _serve_streams(self, events: list[Event]) -> None:
+        """Overlapping streams (HTTP/2): this task reads; each stream is answered by a task of its own."""
+        self.streams = StreamSet(self, self.server, self.proto, self.io_timeout)
+        await self.streams.serve(events)
+
+    def _expect(self, kind: Deadline, seconds: float) -> None:
         self.deadline = time.monotonic() + seconds
         self.deadline_kind = kind
 
-    async def _serve_streams(self) -> None:
-        """HTTP/2: this task reads; each stream is answered by a task of its own."""
-        self.responding = True  # no 408 in HTTP/1.1 syntax on this connection any more
-        self.streams = AsyncStreams(self)
-        await self.streams.serve()
-
-    # Socket edges ------------------------------------------------------------
-
-    async def receive(self) -> bytes:
-        try:
-            return await self.stream.receive(RECV_SIZE)
-        except (anyio.EndOfStream, anyio.BrokenResourceError, ConnectionError):
-            return b""
+    # 3. As an HTTP/1.1 exchange's carrier --------------------------------------------
 
     async def flush(self) -> None:
-        await self.send(self.proto.data_to_send())
+        """Send what the protocol has queued (the send inlined: this is the hot path)."""
+        data = self.proto.data_to_send()
+        if data:
+            self.send_deadline = time.monotonic() + self.io_timeout
+            try:
+                await self.transport.send(data)
+            finally:
+                self.send_deadline = None
+
+    flush_whole = flush  # one request at a time: nothing to batch with
+    wait_for_window = None  # no flow control but the socket's
+
+    async def more(self, body: AsyncBody, deadline: float) -> bool:
+        """The body read reads the socket itself; its deadline is this connection's until then.
+
+        Never returns False: a BODY deadline that passes ends the connection
+        (with a 408 if no response has started), as a HEAD one does.
+        """
+        self.deadline = deadline
+        self.deadline_kind = BODY
+        data = await self.receive(RECV_SIZE)
+        self.deadline = None
+        proto = self.proto
+        proto.receive_data(data)
+        for event in proto.events():  # the protocol switches between requests, never mid-body
+            body.absorb(event)
+        return True
+
+    # 4. As a stream set's line -----------------------------------------------------
 
     async def send(self, data: bytes) -> None:
-        if not data:
-            return
-        saved = self.deadline, self.deadline_kind
-        self.set_deadline(self.config.io_timeout, SEND)
+        self.send_deadline = time.monotonic() + self.io_timeout
         try:
-            await self.stream.send(data)
+            await self.transport.send(data)
         finally:
-            self.deadline, self.deadline_kind = saved
+            self.send_deadline = None
 
-    # 3. Running the handler ------------------------------------------------------
-
-    async def call_handler(self, request: Request, inbox: AsyncBodyInbox | None) -> Response:
-        server = self.server
-        handler = server.handler
-        if server.handler_is_async:
-            try:
-                return check_response(await handler(request), request)
-            except Exception as exc:
-                return handler_failed(exc, request)
-        if server.inline:
-            if inbox is not None:  # a handler on the loop cannot wait for body bytes
-                request.body = RequestBody(_buffered(await request.body.aread()))
-            return call_handler(handler, request)
-        try:
-            return await server.run_in_pool(call_handler, handler, request)
-        except PoolFull:
-            server.overloaded += 1
-            if not self.proto.multiplexed:  # HTTP/2 refuses the one stream, not the connection
-                self.proto.close_after_current()
-            return error_response(503, "server overloaded", {"retry-after": "1"})
-
-    async def write_response(self, stream_id: int, response: Response, flush,
-                             wait_for_window=None, flush_whole=None) -> None:
-        """As the thread runtimes' ``write_response``, awaiting instead of blocking.
-
-        ``flush`` sends what the protocol has queued; ``wait_for_window``
-        (HTTP/2) holds a streamed body back while flow control keeps the
-        stream's earlier bytes queued; ``flush_whole`` (default ``flush``)
-        sends a response held whole in memory, which HTTP/2 batches. A synchronous stream (a file, a
-        generator that may block) is read on a worker thread, chunk by chunk,
-        so it never blocks the loop.
-        """
-        proto = self.proto
-        self.responding = True
-        response = start_response(proto, stream_id, response)
-        body = response.body
-        if body.data is not None:
-            proto.send_data(stream_id, body.data)
-            proto.end_stream(stream_id)
-            await (flush_whole or flush)()
-            return
-        try:
-            await flush()
-            if body.is_async:
-                chunks = body.achunks()
-                next_chunk = lambda: anext(chunks, None)  # noqa: E731
-            else:
-                chunks = body.chunks()
-                next_chunk = lambda: self._next_chunk(chunks)  # noqa: E731
-            while (chunk := await next_chunk()) is not None:
-                if wait_for_window is not None:
-                    await wait_for_window(stream_id)
-                proto.send_data(stream_id, chunk)
-                await flush()
-            proto.end_stream(stream_id)
-        except _DISCONNECTS:
-            proto.abort_stream(stream_id)
-            raise
-        except Exception:
-            logger.exception("response body failed mid-stream; aborting the stream")
-            proto.abort_stream(stream_id)
-        finally:
-            with anyio.CancelScope(shield=True):
-                if body.is_async:
-                    await body.aclose()
-                else:
-                    body.close()
-        await flush()
-
-    async def _next_chunk(self, chunks) -> bytes | None:
-        if self.server.inline:
-            return next(chunks, None)
-        return await self.server.run_in_pool(next, chunks, None)
-
-
-def _buffered(data: bytes):
-    """A body source over bytes already read (inline handlers)."""
-    parts = [data]
-    return lambda: parts.pop() if parts else b""
-
-
-# 4. The request body -------------------------------------------------------------
-
-class AsyncBodyInbox(BodyInbox):
-    """Body events for one request; the connection task reads more on demand."""
-
-    def __init__(self, connection: AsyncConnection, stream_id: int) -> None:
-        super().__init__(stream_id)
-        self.connection = connection
-
-    def request_body(self, server: AsyncServer) -> RequestBody:
-        return body_reader(server, self.read_chunk)
-
-    async def read_chunk(self) -> bytes:
-        connection = self.connection
-        proto = connection.proto
-        while (chunk := self.take()) is None:
-            if proto.expects_continue:
-                proto.send_continue(self.stream_id)
-                await connection.send(proto.data_to_send())
-            await self._receive_more()
-        return chunk
-
-    async def gather(self) -> None:
-        """Read the rest of a small body now, before the handler runs on a pool thread."""
-        while not self.ended and self.error is None:
-            await self._receive_more()
-
-    async def _receive_more(self) -> None:
-        connection = self.connection
-        proto = connection.proto
-        connection.set_deadline(connection.config.io_timeout, BODY)
-        data = await connection.receive()
-        connection.deadline = None
-        proto.receive_data(data)
-        for event in proto.events():
-            self.absorb(event)
-
+    def keep_alive(self, on: bool) -> None:
+        if on:
+            self._expect(IDLE, self.config.keep_alive_timeout)
+        else:
+            self.deadline = None

@@ -1,4 +1,18 @@
-"""The event-loop runtimes' server: the loop, accepting, the worker pool, stopping."""
+"""The event-loop runtimes' server: the loop, accepting, the worker pool, the sweeper, stopping.
+
+:class:`AsyncRuntime` is what astra drives; :meth:`AsyncRuntime.serve`
+starts the loop and :meth:`AsyncServer.run` accepts connections until told
+to stop, then shuts down gracefully: idle connections close at once, busy
+ones finish (HTTP/2 ones after a GOAWAY), and whatever is still running
+after ``shutdown_timeout`` is cancelled.
+
+To its connections the server is the small ``connection.Server``
+interface (the handler and how to call it, the pool, whether it is
+stopping); to the server a connection is :class:`Connection` with three
+calls: ``serve``, ``check`` (the sweeper's tick) and ``close_if_idle``.
+Each connection reaches the server through an
+:class:`~.transport.AsyncTransport`, which the edge's listener makes.
+"""
 
 from __future__ import annotations
 
@@ -13,11 +27,11 @@ import anyio.abc
 import anyio.from_thread
 import anyio.lowlevel
 
-from protocols import error_response_bytes
-
-from .._threads import WorkerPool
+from .._pool import WorkerPool
 from ..common import Runtime, is_async_handler, logger, thread_count
-from .connection import _DISCONNECTS, AsyncConnection, PoolFull
+from .connection import Connection
+from .exchange import PoolFull
+from .transport import AnyioTransport, AsyncTransport, reject
 
 __all__ = ["AsyncRuntime", "AsyncServer"]
 
@@ -34,7 +48,7 @@ class AsyncRuntime(Runtime):
     def __init__(self, handler, config, listeners) -> None:
         super().__init__(handler, config, listeners)
         self.server: AsyncServer | None = None
-        self._stop_requested = threading.Event()
+        self.stop_requested = threading.Event()  # stop() may come before the loop has started
 
     def backend_options(self) -> dict[str, Any]:
         return {}
@@ -43,12 +57,13 @@ class AsyncRuntime(Runtime):
         """Called on the loop: a function other threads use to run a callback on it."""
         raise NotImplementedError
 
-    async def serve_listener(self, sock: socket.socket, on_stream: Callable[[Any], None]) -> None:
-        """Accept connections on ``sock`` and hand each stream to ``on_stream``, until cancelled.
+    async def serve_listener(self, sock: socket.socket,
+                             on_transport: Callable[[AsyncTransport], None]) -> None:
+        """Accept connections on ``sock`` and hand each to ``on_transport``, until cancelled.
 
-        This default uses anyio's socket streams; an edge may bring its own
-        stream type, with ``receive(max_bytes)``, ``send(data)``, ``aclose()``
-        and ``extra(attribute)`` as on ``anyio.abc.SocketStream``.
+        This default puts anyio's socket streams behind the transport seam
+        (:class:`~.transport.AnyioTransport`); an edge may bring its own
+        :class:`~.transport.AsyncTransport`.
 
         Each time the listener is readable, the whole backlog is accepted
         before yielding. anyio's ``listener.accept()`` takes one connection per
@@ -69,7 +84,7 @@ class AsyncRuntime(Runtime):
                         logger.warning("accept failed: %s", exc)
                         await anyio.sleep(0.05)
                         break
-                    on_stream(await anyio.abc.SocketStream.from_socket(client))
+                    on_transport(AnyioTransport(await anyio.abc.SocketStream.from_socket(client)))
         finally:
             sock.close()
 
@@ -78,7 +93,7 @@ class AsyncRuntime(Runtime):
         anyio.run(self.server.run, ready, backend=self.backend, backend_options=self.backend_options())
 
     def stop(self) -> None:
-        self._stop_requested.set()
+        self.stop_requested.set()
         server = self.server
         if server is not None and server.token is not None:
             try:
@@ -90,9 +105,11 @@ class AsyncRuntime(Runtime):
         return self.server.stats() if self.server else {}
 
 
-# 1. Accepting and stopping ------------------------------------------------------
+# The server, on its loop -----------------------------------------------------------
 
 class AsyncServer:
+    """The loop's side of the server: what its connections share (``connection.Server``)."""
+
     def __init__(self, runtime: AsyncRuntime) -> None:
         self.runtime = runtime
         self.config = runtime.config
@@ -101,7 +118,7 @@ class AsyncServer:
         self.inline = self.config.blocking_handlers == "inline"
         self.token = None
         self.stopping = False
-        self.connections: set[AsyncConnection] = set()
+        self.connections: set[Connection] = set()
         self.accepted = 0
         self.rejected = 0
         self.overloaded = 0
@@ -120,7 +137,7 @@ class AsyncServer:
                 accepting = anyio.CancelScope()
                 tasks.start_soon(self._accept, accepting)
                 ready()
-                if self.runtime._stop_requested.is_set():  # stop() came before we had a token
+                if self.runtime.stop_requested.is_set():  # stop() came before we had a token
                     self.stop()
                 await self._stop.wait()
                 accepting.cancel()
@@ -129,14 +146,12 @@ class AsyncServer:
             self.pool.close()
 
     async def _sweep(self) -> None:
-        """Every connection's timeouts, checked by one task (see AsyncConnection)."""
+        """Every connection's deadlines, checked by one task (see ``connection.py``)."""
         while True:
             await anyio.sleep(SWEEP_INTERVAL)
             now = time.monotonic()
             for connection in list(self.connections):
-                deadline = connection.deadline
-                if deadline is not None and now >= deadline:
-                    connection.expire(connection.deadline_kind)
+                connection.check(now)
 
     def stop(self) -> None:
         """On the loop: begin the graceful shutdown."""
@@ -147,15 +162,15 @@ class AsyncServer:
         with scope:
             async with anyio.create_task_group() as listeners:
                 for sock in self.runtime.listeners:
-                    listeners.start_soon(self.runtime.serve_listener, sock, self._on_stream)
+                    listeners.start_soon(self.runtime.serve_listener, sock, self._on_transport)
 
-    def _on_stream(self, stream: Any) -> None:
+    def _on_transport(self, transport: AsyncTransport) -> None:
         self.accepted += 1
         if self.stopping or len(self.connections) >= self.config.max_connections:
             self.rejected += 1
-            self.tasks.start_soon(_reject, stream)
+            self.tasks.start_soon(reject, transport)
             return
-        connection = AsyncConnection(self, stream)
+        connection = Connection(self, transport)
         self.connections.add(connection)
         self.tasks.start_soon(connection.serve)
 
@@ -171,7 +186,9 @@ class AsyncServer:
             logger.warning("shutdown timeout: cancelling %d busy connections", len(self.connections))
         tasks.cancel_scope.cancel()
 
-    def forget(self, connection: AsyncConnection) -> None:
+    # What connections and their exchanges ask of the server ---------------------------
+
+    def forget(self, connection: Connection) -> None:
         self.connections.discard(connection)
         if self.stopping and not self.connections:
             self._all_closed.set()
@@ -204,6 +221,9 @@ class AsyncServer:
             return value
         raise value
 
+    def count_overload(self) -> None:
+        self.overloaded += 1
+
     def stats(self) -> dict[str, int]:
         pool = getattr(self, "pool", None)
         return {
@@ -215,11 +235,3 @@ class AsyncServer:
             **(pool.stats() if pool else {}),
         }
 
-
-async def _reject(stream: anyio.abc.SocketStream) -> None:
-    with anyio.move_on_after(1):
-        try:
-            await stream.send(error_response_bytes(503, "too many connections", [("retry-after", "1")]))
-        except _DISCONNECTS:
-            pass
-    await stream.aclose()

@@ -14,15 +14,18 @@ pool, so handlers may block) without the three flaws its users hit:
 Read it in this order:
 
 1. ``reactor.py``: :meth:`HybridRuntime.serve`, the reactor loop (accept,
-   read, flush, timers), and the shutdown at its end.
-2. ``connection.py``: :class:`Channel`, one connection's state, shared by the
-   reactor and at most one worker at a time under the channel's lock; then
-   :class:`Exchange`, one request on a worker: body, handler, response.
+   read, flush, timers), dispatching each ready request to the pool, and the
+   shutdown at its end.
+2. ``connection.py``: :class:`Connection`, one connection as the reactor
+   and the workers share it, and the small ``Loop`` interface through which
+   it asks the reactor for anything.
 
-The worker pool (``_threads.WorkerPool``: starts empty, grows to
-``max_workers``, shrinks after ``worker_keep_alive`` seconds idle, refuses
-past ``max_queued_requests``) is shared with the event-loop runtimes, which
-run blocking handlers on the same kind of pool.
+One request's life on a worker (body, handler, response, a pipelined
+request after it) is :class:`~.._sync.StreamSet`, which every thread
+runtime shares, for HTTP/1.1 and HTTP/2 alike. The worker pool
+(``_pool.WorkerPool``: starts empty, grows to ``max_workers``, shrinks after
+``worker_keep_alive`` seconds idle, refuses past ``max_queued_requests``) is
+shared with ``pinned`` and the event-loop runtimes.
 
 Who does what: only the reactor waits on sockets, changes the selector and
 closes sockets. A worker with a response ready tries one non-blocking

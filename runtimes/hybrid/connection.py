@@ -1,180 +1,200 @@
-"""One hybrid connection, as the reactor and its workers share it; one request on a worker."""
+"""One hybrid connection, as the reactor and the workers answering its requests share it.
+
+Everything mutable is guarded by the lock of the connection's
+:class:`~.._sync.StreamSet` (``self.lock``): the protocol connection, the
+pending output, the deadline, and the wishes ``paused`` / ``want_write``.
+What the selector is told (``registered``) is the reactor's alone; the
+connection reaches the reactor only through the small :class:`Loop`
+interface.
+"""
 
 from __future__ import annotations
 
 import selectors
-import socket
 import threading
 import time
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import Protocol
 
-from protocols import (
-    ClientDisconnected,
-    ConnectionClosed,
-    ConnectionInfo,
-    Event,
-    HTTPError,
-    ProtocolFailed,
-    RequestBody,
-    RequestReceived,
-    server_connection,
-)
+from protocols import ClientDisconnected, RequestReceived, error_response_bytes, server_connection
 
-from .._streams import StreamSet
-from .._threads import BodyInbox, write_response
-from ..common import call_handler, error_response, gather_body_first, socket_address
+from .._lifecycle import Deadline
+from .._sync import StreamSet
+from .._transport import SocketTransport
+from ..common import Config, Handler
 
-if TYPE_CHECKING:
-    from .reactor import HybridRuntime
+__all__ = ["Connection", "Loop", "READ", "WRITE"]
 
-__all__ = ["Channel", "Exchange", "PooledBody"]
-
-RECV_SIZE = 64 * 1024
 HIGH_WATER = 256 * 1024  # pending output past which a streaming worker waits
-BODY_HIGH_WATER = 1024 * 1024  # buffered request body past which the reactor stops reading
-
 READ, WRITE = selectors.EVENT_READ, selectors.EVENT_WRITE
 
-# What a channel's deadline means when it passes.
-HEAD_DEADLINE = "head"  # the request head did not arrive in time: 408, close
-BODY_DEADLINE = "body"  # a small body being gathered did not arrive in time: 408, close
-IDLE_DEADLINE = "idle"  # keep-alive idle timeout: close quietly
+
+class Loop(Protocol):
+    """What a connection asks of the reactor."""
+
+    def call_soon(self, call: Callable[[], None]) -> None:
+        """Run ``call`` on the reactor thread (from any thread)."""
+
+    def sync_interest(self, connection: Connection) -> None:
+        """Reactor thread: make the selector match the connection's wishes."""
+
+    def close(self, connection: Connection) -> None:
+        """Reactor thread: close the connection and forget it."""
 
 
-# 2. One connection ------------------------------------------------------------
+class Connection:
+    """A client connection: read by the reactor, answered by workers."""
 
-class Channel:
-    """A connection as the reactor and its workers share it.
-
-    Everything mutable is guarded by ``lock``: the protocol connection, the
-    pending output, the current exchange, the deadline and the wishes
-    ``paused`` / ``want_write``. The selector registration itself
-    (``registered``) is touched by the reactor thread only.
-    """
-
-    def __init__(self, runtime: HybridRuntime, sock: socket.socket, peer) -> None:
-        self.runtime = runtime
-        self.sock = sock
-        self.fd = sock.fileno()
-        self.lock = threading.Lock()
+    def __init__(self, loop: Loop, transport: SocketTransport, config: Config, handler: Handler) -> None:
+        self.loop = loop
+        self.transport = transport
+        self.config = config
+        proto = server_connection(transport.info, config.limits, config.http)
+        self.streams = StreamSet(proto, self, handler, config.io_timeout)
+        self.lock = self.streams.lock
         self.writable = threading.Condition(self.lock)  # pending output fell below HIGH_WATER
-        info = ConnectionInfo(socket_address(peer), socket_address(sock.getsockname()))
-        self.proto = server_connection(info, runtime.config.limits, runtime.config.http)
         self.out = bytearray()
-        self.exchange: Exchange | None = None  # HTTP/1.1: the request being answered
-        self.streams: StreamSet | None = None  # HTTP/2: the streams being answered
         self.closed = False
         self.close_when_flushed = False
-        # What the channel wants from the selector (guarded by lock) ...
+        self.eof = False
         self.paused = False  # stop reading for now (backpressure)
         self.want_write = False  # output is pending
-        # ... and what the reactor last told the selector (reactor only).
-        self.eof = False
-        self.registered = READ
+        self.registered = READ  # what the selector was last told (reactor only)
         self.last_progress = time.monotonic()
-        self.deadline: float | None = None
-        self.deadline_kind = HEAD_DEADLINE
-        self.set_deadline(runtime.config.header_timeout, HEAD_DEADLINE)
-        if self.proto.multiplexed:
-            self.switch_to_streams(self.proto)
+        self.deadline: float | None = None  # HEAD or IDLE, owned by the reactor
+        self.deadline_kind = Deadline.HEAD
+        self._set_deadline(config.header_timeout, Deadline.HEAD)
 
-    def set_deadline(self, seconds: float, kind: str) -> None:
+    def _set_deadline(self, seconds: float, kind: Deadline) -> None:
         self.deadline = time.monotonic() + seconds
         self.deadline_kind = kind
 
-    @property
-    def busy(self) -> bool:
-        """A request is being answered (lock held)."""
-        return self.exchange is not None or (self.streams is not None and self.streams.running > 0)
-
-    def switch_to_streams(self, proto) -> None:
-        """From now on an HTTP/2 connection: streams go to workers concurrently (lock held)."""
-        config = self.runtime.config
-        self.proto = proto
-        self.streams = StreamSet(proto, self.lock, self.runtime.handler, config.io_timeout,
-                                 self.flush, self._stream_done, flush_whole=self.queue_whole)
-        self.set_deadline(config.keep_alive_timeout, IDLE_DEADLINE)
-
-    def streams_settled(self) -> bool:
-        """HTTP/2 (lock held): keep the idle deadline current; True when the connection should close."""
+    def _settle_deadline(self) -> None:
+        """Lock held: no deadline while a request is answered; the idle clock once none is."""
         if self.streams.running:
             self.deadline = None
-        elif self.deadline is None:
-            self.set_deadline(self.runtime.config.keep_alive_timeout, IDLE_DEADLINE)
-        return self.proto.should_close and not self.streams.running
+        elif self.deadline is None or (self.deadline_kind is Deadline.HEAD and self.streams.proto.multiplexed):
+            self._set_deadline(self.config.keep_alive_timeout, Deadline.IDLE)
 
-    def _stream_done(self) -> None:
-        """Worker thread, after an HTTP/2 stream: close if that was the last one owed."""
+    @property
+    def wanted(self) -> int:
+        """The selector events this connection wants now (lock held)."""
+        reading = not (self.paused or self.eof or self.close_when_flushed)
+        return (READ if reading else 0) | (WRITE if self.want_write else 0)
+
+    # -- the reactor's side ----------------------------------------------------------
+
+    def on_readable(self) -> list[RequestReceived]:
+        """Reactor: read, parse, and return the streams ready for a worker."""
+        data = self.transport.receive_now()
+        if data is None:
+            return []
+        streams = self.streams
         with self.lock:
-            closing = self.streams_settled() and not self.closed
-        if closing:
-            self.runtime.call_soon(lambda: self.send_and_close(b""))
+            idle = not streams.running and self.deadline_kind is Deadline.IDLE
+            if data and idle and not streams.proto.multiplexed:
+                self._set_deadline(self.config.header_timeout, Deadline.HEAD)  # a head has begun
+            streams.proto.receive_data(data)
+            ready = streams.absorb(streams.proto.events())
+            self.eof = self.eof or not data
+            self._settle_deadline()
+            self.paused = not streams.input_wanted_now()
+        self.flush(wait=False)  # a 4xx, SETTINGS and PING acknowledgements, WINDOW_UPDATEs
+        if not self._close_if_done():
+            self.loop.sync_interest(self)
+        return ready
 
-    def absorb(self, events: list[Event]) -> Exchange | None:
-        """File protocol events (lock held). Returns a new exchange to dispatch, if any."""
-        started = None
-        for event in events:
-            if type(event) is RequestReceived:
-                exchange = self.exchange = Exchange(self, event)
-                self.deadline = None
-                if exchange.inbox is not None and gather_body_first(event.request, self.proto):
-                    exchange.gathering = True  # dispatched once the body is in (see gather_body_first)
-                    self.set_deadline(self.runtime.config.io_timeout, BODY_DEADLINE)
-                else:
-                    started = exchange
-            elif self.exchange is not None:
-                inbox = self.exchange.inbox
-                if inbox is not None:
-                    inbox.absorb(event)
-                    inbox.ready.notify_all()
-                    if self.exchange.gathering and (inbox.ended or inbox.error is not None):
-                        self.exchange.gathering = False
-                        self.deadline = None
-                        started = self.exchange
-                if type(event) is ProtocolFailed:
-                    self.close_when_flushed = True
-            elif type(event) is ProtocolFailed or type(event) is ConnectionClosed:
-                self.runtime.call_soon(self._flush_and_close)
-        return started
-
-    def _flush_and_close(self) -> None:
+    def on_writable(self) -> None:
+        """Reactor: send what is pending; close once done if so asked."""
         with self.lock:
-            data = self.proto.data_to_send()
-        self.send_and_close(data)
+            try:
+                sent = self.transport.send_now(self.out)
+            except ClientDisconnected:
+                sent = -1
+            if sent > 0:
+                del self.out[:sent]
+                self.last_progress = time.monotonic()
+                if len(self.out) <= HIGH_WATER:
+                    self.writable.notify_all()
+            done = sent < 0 or not self.out
+            if done:
+                self.want_write = False
+            close = sent < 0 or (done and self.close_when_flushed)
+        if close:
+            self.loop.close(self)
+        elif done:
+            self.loop.sync_interest(self)
 
-    def send_and_close(self, data: bytes) -> None:
-        """Reactor thread: queue ``data`` and close once it is flushed."""
+    def expire(self, now: float) -> None:
+        """Reactor, every tick: the head, idle, send and gathering deadlines."""
+        if self.deadline is not None and now >= self.deadline:
+            with self.lock:
+                kind = self.deadline_kind
+                expired = self.deadline is not None and now >= self.deadline and not self.streams.running
+                if expired:
+                    self.deadline = None
+            if expired and kind.answer:
+                self.send_and_close(error_response_bytes(kind.answer, kind.reason))
+            elif expired:
+                self.loop.close(self)
+        elif self.out and now - self.last_progress > self.config.io_timeout:
+            self.loop.close(self)  # the client stopped reading our response
+        if self.streams.gathering and not self.closed:
+            with self.lock:
+                late = self.streams.overdue(now)
+            for stream in late:  # a small body that never finished arriving
+                self.streams.refuse(stream, 408, "request body not received in time")
+
+    def begin_shutdown(self) -> None:
+        """Reactor: idle connections close now; busy ones after their responses (HTTP/2: GOAWAY now)."""
         with self.lock:
-            self.out += data
+            self.streams.close_after_current()
+            busy = self.streams.running > 0
+        if not busy:
+            self.send_and_close()
+            return
+        try:
+            self.flush(wait=False)  # the GOAWAY; the last stream to finish closes the connection
+        except ClientDisconnected:  # the client is gone already: its streams are moot
+            self.loop.close(self)
+
+    def send_and_close(self, last_words: bytes = b"") -> None:
+        """Reactor: send what the protocol queued (and ``last_words``), then close."""
+        with self.lock:
+            self.out += self.streams.proto.data_to_send() + last_words
             self.close_when_flushed = True
             pending = self.want_write = bool(self.out)
         if pending:
-            self.runtime.sync_interest(self)
+            self.loop.sync_interest(self)
         else:
-            self.runtime.close(self)
+            self.loop.close(self)
 
-    def refuse(self, exchange: Exchange, status: int, why: str) -> None:
-        """Reactor thread: answer the exchange ourselves and close (overload)."""
+    def _close_if_done(self) -> bool:
         with self.lock:
-            self.exchange = None
-            self.proto.close_after_current()
-            response = error_response(status, why, {"retry-after": "1"})
-            self.proto.send_response(exchange.stream_id, response)
-            self.proto.send_data(exchange.stream_id, response.body.data)
-            self.proto.end_stream(exchange.stream_id)
-            data = self.proto.data_to_send()
-        self.send_and_close(data)
+            done = (self.streams.proto.should_close or self.eof) and not self.streams.running
+        if done:
+            self.send_and_close()
+        return done
+
+    def mark_closed(self) -> None:
+        """Reactor, closing (lock held): wake every worker waiting on this connection."""
+        self.closed = True  # under the lock: no worker sends on a reused descriptor
+        self.writable.notify_all()
+        self.streams.fail_all(ClientDisconnected("connection closed"))
+
+    # -- the Owner interface, for the workers (see _sync.Owner) -------------------------
 
     def flush(self, wait: bool = True) -> None:
         """Send what the protocol has queued; a worker waits while too much is pending.
 
-        Taking the bytes and queueing them happen under one hold of the lock,
-        so output leaves in the order the protocol produced it, whichever
-        thread flushes (HTTP/2 streams share one connection). The reactor
-        passes ``wait=False``: it must never block.
+        A worker with a response ready tries one non-blocking send itself:
+        handing it to the reactor would cost a wake-up and two thread
+        switches per request. What the kernel does not take waits in
+        ``out`` for the reactor. Taking the bytes and queueing them happen
+        under one hold of the lock, so output leaves in protocol order.
         """
         with self.lock:
-            data = self.proto.data_to_send()
+            data = self.streams.proto.data_to_send()
             if not data:
                 return
             if self.closed:
@@ -182,12 +202,7 @@ class Channel:
                     return
                 raise ClientDisconnected("connection closed")
             if not self.out:  # nothing queued ahead of us: try the kernel directly
-                try:
-                    sent = self.sock.send(data)
-                except BlockingIOError:
-                    sent = 0
-                except OSError as exc:
-                    raise ClientDisconnected(str(exc)) from None
+                sent = self.transport.send_now(data)
                 if sent == len(data):
                     return
                 data = memoryview(data)[sent:]
@@ -196,116 +211,40 @@ class Channel:
             must_arm = not self.want_write
             self.want_write = True
             if wait and len(self.out) > HIGH_WATER:
-                deadline = time.monotonic() + self.runtime.config.io_timeout
                 if must_arm:
-                    self.runtime.call_soon(lambda: self.runtime.sync_interest(self))
+                    self.loop.call_soon(lambda: self.loop.sync_interest(self))
                     must_arm = False
-                while len(self.out) > HIGH_WATER:
-                    if self.closed:
-                        raise ClientDisconnected("connection closed")
-                    left = deadline - time.monotonic()
-                    if left <= 0 or not self.writable.wait(left):
-                        raise ClientDisconnected("client stopped reading")
+                self._wait_writable()
         if must_arm:
-            self.runtime.call_soon(lambda: self.runtime.sync_interest(self))
+            self.loop.call_soon(lambda: self.loop.sync_interest(self))
 
-    def queue_whole(self) -> None:
-        """Worker thread: send a whole in-memory response without waiting for the client.
+    def _wait_writable(self) -> None:
+        """Lock held: a worker waits for the reactor to drain ``out`` below HIGH_WATER."""
+        deadline = time.monotonic() + self.config.io_timeout
+        while len(self.out) > HIGH_WATER:
+            if self.closed:
+                raise ClientDisconnected("connection closed")
+            left = deadline - time.monotonic()
+            if left <= 0 or not self.writable.wait(left):
+                raise ClientDisconnected("client stopped reading")
 
-        The bytes exist already; what the kernel does not take now the
-        reactor sends as the client reads, and the worker moves on.
-        """
-        self.flush(wait=False)
-
-    def finish(self, exchange: Exchange) -> Exchange | None:
-        """Worker thread, after a response: close, go idle, or start a pipelined request."""
-        runtime = self.runtime
-        following = None
-        resume = False
+    def stream_done(self) -> None:
+        """A worker finished a stream: close if that was the last one owed, else read on."""
         with self.lock:
-            self.exchange = None
-            closing = self.proto.should_close or self.closed
-            data = self.proto.data_to_send() if closing else b""
-            if not closing:
-                following = self.absorb(self.proto.events())
-                if following is None:
-                    self.set_deadline(runtime.config.keep_alive_timeout, IDLE_DEADLINE)
-                if self.paused and (following is None or following.inbox is not None):
-                    self.paused = False
-                    resume = True
+            self._settle_deadline()
+            self.paused = not self.streams.input_wanted_now()
+            closing = (self.streams.proto.should_close or self.eof) and not self.streams.running
+            resync = self.wanted != self.registered  # a stale read of the reactor's side costs one extra sync
         if closing:
-            runtime.call_soon(lambda: self.send_and_close(data))
-            return None
-        self.flush()  # e.g. an error queued by a broken body
-        if resume:
-            runtime.call_soon(lambda: runtime.sync_interest(self))
-        return following
+            self.loop.call_soon(self.send_and_close)
+        elif resync:
+            self.loop.call_soon(self._after_stream)
 
+    def _after_stream(self) -> None:
+        if not self.closed:
+            self.loop.sync_interest(self)
 
-# 3. One request on a worker -----------------------------------------------------
-
-class Exchange:
-    """A request and its response, run on a worker thread."""
-
-    def __init__(self, channel: Channel, started: RequestReceived) -> None:
-        self.channel = channel
-        self.stream_id = started.stream_id
-        self.request = started.request
-        self.inbox = PooledBody(channel, started.stream_id) if started.has_body else None
-        self.gathering = False  # its body is being read before a worker is involved
-
-    def run(self) -> None:
-        exchange: Exchange | None = self
-        while exchange is not None:  # pipelined requests continue on this worker
-            exchange = exchange._run_one()
-
-    def _run_one(self) -> Exchange | None:
-        channel = self.channel
-        runtime = channel.runtime
-        request = self.request
-        if self.inbox is not None:
-            request.body = RequestBody(self.inbox.read_chunk)
-        try:
-            response = call_handler(runtime.handler, request)
-            if runtime.stopping:
-                with channel.lock:
-                    channel.proto.close_after_current()
-            write_response(channel.proto, self.stream_id, response, channel.flush, channel.lock,
-                           flush_whole=channel.queue_whole)
-        except (ClientDisconnected, OSError):
-            with channel.lock:
-                channel.proto.abort_stream(self.stream_id)
-        return channel.finish(self)
-
-
-class PooledBody(BodyInbox):
-    """``request.body`` on a worker: chunks arrive from the reactor thread."""
-
-    def __init__(self, channel: Channel, stream_id: int) -> None:
-        super().__init__(stream_id)
-        self.channel = channel
-        self.ready = threading.Condition(channel.lock)
-
-    def read_chunk(self) -> bytes:
-        channel = self.channel
-        runtime = channel.runtime
-        timeout = runtime.config.io_timeout
-        while True:
-            with channel.lock:
-                chunk = self.take()
-                if chunk is not None:
-                    resume = channel.paused and self.buffered <= BODY_HIGH_WATER // 2
-                    if resume:
-                        channel.paused = False
-                    break
-                go_ahead = False
-                if channel.proto.expects_continue:
-                    channel.proto.send_continue(self.stream_id)
-                    go_ahead = True
-                elif not self.ready.wait(timeout) and self.take_would_wait():
-                    raise HTTPError(408, "request body not received in time")
-            if go_ahead:
-                channel.flush()
-        if resume:
-            runtime.call_soon(lambda: runtime.sync_interest(channel))
-        return chunk
+    def input_wanted(self) -> None:
+        with self.lock:
+            self.paused = False
+        self.loop.call_soon(self._after_stream)

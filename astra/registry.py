@@ -14,6 +14,7 @@ __all__ = ["RUNTIMES", "available_runtimes", "load_runtime"]
 #: name -> "module:Class"
 RUNTIMES: dict[str, str] = {
     "threaded": "runtimes.threaded:ThreadedRuntime",
+    "pinned": "runtimes.pinned:PinnedRuntime",
     "hybrid": "runtimes.hybrid:HybridRuntime",
     "asyncio": "runtimes.asyncio_runtime:AsyncioRuntime",
     "trio": "runtimes.trio_runtime:TrioRuntime",

@@ -1,0 +1,163 @@
+"""What the HTTP/1.1 connection needs from a request parser, and h11 providing it.
+
+:class:`~.http11.HTTP11Connection` is policy: limits, the strict reading of
+RFC 9112, keep-alive, framing of responses. Turning bytes into a request line,
+header fields and body bytes is the parser's job, and more than one parser can
+do it (h11 in pure Python; httptools, a C parser, some day). Each is wrapped in
+an adapter implementing :class:`RequestParser`, so that the policy is written
+once and a new parser brings only its adapter.
+
+The interface is shaped by the per-request hot path: :meth:`~RequestParser.next_event`
+returns a plain tuple, a ``bytes`` object or a module-level signal, which the
+connection tells apart with one ``type(...) is`` test, instead of an event
+object allocated per occurrence and an ``isinstance`` chain.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Protocol, Union, runtime_checkable
+
+import h11
+
+from .errors import ProtocolError
+
+__all__ = [
+    "CONNECTION_CLOSED", "END_OF_MESSAGE", "H11Parser", "NEED_DATA", "PAUSED",
+    "ParseError", "ParserEvent", "ParserFactory", "RequestHead", "RequestParser", "Signal",
+]
+
+
+class Signal:
+    """A parser event that carries no data; each kind exists once and is compared by identity."""
+
+    __slots__ = ("name",)
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __repr__(self) -> str:
+        return self.name
+
+
+#: Every byte received has been parsed; more are needed to go on.
+NEED_DATA = Signal("NEED_DATA")
+#: The request is complete; what follows is the next request, which waits
+#: until :meth:`RequestParser.start_next` (after the response has ended).
+PAUSED = Signal("PAUSED")
+#: The request body (possibly empty) is complete.
+END_OF_MESSAGE = Signal("END_OF_MESSAGE")
+#: The client closed its side between requests.
+CONNECTION_CLOSED = Signal("CONNECTION_CLOSED")
+
+#: ``(method, target, http_version, fields)``: all bytes, ``http_version``
+#: like ``b"1.1"``, ``fields`` the ``(name, value)`` pairs as received (names
+#: in any case, values without surrounding whitespace). It must be a plain
+#: ``tuple``, not a subclass: the connection dispatches on ``type(event) is tuple``.
+RequestHead = tuple[bytes, bytes, bytes, list[tuple[bytes, bytes]]]
+#: A head, a piece of body (``bytes``, never empty) or a :class:`Signal`.
+ParserEvent = Union[RequestHead, bytes, Signal]
+
+
+class ParseError(ProtocolError):
+    """The bytes are not a valid HTTP/1.1 request; ``status`` is the answer to give (400, 431, 501...)."""
+
+
+@runtime_checkable
+class RequestParser(Protocol):
+    """A parser of one connection's requests, one request at a time.
+
+    It parses up to the end of one request and then reports :data:`PAUSED`
+    (however many bytes follow) until the connection calls :meth:`start_next`,
+    which is what keeps pipelined requests behind their predecessors'
+    responses. It does not judge anything the connection can judge from the
+    head it returns (Host, Content-Length against Transfer-Encoding,
+    keep-alive): that is policy, and lives in the connection.
+    """
+
+    def receive_data(self, data: bytes) -> None:
+        """Bytes from the client; ``b""`` once it has closed its side (nothing follows that).
+
+        Never raises: a parser that finds errors while it is fed keeps them
+        for :meth:`next_event`.
+        """
+
+    def next_event(self) -> ParserEvent:
+        """The next thing the received bytes say; raises :class:`ParseError` when they are invalid.
+
+        After a head that announces no body, the connection does not ask for
+        its :data:`END_OF_MESSAGE`: it knows.
+        """
+
+    def buffered(self) -> bytes:
+        """Bytes received but not yet parsed (the connection checks a head's raw syntax on them)."""
+
+    def start_next(self) -> bool:
+        """Start parsing the next request with the bytes left over; True when bytes (or EOF) wait.
+
+        Called once the response has ended and the request is complete, even
+        when its :data:`END_OF_MESSAGE` was not asked for.
+        """
+
+    @property
+    def waiting_for_continue(self) -> bool:
+        """Did the client send ``Expect: 100-continue`` and no body byte yet?"""
+
+
+#: Makes a parser; the argument is the largest request head to accept, which
+#: the parser may use to stop buffering early (the connection enforces it too).
+ParserFactory = Callable[[int], RequestParser]
+
+
+class H11Parser:
+    """:class:`RequestParser` on h11.
+
+    h11 parses one request per ``h11.Connection``; :meth:`start_next` hands
+    the leftover bytes to a fresh one. That is cheaper than driving h11's
+    writer and state machine through every response (the connection writes
+    responses itself, see :mod:`.h1_wire`), and keeps keep-alive decisions
+    in the connection rather than split between it and h11.
+    """
+
+    __slots__ = ("_max_head", "_conn")
+
+    def __init__(self, max_head_bytes: int) -> None:
+        self._max_head = max_head_bytes
+        self._conn = h11.Connection(h11.SERVER, max_incomplete_event_size=max_head_bytes)
+
+    def receive_data(self, data: bytes) -> None:
+        self._conn.receive_data(data)
+
+    def next_event(self) -> ParserEvent:
+        try:
+            event = self._conn.next_event()
+        except h11.RemoteProtocolError as exc:
+            raise ParseError(str(exc), exc.error_status_hint) from None
+        kind = type(event)
+        if kind is h11.Data:
+            return bytes(event.data)  # h11 hands out its bytearray slices
+        if kind is h11.Request:
+            # raw_items() is a plain list; iterating h11's Headers goes through
+            # the generic Sequence protocol, several times slower per field.
+            return (event.method, event.target, event.http_version, event.headers.raw_items())
+        if kind is h11.EndOfMessage:
+            return END_OF_MESSAGE
+        if kind is h11.ConnectionClosed:
+            return CONNECTION_CLOSED
+        return NEED_DATA if event is h11.NEED_DATA else PAUSED
+
+    def buffered(self) -> bytes:
+        return self._conn.trailing_data[0]
+
+    def start_next(self) -> bool:
+        leftover, closed = self._conn.trailing_data
+        self._conn = conn = h11.Connection(h11.SERVER, max_incomplete_event_size=self._max_head)
+        if leftover:
+            conn.receive_data(leftover)
+        if closed:
+            conn.receive_data(b"")
+        return bool(leftover) or closed
+
+    @property
+    def waiting_for_continue(self) -> bool:
+        return self._conn.they_are_waiting_for_100_continue

@@ -1,0 +1,298 @@
+"""One request's life on an event loop, for HTTP/1.1 and HTTP/2 alike.
+
+An *exchange* is one request and its response: one HTTP/1.1 request, or
+one HTTP/2 stream. :func:`answer` lives it, in this order:
+
+1. **The body.** A request with a body gets an :class:`AsyncBody`, the
+   family's one body reader: body events are queued in it (it is a
+   :class:`~runtimes._lifecycle.BodyInbox`) and, when the queue is empty,
+   it asks whatever *carries* the exchange for more (:meth:`Carrier.more`):
+   an HTTP/1.1 connection reads its socket, an HTTP/2 stream waits for the
+   connection's reading task to deliver.
+2. **Gather before dispatch.** A blocking handler that is about to get a
+   thread is given the whole body first when it is small
+   (:func:`~runtimes._lifecycle.gather_body_first`): a client trickling a
+   small POST costs a task, not a thread. A body that does not arrive in
+   time is answered 408 without the handler.
+3. **The handler.** An ``async def`` handler is awaited. A plain blocking
+   one goes to the server's worker pool (503 when its queue is full), or,
+   with ``blocking_handlers="inline"``, runs on the loop itself, which is
+   fast for handlers that never block and the clearest demonstration of
+   what one blocking call does to everyone else. Its failures become
+   responses as on every runtime (``_lifecycle.call_handler``).
+4. **The response.** :func:`write_response` writes it through the carrier's
+   sender, with backpressure: a streamed body waits for a slow client (and,
+   on HTTP/2, for its flow-control window); a body held whole in memory is
+   handed over in one go (HTTP/2 batches such responses across streams).
+
+Two small interfaces are all this module knows of the rest:
+:class:`Host` (the server, as an exchange sees it) and :class:`Carrier`
+(the connection or stream set that carries it). Neither side reaches into
+the other.
+
+Deadlines: a body read owns the BODY deadline, ``io_timeout`` for each chunk
+(or for the whole of a gathered body), and hands it to the carrier it waits
+on. Everything else an exchange waits for is bounded by its carrier.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Any, Protocol
+
+import anyio
+import anyio.from_thread
+
+from protocols import (
+    ClientDisconnected,
+    HTTPError,
+    RequestBody,
+    RequestReceived,
+    Response,
+    ServerConnection,
+)
+
+from .._lifecycle import (
+    BodyInbox,
+    call_handler,
+    check_response,
+    error_response,
+    gather_body_first,
+    handler_failed,
+    start_response,
+)
+from ..common import Handler, logger
+from .transport import DISCONNECTS
+
+__all__ = ["AsyncBody", "Carrier", "Host", "PoolFull", "answer", "write_response"]
+
+
+class PoolFull(Exception):
+    """The worker pool's queue is full: refuse the request."""
+
+
+class Host(Protocol):
+    """What an exchange needs from the server (``server.AsyncServer``)."""
+
+    handler: Handler
+    handler_is_async: bool
+    #: Blocking handlers run on the loop itself.
+    inline: bool
+    #: A graceful shutdown has begun.
+    stopping: bool
+    #: The loop's token, for a handler's thread to ask the loop for body bytes.
+    token: Any
+
+    async def run_in_pool(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """``fn(*args)`` on a worker thread; raises :class:`PoolFull` when none can take it."""
+
+    def count_overload(self) -> None:
+        """A request was refused because the pool was full (a statistic)."""
+
+
+class Carrier(Protocol):
+    """What an exchange needs from what carries it: an HTTP/1.1 connection, an HTTP/2 stream set."""
+
+    proto: ServerConnection
+
+    async def flush(self) -> None:
+        """Send what the protocol has queued, waiting while the client is slow to read."""
+
+    async def flush_whole(self) -> None:
+        """Send a response that is whole in memory (HTTP/2 batches these across streams)."""
+
+    async def more(self, body: AsyncBody, deadline: float) -> bool:
+        """Wait for more of ``body`` to be absorbed; False when ``deadline`` (monotonic) passed first."""
+
+    #: Before each streamed chunk: wait while flow control holds the stream's
+    #: earlier bytes (raises ClientDisconnected on a reset). None without flow control.
+    wait_for_window: Callable[[int], Awaitable[None]] | None
+
+
+# 1. The body ---------------------------------------------------------------------
+
+class AsyncBody(BodyInbox):
+    """``request.body`` on an event loop, for either protocol.
+
+    Each chunk taken is reported to the protocol as consumed (HTTP/2 then
+    reopens the client's window: it sends only as fast as the handler
+    reads). A client waiting for ``100 Continue`` is told to go ahead only
+    when the handler actually asks for the body. ``answered`` says whether
+    the exchange's response has started (a 408 is then too late).
+    """
+
+    __slots__ = ("carrier", "io_timeout", "answered")
+
+    def __init__(self, stream_id: int, carrier: Carrier, io_timeout: float) -> None:
+        super().__init__(stream_id)
+        self.carrier = carrier
+        self.io_timeout = io_timeout
+        self.answered = False
+
+    def request_body(self, host: Host) -> RequestBody:
+        """The ``RequestBody`` for the handler's kind: awaited, or fetched through the loop by a thread."""
+        if host.handler_is_async:
+            return RequestBody(asource=self.read_chunk)
+        token = host.token
+        read_chunk = self.read_chunk
+        return RequestBody(source=lambda: anyio.from_thread.run(read_chunk, token=token), asource=read_chunk)
+
+    async def read_chunk(self) -> bytes:
+        carrier = self.carrier
+        stream_id = self.stream_id
+        deadline = None
+        while (chunk := self.take()) is None:
+            proto = carrier.proto
+            if proto.expects_continue(stream_id):
+                proto.send_continue(stream_id)
+                await carrier.flush()
+            if deadline is None:
+                deadline = time.monotonic() + self.io_timeout
+            if not await carrier.more(self, deadline):
+                raise HTTPError(408, "request body not received in time")
+        if chunk:
+            carrier.proto.consumed(stream_id, len(chunk))
+            await carrier.flush()  # a WINDOW_UPDATE, perhaps (HTTP/1.1 queues nothing)
+        return chunk
+
+    async def gather(self) -> bool:
+        """Wait for the whole body, before a thread is involved; False if it took over io_timeout.
+
+        A body that failed (the client hung up, reset the stream, broke the
+        framing) raises ClientDisconnected: there is nobody to run a handler for.
+        """
+        deadline = time.monotonic() + self.io_timeout
+        while not self.settled:
+            if not await self.carrier.more(self, deadline):
+                return False
+        if not self.ended:
+            raise ClientDisconnected("the request body failed before the handler ran")
+        return True
+
+
+# 2. The exchange -----------------------------------------------------------------
+
+async def answer(host: Host, carrier: Carrier, started: RequestReceived, body: AsyncBody | None) -> None:
+    """Serve one request: gather its body if it must be, run the handler, write the response.
+
+    A client that goes away only costs its own stream (on HTTP/1.1 that is
+    the connection: the carrier then finds ``proto.should_close``).
+    """
+    proto = carrier.proto
+    stream_id = started.stream_id
+    request = started.request
+    try:
+        if body is not None:
+            request.body = body.request_body(host)
+            if (not (host.handler_is_async or host.inline) and gather_body_first(request, proto, stream_id)
+                    and not await body.gather()):
+                late = error_response(408, "request body not received in time")
+                await write_response(host, carrier, stream_id, late, body)
+                return
+        # The handler is called here rather than in a function of its own:
+        # this is the hot path, and every coroutine frame shows at 64 connections.
+        handler = host.handler
+        if host.handler_is_async:
+            try:
+                response = check_response(await handler(request), request)
+            except Exception as exc:
+                response = handler_failed(exc, request)
+        elif host.inline:
+            try:
+                if body is not None:  # a handler on the loop cannot wait for body bytes
+                    request.body = RequestBody(_buffered(await request.body.aread()))
+                response = call_handler(handler, request)
+            except HTTPError as exc:  # the body broke its framing, or came too late
+                response = handler_failed(exc, request)
+        else:
+            try:
+                response = await host.run_in_pool(call_handler, handler, request)
+            except PoolFull:
+                response = _overloaded(host, proto)
+        if host.stopping:
+            proto.close_after_current()
+        await write_response(host, carrier, stream_id, response, body)
+    except DISCONNECTS:
+        proto.abort_stream(stream_id)
+
+
+def _overloaded(host: Host, proto: ServerConnection) -> Response:
+    """No worker can take the request: 503, and on HTTP/1.1 the connection closes after it."""
+    host.count_overload()
+    if not proto.multiplexed:  # HTTP/2 refuses the one stream, not the connection
+        proto.close_after_current()
+    return error_response(503, "server overloaded", {"retry-after": "1"})
+
+
+def _buffered(data: bytes) -> Callable[[], bytes]:
+    """A body source over bytes already read (inline handlers)."""
+    parts = [data]
+    return lambda: parts.pop() if parts else b""
+
+
+# 3. The response -----------------------------------------------------------------
+
+async def write_response(host: Host, carrier: Carrier, stream_id: int, response: Response,
+                         body: AsyncBody | None = None) -> None:
+    """As the thread runtimes' writer, awaiting instead of blocking.
+
+    An in-memory body goes out with its head in one send (one segment for a
+    small response, clear of Nagle and delayed-ACK stalls). A streamed body
+    is sent chunk by chunk as it is produced; a synchronous stream (a file,
+    a generator that may block) is read on a worker thread, so it never
+    blocks the loop. If the body fails mid-way the stream is aborted (on
+    HTTP/1.1 that closes the connection).
+    """
+    proto = carrier.proto
+    if body is not None:
+        body.answered = True
+    response = start_response(proto, stream_id, response)
+    data = response.body.data
+    if data is not None:
+        proto.send_data(stream_id, data)
+        proto.end_stream(stream_id)
+        await carrier.flush_whole()
+        return
+    await _write_streamed(host, carrier, stream_id, response)
+    await carrier.flush()
+
+
+async def _write_streamed(host: Host, carrier: Carrier, stream_id: int, response: Response) -> None:
+    proto = carrier.proto
+    body = response.body
+    wait_for_window = carrier.wait_for_window
+    try:
+        await carrier.flush()
+        if body.is_async:
+            chunks = body.achunks()
+            next_chunk = lambda: anext(chunks, None)  # noqa: E731
+        else:
+            next_chunk = _chunk_reader(host, body.chunks())
+        while (chunk := await next_chunk()) is not None:
+            if wait_for_window is not None:
+                await wait_for_window(stream_id)
+            proto.send_data(stream_id, chunk)
+            await carrier.flush()
+        proto.end_stream(stream_id)
+    except DISCONNECTS:
+        proto.abort_stream(stream_id)
+        raise
+    except Exception:
+        logger.exception("response body failed mid-stream; aborting the stream")
+        proto.abort_stream(stream_id)
+    finally:
+        with anyio.CancelScope(shield=True):
+            if body.is_async:
+                await body.aclose()
+            else:
+                body.close()
+
+
+def _chunk_reader(host: Host, chunks: Iterator[bytes]) -> Callable[[], Awaitable[bytes | None]]:
+    """The next chunk of a synchronous body: on the loop for inline handlers, else on a worker."""
+    if host.inline:
+        async def next_inline() -> bytes | None:
+            return next(chunks, None)
+        return next_inline
+    return lambda: host.run_in_pool(next, chunks, None)

@@ -1,0 +1,112 @@
+"""The event-loop runtimes' transport seam: every read, write and close of a client socket.
+
+The driver never touches a socket. It holds an :class:`AsyncTransport`, a
+byte stream with four members, and everything particular to one kind of
+stream stays behind it: anyio's exceptions, the raw socket under it,
+``TCP_NODELAY``, the unread bytes that would turn a close into a reset. A
+TLS transport (``ssl.MemoryBIO`` between the protocol and the socket)
+implements the same four members and slots in without touching the driver.
+
+Two transports exist today:
+
+- :class:`AnyioTransport`, over anyio's ``SocketStream`` (the trio runtime's,
+  and the asyncio runtime's with ``async_streams="anyio"``);
+- ``asyncio_runtime.ProtocolStream``, which sits directly on an
+  ``asyncio.Protocol`` and *is* a transport (no wrapper: a wrapper would add
+  an await to every read and write of the fastest path).
+
+A transport does not time out: the driver's deadlines do (see
+``connection.py``), so a read or write costs no cancel scope.
+"""
+
+from __future__ import annotations
+
+import socket
+from typing import Protocol
+
+import anyio
+import anyio.abc
+
+from protocols import ClientDisconnected, ConnectionInfo, error_response_bytes
+
+from ..common import discard_unread, socket_address
+
+__all__ = ["DISCONNECTS", "RECV_SIZE", "AnyioTransport", "AsyncTransport", "reject"]
+
+RECV_SIZE = 64 * 1024
+
+#: What a send (or a handler's read) raises when the client has gone away:
+#: its connection is all that costs, nothing is logged.
+DISCONNECTS = (ClientDisconnected, OSError, anyio.BrokenResourceError, anyio.ClosedResourceError,
+               anyio.EndOfStream)
+
+
+class AsyncTransport(Protocol):
+    """One client's byte stream, as the event-loop driver reads and writes it."""
+
+    #: The peer's and our own address, for ``request.client`` and ``request.server``.
+    info: ConnectionInfo
+
+    async def receive(self, max_bytes: int = RECV_SIZE) -> bytes:
+        """The next bytes from the client; ``b""`` once it has closed (or the connection broke)."""
+
+    async def send(self, data: bytes) -> None:
+        """Hand ``data`` to the client, waiting while it is slow to read.
+
+        Raises one of :data:`DISCONNECTS` when the client is gone.
+        """
+
+    async def aclose(self) -> None:
+        """Close the connection (our last bytes are delivered, not reset). Never raises.
+
+        The caller shields it from cancellation: a cancelled connection closes too.
+        """
+
+
+class AnyioTransport:
+    """An anyio ``SocketStream`` behind the :class:`AsyncTransport` seam."""
+
+    __slots__ = ("stream", "sock", "info")
+
+    def __init__(self, stream: anyio.abc.SocketStream) -> None:
+        self.stream = stream
+        self.sock = stream.extra(anyio.abc.SocketAttribute.raw_socket)
+        # Small responses leave at once; the protocol already batches what it can.
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.info = ConnectionInfo(
+            socket_address(stream.extra(anyio.abc.SocketAttribute.remote_address)),
+            socket_address(stream.extra(anyio.abc.SocketAttribute.local_address)),
+        )
+
+    async def receive(self, max_bytes: int = RECV_SIZE) -> bytes:
+        try:
+            return await self.stream.receive(max_bytes)
+        except (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError, ConnectionError):
+            return b""  # closed here (a handler's late body read) reads as closed there
+
+    async def send(self, data: bytes) -> None:
+        await self.stream.send(data)
+
+    async def aclose(self) -> None:
+        # trio's streams read only when asked: what the client sent that
+        # nobody read is still in the kernel, and would turn our FIN into a
+        # reset that may destroy our last words (a 400, a GOAWAY) in flight.
+        # (On asyncio the raw socket is asyncio's wrapper, and its transport
+        # has read eagerly anyway.)
+        if isinstance(self.sock, socket.socket):
+            discard_unread(self.sock)
+        try:
+            await self.stream.aclose()
+        except OSError:
+            pass
+
+
+async def reject(transport: AsyncTransport) -> None:
+    """Answer 503 on a connection the server will not serve, then close it."""
+    with anyio.move_on_after(1):
+        try:
+            await transport.send(error_response_bytes(503, "too many connections", [("retry-after", "1")]))
+        except DISCONNECTS:
+            pass
+    with anyio.CancelScope(shield=True):
+        await transport.aclose()

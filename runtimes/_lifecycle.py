@@ -1,0 +1,213 @@
+"""One request's life, as every runtime lives it, whatever carries it.
+
+A request arrives as a :class:`~protocols.RequestReceived` event; its body
+follows as events that are queued in a :class:`BodyInbox` until the handler
+reads them; the handler is called and its failures mapped to responses
+(:func:`call_handler`); the response is started (:func:`start_response`) and
+its body written by the concurrency family's own writer (``_sync`` for
+threads, ``_async`` for event loops). What does not depend on *how* a
+runtime waits lives here, once, for both protocols:
+
+- the body inbox, and how a connection's events reach it (:func:`deliver`);
+- the gather-before-dispatch rule (:func:`gather_body_first`);
+- the handler call and its error mapping;
+- what a connection's deadline means when it passes (:class:`Deadline`).
+"""
+
+from __future__ import annotations
+
+import enum
+from collections import deque
+from http import HTTPStatus
+
+from protocols import (
+    BodyEnded,
+    BodyReceived,
+    ClientDisconnected,
+    ConnectionClosed,
+    Event,
+    HTTPError,
+    ProtocolError,
+    ProtocolFailed,
+    Request,
+    Response,
+    ServerConnection,
+    StreamReset,
+)
+
+from .common import Handler, logger
+
+__all__ = [
+    "GATHERED_BODY_BYTES", "BodyInbox", "Deadline", "call_handler", "check_response", "deliver",
+    "error_response", "gather_body_first", "handler_failed", "logger", "start_response",
+]
+
+
+#: A request body up to this size (by its Content-Length) is read whole
+#: before a worker thread runs the handler: a client trickling a small POST
+#: then costs a buffer, not a thread (the slow-body attack on a pool).
+GATHERED_BODY_BYTES = 64 * 1024
+
+
+class Deadline(enum.Enum):
+    """What a connection's (or a stream's) deadline means when it passes.
+
+    Each deadline has exactly one owner, the code that waits for the thing
+    it bounds; the runtimes' docstrings say who that is.
+    """
+
+    #: The request head did not arrive in time: 408, close.
+    HEAD = "head"
+    #: A request body stalled (or a small one being gathered did not arrive): 408.
+    BODY = "body"
+    #: A keep-alive connection stayed idle: close quietly.
+    IDLE = "idle"
+    #: The client stopped reading our response: close.
+    SEND = "send"
+
+    @property
+    def answer(self) -> int | None:
+        """The status a client gets when this deadline passes, if any."""
+        return 408 if self is Deadline.HEAD or self is Deadline.BODY else None
+
+    @property
+    def reason(self) -> str:
+        return f"request {self.value} not received in time"
+
+
+# -- the request body -----------------------------------------------------------
+
+class BodyInbox:
+    """Request body events for one stream, queued until the handler takes them.
+
+    The inbox does not wait: :meth:`take` says "wait" by returning None, and
+    the family's body reader (``_sync.SyncBody``, ``_async.AsyncBody``)
+    decides how. Errors are kept until the queued bytes before them are
+    taken, so a handler reads everything that arrived before the failure.
+    """
+
+    __slots__ = ("stream_id", "chunks", "buffered", "ended", "error")
+
+    def __init__(self, stream_id: int) -> None:
+        self.stream_id = stream_id
+        self.chunks: deque[bytes] = deque()
+        self.buffered = 0
+        self.ended = False
+        self.error: Exception | None = None
+
+    def absorb(self, event: Event) -> None:
+        kind = type(event)
+        if kind is BodyReceived:
+            self.chunks.append(event.data)
+            self.buffered += len(event.data)
+        elif kind is BodyEnded:
+            self.ended = True
+        elif kind is ConnectionClosed:
+            self.fail(ClientDisconnected("client closed the connection mid-body"))
+        elif kind is ProtocolFailed:
+            self.fail(ProtocolError(event.reason, event.status))
+        elif kind is StreamReset:
+            self.fail(ClientDisconnected("the client reset the stream"))
+
+    def fail(self, error: Exception) -> None:
+        if not self.ended and self.error is None:
+            self.error = error
+
+    @property
+    def settled(self) -> bool:
+        """The body is complete or has failed: nothing more will arrive."""
+        return self.ended or self.error is not None
+
+    def take(self) -> bytes | None:
+        """The next queued chunk, b"" at the end, None if the caller must wait."""
+        if self.chunks:
+            chunk = self.chunks.popleft()
+            self.buffered -= len(chunk)
+            return chunk
+        if self.ended:
+            return b""
+        if self.error is not None:
+            raise self.error
+        return None
+
+
+def deliver(inboxes: dict[int, BodyInbox], event: Event) -> None:
+    """File a connection's event with its stream's inbox.
+
+    An event without a stream (the client hung up, or broke the protocol)
+    concerns every stream still waiting for body bytes.
+    """
+    stream_id = getattr(event, "stream_id", None)
+    if stream_id is None:
+        for inbox in inboxes.values():
+            inbox.absorb(event)
+    elif (inbox := inboxes.get(stream_id)) is not None:
+        inbox.absorb(event)
+
+
+def gather_body_first(request: Request, proto: ServerConnection, stream_id: int) -> bool:
+    """Should this request's body be read before a handler's thread is involved?
+
+    Only a small body with a declared length, and never for a client that
+    waits for ``100 Continue`` (it sends nothing until the handler reads).
+    """
+    length = request.headers.get("content-length")
+    return (length is not None and length.isdigit() and int(length) <= GATHERED_BODY_BYTES
+            and not proto.expects_continue(stream_id))
+
+
+# -- the handler ------------------------------------------------------------------
+
+def error_response(status: int, message: str = "", headers: dict[str, str] | None = None) -> Response:
+    text = f"{status} {HTTPStatus(status).phrase}"
+    if message:
+        text += f": {message}"
+    return Response(text + "\n", status=status, headers=headers)
+
+
+def call_handler(handler: Handler, request: Request) -> Response:
+    """Run a blocking handler and always come back with a Response.
+
+    ``HTTPError`` becomes its status; any other exception a logged 500.
+    ``ClientDisconnected`` propagates: there is nobody left to answer.
+    """
+    try:
+        response = handler(request)
+    except Exception as exc:
+        return handler_failed(exc, request)
+    return check_response(response, request)
+
+
+def handler_failed(exc: Exception, request: Request) -> Response:
+    """The answer to a handler's exception (re-raises ``ClientDisconnected``)."""
+    if isinstance(exc, HTTPError):
+        return error_response(exc.status, exc.message, exc.headers)
+    if isinstance(exc, ClientDisconnected):
+        raise exc
+    logger.error("handler failed: %s %s", request.method, request.target, exc_info=exc)
+    return error_response(500)
+
+
+def check_response(response: object, request: Request) -> Response:
+    if isinstance(response, Response):
+        return response
+    logger.error(
+        "handler returned %s for %s %s, expected a Response",
+        type(response).__name__, request.method, request.target,
+    )
+    return error_response(500)
+
+
+def start_response(proto: ServerConnection, stream_id: int, response: Response) -> Response:
+    """Send a response's head; an invalid one is logged and replaced by a 500.
+
+    Returns the response actually started, whose body the caller sends.
+    """
+    try:
+        proto.send_response(stream_id, response)
+    except ValueError as exc:
+        logger.error("handler returned an invalid response: %s", exc)
+        response.body.close()
+        response = error_response(500)
+        proto.send_response(stream_id, response)
+    return response

@@ -1,0 +1,261 @@
+"""A connection owned by one thread from its first request to its close.
+
+This is "yield to the OS" in its plainest form, and two runtimes share it:
+``threaded`` starts a thread per connection to run :meth:`OwnedConnection.serve`,
+and ``pinned`` (the seeds' design) hands a connection whose first request is
+ready to a pool worker, which runs the very same loop.
+
+The owning thread waits for each request head with a blocking read, runs
+the handler itself (HTTP/1.1 requests come one at a time, so nothing else
+would use the thread meanwhile), and lets the handler's body reads pull
+bytes from the socket. On HTTP/2 it becomes the connection's reader and
+hands every stream to a thread (:class:`~._sync.StreamSet` is the lifecycle
+either way).
+
+Deadlines owned here: the first request head must be complete within
+``header_timeout`` of the connection opening (408), an idle keep-alive
+connection waits ``keep_alive_timeout`` for its next request and then has
+``header_timeout`` to finish its head; sends fail after ``io_timeout``
+without progress (``SO_SNDTIMEO``, in the transport).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+
+from protocols import ClientDisconnected, RequestReceived, error_response_bytes, server_connection
+
+from ._pool import WorkerPool
+from ._sync import StreamSet
+from ._transport import SocketTransport
+from .common import Config, Handler, logger
+
+__all__ = ["OwnedConnection", "OwnedConnections"]
+
+#: Runs a job on some thread; False when no thread can take it.
+Submit = Callable[[Callable[[], None]], bool]
+
+
+class OwnedConnection:
+    """One client connection, served by the thread that calls :meth:`serve`.
+
+    ``submit_stream`` runs an HTTP/2 stream on another thread; without one,
+    the connection keeps a small pool of its own for its streams.
+    ``on_close`` is called (on the owning thread) once the socket is closed.
+    """
+
+    def __init__(self, transport: SocketTransport, config: Config, handler: Handler,
+                 on_close: Callable[[OwnedConnection], None], submit_stream: Submit | None = None) -> None:
+        self.transport = transport
+        self.config = config
+        self.on_close = on_close
+        self.submit_stream = submit_stream
+        proto = server_connection(transport.info, config.limits, config.http)
+        self.streams = StreamSet(proto, self, handler, config.io_timeout)
+        self.streams.pull = self._pull
+        self.write_lock = threading.Lock()  # stream threads send one at a time, in protocol order
+        self.closed = False
+        self.idle = True  # waiting for a request: safe to close at shutdown
+        self.stopping = False
+        self._stream_pool: WorkerPool | None = None
+
+    def serve(self, ready: list[RequestReceived] | None = None, head_deadline: float | None = None) -> None:
+        """Serve until the connection closes. ``ready``: requests already parsed (by a reactor)."""
+        self.streams.pull = self._pull  # this thread reads for its handlers from now on
+        try:
+            self.transport.block(self.config.io_timeout)
+            while ready is not None or (ready := self._wait_for_request(head_deadline)) is not None:
+                if self.streams.proto.multiplexed:
+                    self._serve_multiplexed(ready)
+                    return
+                self.idle = False
+                self.streams.serve(ready[0])  # and any pipelined request after it
+                ready = head_deadline = None
+        except (ClientDisconnected, OSError):
+            pass  # the client went away or stalled: its connection is all it costs
+        except Exception:
+            logger.exception("connection %s failed", self.transport.info.peer)
+        finally:
+            self._close()
+
+    def _wait_for_request(self, deadline: float | None) -> list[RequestReceived] | None:
+        """Read until a request is ready (or HTTP/2 has begun); None means close the connection.
+
+        ``deadline`` is when the head must be complete (a new connection);
+        None for a keep-alive connection, which may stay silent for
+        keep_alive_timeout and then has header_timeout to finish its head.
+        """
+        streams = self.streams
+        config = self.config
+        eof = False
+        while True:
+            with streams.lock:
+                ready = streams.absorb(streams.proto.events())
+                closing = streams.proto.should_close or eof
+            if ready or (streams.proto.multiplexed and not closing):
+                return ready  # HTTP/2 may begin without a request: its SETTINGS must go out now
+            if closing:
+                self.flush(True)  # a 4xx for a broken request, perhaps
+                return None
+            self.idle = True
+            timeout = config.keep_alive_timeout if deadline is None else deadline - time.monotonic()
+            data = None if self.stopping or timeout <= 0 else self.transport.receive(timeout)
+            if data is None:  # timed out (or shutting down)
+                if deadline is not None and not self.stopping:
+                    self.transport.send_all(error_response_bytes(408, "request head not received in time"))
+                return None
+            if deadline is None:
+                deadline = time.monotonic() + config.header_timeout
+            eof = not data
+            with streams.lock:
+                streams.proto.receive_data(data)
+
+    def _pull(self, timeout: float) -> bool:
+        """A handler on this thread wants body bytes: one read from the socket."""
+        data = self.transport.receive(timeout)
+        if data is None:
+            return False
+        with self.streams.lock:
+            self.streams.proto.receive_data(data)
+            self.streams.absorb(self.streams.proto.events())
+        return True
+
+    # HTTP/2: this thread reads, each stream runs on a thread of its own ----------------
+
+    def _serve_multiplexed(self, ready: list[RequestReceived]) -> None:
+        """Read frames until the protocol says close, or the connection idles past keep_alive_timeout."""
+        streams = self.streams
+        while True:
+            for stream in ready:
+                if not self._submit(lambda stream=stream: streams.serve(stream)):
+                    streams.turn_away(stream)
+            self.flush(False)
+            with streams.lock:
+                if streams.proto.should_close:
+                    break
+                self.idle = streams.running == 0
+                gathering_until = streams.next_deadline()
+            if self.idle and self.stopping:
+                break
+            timeout = self.config.keep_alive_timeout
+            if gathering_until is not None:  # wake up for a small body that may come too late
+                timeout = max(0.01, min(timeout, gathering_until - time.monotonic()))
+            data = self.transport.receive(timeout)
+            with streams.lock:
+                late = streams.overdue(time.monotonic())
+            for stream in late:
+                streams.refuse(stream, 408, "request body not received in time")
+            ready = []
+            if data is None:  # quiet for keep_alive_timeout (or a gathering deadline)
+                if self.idle:
+                    break
+                continue
+            with streams.lock:
+                streams.proto.receive_data(data)
+                ready = streams.absorb(streams.proto.events())
+        self.flush(False)
+
+    def _submit(self, job: Callable[[], None]) -> bool:
+        if self.submit_stream is not None:
+            return self.submit_stream(job)
+        if self._stream_pool is None:
+            # Threads kept for the connection's next streams: starting one costs more than a small request.
+            limit = self.config.limits.max_concurrent_streams
+            self._stream_pool = WorkerPool(limit, self.config.keep_alive_timeout, limit)
+        return self._stream_pool.submit(job)
+
+    # The Owner interface (see _sync.Owner) --------------------------------------------
+
+    def flush(self, wait: bool) -> None:
+        """Any thread: send what the protocol has queued, in the order it was queued.
+
+        Always waits for the client (up to io_timeout): a thread that owns its
+        connection has nothing better to do, and nobody else would send.
+        """
+        with self.write_lock:
+            with self.streams.lock:
+                data = self.streams.proto.data_to_send()
+            if data:
+                if self.closed:
+                    raise ClientDisconnected("connection closed")
+                self.transport.send_all(data)
+
+    def stream_done(self) -> None:
+        """A stream thread finished: wake the reader if the connection should now close."""
+        with self.streams.lock:
+            wake = self.streams.proto.multiplexed and self.streams.proto.should_close
+        if wake:
+            self.transport.shutdown()
+
+    def input_wanted(self) -> None:
+        pass  # this thread reads only when a handler asks, or between requests
+
+    # Shutdown, from the runtime's thread ---------------------------------------------
+
+    def begin_shutdown(self) -> None:
+        """Graceful: an idle connection closes now; a busy one after its response (HTTP/2: GOAWAY)."""
+        self.stopping = True
+        with self.streams.lock:
+            self.streams.close_after_current()
+        if self.idle:
+            self.transport.shutdown()
+            return
+        try:
+            self.flush(False)
+        except (ClientDisconnected, OSError):
+            self.transport.shutdown()
+
+    def interrupt(self) -> None:
+        """Wake the owning thread out of any read or send (the shutdown timeout has passed)."""
+        self.transport.shutdown()
+
+    def _close(self) -> None:
+        with self.write_lock:  # no stream thread sends on a closed (reused) descriptor
+            self.closed = True
+            self.transport.close()
+        with self.streams.lock:
+            self.streams.fail_all(ClientDisconnected("connection closed"))
+        if self._stream_pool is not None:
+            self._stream_pool.close()
+        self.on_close(self)
+
+
+class OwnedConnections:
+    """The connections a runtime's threads own, for counting them and for a graceful shutdown."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._all_closed = threading.Condition(self._lock)
+        self._open: set[OwnedConnection] = set()
+
+    def __len__(self) -> int:
+        return len(self._open)
+
+    def add(self, connection: OwnedConnection) -> None:
+        with self._lock:
+            self._open.add(connection)
+
+    def forget(self, connection: OwnedConnection) -> None:
+        """A connection closed (its thread calls this, as the connection's ``on_close``)."""
+        with self._lock:
+            self._open.discard(connection)
+            if not self._open:
+                self._all_closed.notify_all()
+
+    def drain(self, timeout: float) -> None:
+        """Idle connections close now, busy ones after their response; past ``timeout``, force the rest."""
+        with self._lock:
+            connections = list(self._open)
+        for connection in connections:
+            connection.begin_shutdown()
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            while self._open and (left := deadline - time.monotonic()) > 0:
+                self._all_closed.wait(left)
+            stragglers = list(self._open)
+        if stragglers:
+            logger.warning("shutdown timeout: closing %d busy connections", len(stragglers))
+            for connection in stragglers:
+                connection.interrupt()

@@ -1,0 +1,330 @@
+"""The request lifecycle on threads, once for every thread runtime and both protocols.
+
+A connection served by threads has a *reader* (the thread that feeds
+received bytes to the protocol connection) and *stream threads* (which run
+handlers and write responses). They may be one and the same thread: on
+HTTP/1.1 ``threaded`` and ``pinned`` run the handler on the thread that
+reads, and the handler's body reads *pull* more bytes from the socket
+themselves. Or they differ: ``hybrid``'s reactor reads while a worker
+answers, and on HTTP/2 every runtime's reader hands each stream to a thread
+of its own; then body reads wait to be *pushed* bytes by the reader.
+
+:class:`StreamSet` is everything the two share about one connection: the
+protocol connection and its lock, the body inboxes, the streams running,
+the small bodies being gathered, and :meth:`StreamSet.serve`, one stream's
+life on its thread (body, handler, response, then a pipelined request if
+one is waiting). The owner, the runtime's connection, gives it a
+:class:`Owner`: how to send the protocol's bytes, and what to do when a
+stream ends or reading may resume.
+
+Deadlines here: a body read waits at most ``io_timeout`` for each chunk
+(owned by the reading handler); a gathered body must be complete within
+``io_timeout`` (owned by the reader, which asks :meth:`StreamSet.overdue`);
+a streamed response waits at most ``io_timeout`` for the client's
+flow-control window (owned by the writing stream thread). Head, idle and
+send deadlines belong to the runtime.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import Protocol
+
+from protocols import (
+    ClientDisconnected,
+    Event,
+    HTTPError,
+    ProtocolSwitched,
+    RequestBody,
+    RequestReceived,
+    Response,
+    ServerConnection,
+)
+
+from ._lifecycle import BodyInbox, call_handler, deliver, error_response, gather_body_first, start_response
+from .common import Handler, logger
+
+__all__ = ["Owner", "StreamSet", "SyncBody"]
+
+#: Response bytes a stream may have queued behind a shut flow-control window
+#: before its handler is held back.
+STREAM_HIGH_WATER = 256 * 1024
+#: Request body bytes buffered ahead of a one-at-a-time handler past which
+#: the reader stops reading (HTTP/2's windows bound them there).
+BODY_HIGH_WATER = 1024 * 1024
+
+
+class Owner(Protocol):
+    """What a :class:`StreamSet` needs from the connection that owns it."""
+
+    def flush(self, wait: bool) -> None:
+        """Send what the protocol has queued (taken under the set's lock, by the callee).
+
+        ``wait=False``: hand the bytes over and return, whatever the client
+        does (the reactor, or a response that already exists whole).
+        """
+
+    def stream_done(self) -> None:
+        """A stream has finished: the owner may close, or start reading again."""
+
+    def input_wanted(self) -> None:
+        """A handler drained its body buffer: a reader that paused may read again."""
+
+
+class StreamSet:
+    """The streams of one connection, and the lock that guards its protocol state."""
+
+    def __init__(self, proto: ServerConnection, owner: Owner, handler: Handler, io_timeout: float) -> None:
+        self.proto = proto
+        self.owner = owner
+        self.handler = handler
+        self.io_timeout = io_timeout
+        self.lock = threading.Lock()
+        self.changed = threading.Condition(self.lock)  # input arrived: body bytes, a window, a reset
+        self.inboxes: dict[int, SyncBody] = {}
+        self.running = 0  # streams accepted and not yet answered (gathering ones included)
+        #: Streams whose small body is read before a thread runs them, with their deadline.
+        self.gathering: dict[int, tuple[RequestReceived, float]] = {}
+        #: Set while the reader itself runs the handler: body reads then read the
+        #: socket (``pull(timeout) -> bool``: False when nothing came in time).
+        self.pull: Callable[[float], bool] | None = None
+
+    @property
+    def inline(self) -> bool:
+        """Is the reader itself running this connection's (one-at-a-time) handler?"""
+        return self.pull is not None and not self.proto.multiplexed
+
+    # -- on the reader, lock held ---------------------------------------------------
+
+    def absorb(self, events: list[Event]) -> list[RequestReceived]:
+        """File events with their streams; return the streams a thread may now serve."""
+        ready = []
+        for event in events:
+            kind = type(event)
+            if kind is RequestReceived:
+                self.running += 1
+                if event.has_body:
+                    self.inboxes[event.stream_id] = SyncBody(self, event.stream_id)
+                    if not self.inline and gather_body_first(event.request, self.proto, event.stream_id):
+                        self.gathering[event.stream_id] = (event, time.monotonic() + self.io_timeout)
+                        continue
+                ready.append(event)
+            elif kind is ProtocolSwitched:  # always last: continue with the successor's events
+                self.proto = event.connection
+                ready += self.absorb(self.proto.events())
+            else:
+                deliver(self.inboxes, event)
+        if self.gathering:
+            ready += self._gathered()
+        self.changed.notify_all()
+        return ready
+
+    def _gathered(self) -> list[RequestReceived]:
+        """Gathered bodies that ended are ready; one that failed is dropped without a thread."""
+        ready = []
+        for sid in [sid for sid in self.gathering if self.inboxes[sid].settled]:
+            event, _ = self.gathering.pop(sid)
+            if self.inboxes[sid].ended:
+                ready.append(event)
+            else:
+                self.proto.abort_stream(sid)
+                del self.inboxes[sid]
+                self.running -= 1
+        return ready
+
+    def next_deadline(self) -> float | None:
+        """When the first gathering stream runs out of time, if any is gathering."""
+        return min((deadline for _, deadline in self.gathering.values()), default=None)
+
+    def overdue(self, now: float) -> list[RequestReceived]:
+        """The gathering streams past their deadline, for the reader to :meth:`refuse` with 408."""
+        late = [sid for sid, (_, deadline) in self.gathering.items() if deadline <= now]
+        return [self.gathering.pop(sid)[0] for sid in late]
+
+    def input_wanted_now(self) -> bool:
+        """Should the reader keep reading? (A reactor stops while the answer is all it waits for.)
+
+        One-at-a-time streams: not while a request whose body is complete is
+        being answered (a pipelined request waits in the kernel, not in our
+        memory), nor while the handler lags behind a large upload. Multiplexed
+        streams are bounded by flow control instead.
+        """
+        if self.proto.multiplexed or not self.running:
+            return True
+        return any(not inbox.settled and inbox.buffered <= BODY_HIGH_WATER for inbox in self.inboxes.values())
+
+    def fail_all(self, error: Exception) -> None:
+        """The connection is gone: wake every waiting stream with ``error``."""
+        for inbox in self.inboxes.values():
+            inbox.fail(error)
+        for sid in self.gathering:  # never started: nothing will finish them
+            self.inboxes.pop(sid, None)
+        self.running -= len(self.gathering)
+        self.gathering.clear()
+        self.changed.notify_all()
+
+    def close_after_current(self) -> None:
+        """Graceful shutdown: nothing new is accepted; what runs is finished."""
+        self.proto.close_after_current()
+        self.changed.notify_all()
+
+    # -- on a stream's thread ---------------------------------------------------------
+
+    def serve(self, started: RequestReceived | None) -> None:
+        """Answer a stream, then any pipelined request that became ready after it."""
+        while started is not None:
+            stream_id = started.stream_id
+            request = started.request
+            inbox = self.inboxes.get(stream_id)
+            if inbox is not None:
+                request.body = RequestBody(inbox.read_chunk)
+            try:
+                self.write_response(stream_id, call_handler(self.handler, request))
+            except (ClientDisconnected, OSError):
+                with self.lock:
+                    self.proto.abort_stream(stream_id)
+            started = self._finished(stream_id)
+
+    def refuse(self, started: RequestReceived, status: int, why: str) -> None:
+        """Answer a stream without its handler (its body came too late: 408). Never waits."""
+        with self.lock:
+            if not self.proto.multiplexed:
+                self.proto.close_after_current()  # one stream at a time: the connection goes too
+        try:
+            self.write_response(started.stream_id, error_response(status, why), wait=False)
+        except (ClientDisconnected, OSError):
+            pass
+        self._finished(started.stream_id)
+
+    def turn_away(self, started: RequestReceived) -> None:
+        """No thread can take this stream: refuse it so the client may retry (503 on HTTP/1.1)."""
+        with self.lock:
+            self.proto.refuse_stream(started.stream_id)
+        self._finished(started.stream_id)
+
+    def _finished(self, stream_id: int) -> RequestReceived | None:
+        """Bookkeeping after a stream; returns a pipelined request to serve next, if one is ready."""
+        following = None
+        with self.lock:
+            self.inboxes.pop(stream_id, None)
+            self.running -= 1
+            if not self.proto.multiplexed and not self.proto.should_close:
+                ready = self.absorb(self.proto.events())
+                following = ready[0] if ready else None
+        try:
+            self.owner.flush(False)
+        except (ClientDisconnected, OSError):
+            pass
+        self.owner.stream_done()
+        return following
+
+    def write_response(self, stream_id: int, response: Response, wait: bool = True) -> None:
+        """Send a response through the protocol connection, on this thread.
+
+        An in-memory body goes out with its head in one flush that never
+        waits for the client: one segment on the wire for a small response
+        (clear of Nagle and delayed-ACK stalls), and a slow reader cannot hold
+        the thread for bytes that already exist (the slow-read attack). A
+        streamed body is sent chunk by chunk as the handler's iterator or file
+        produces it, each flush waiting while the client is slow and each
+        chunk waiting while HTTP/2 flow control keeps earlier ones queued. If
+        the body fails mid-way the stream is aborted (on HTTP/1.1 that closes
+        the connection).
+        """
+        proto = self.proto
+        with self.lock:
+            response = start_response(proto, stream_id, response)
+            body = response.body
+            if body.data is not None:
+                proto.send_data(stream_id, body.data)
+                proto.end_stream(stream_id)
+        if body.data is not None:
+            self.owner.flush(False)
+            return
+        try:
+            self.owner.flush(wait)
+            for chunk in body.chunks():
+                with self.lock:
+                    self._wait_for_window(stream_id)
+                    proto.send_data(stream_id, chunk)
+                self.owner.flush(wait)
+            with self.lock:
+                proto.end_stream(stream_id)
+        except (OSError, ClientDisconnected):
+            with self.lock:
+                proto.abort_stream(stream_id)
+            raise
+        except Exception:
+            logger.exception("response body failed mid-stream; aborting the stream")
+            with self.lock:
+                proto.abort_stream(stream_id)
+        finally:
+            body.close()
+        self.owner.flush(wait)
+
+    def _wait_for_window(self, stream_id: int) -> None:
+        """Lock held: wait while the stream's queued output is past the high-water mark."""
+        proto = self.proto
+        deadline = None
+        while True:
+            if proto.stream_reset(stream_id):
+                raise ClientDisconnected("the client reset the stream")
+            if proto.pending(stream_id) <= STREAM_HIGH_WATER:
+                return
+            if deadline is None:
+                deadline = time.monotonic() + self.io_timeout
+            left = deadline - time.monotonic()
+            if left <= 0 or not self.changed.wait(left):
+                raise ClientDisconnected("the client stopped reading (flow control window shut)")
+
+
+class SyncBody(BodyInbox):
+    """``request.body`` on a thread: chunks are pushed by the reader, or pulled from the socket.
+
+    Each chunk taken is reported to the protocol as consumed (HTTP/2 then
+    reopens the client's window: it sends only as fast as the handler
+    reads). A client waiting for ``100 Continue`` is told to go ahead only
+    now, when the handler actually asks for the body.
+    """
+
+    __slots__ = ("streams",)
+
+    def __init__(self, streams: StreamSet, stream_id: int) -> None:
+        super().__init__(stream_id)
+        self.streams = streams
+
+    def read_chunk(self) -> bytes:
+        streams = self.streams
+        deadline = time.monotonic() + streams.io_timeout
+        while True:
+            with streams.lock:
+                chunk = self.take()
+                if chunk is None:
+                    go_ahead = streams.proto.expects_continue(self.stream_id)
+                    if go_ahead:
+                        streams.proto.send_continue(self.stream_id)
+                    elif not streams.inline:
+                        self._wait_pushed(deadline)
+                        continue
+                else:
+                    if chunk:
+                        streams.proto.consumed(self.stream_id, len(chunk))
+                    drained = self.buffered <= BODY_HIGH_WATER // 2 < self.buffered + len(chunk)
+                    break
+            if go_ahead:
+                streams.owner.flush(True)
+            elif not streams.pull(max(0.0, deadline - time.monotonic())):
+                raise HTTPError(408, "request body not received in time")
+        if chunk and streams.proto.multiplexed:
+            streams.owner.flush(False)  # a WINDOW_UPDATE, perhaps
+        if drained:
+            streams.owner.input_wanted()
+        return chunk
+
+    def _wait_pushed(self, deadline: float) -> None:
+        """Lock held: wait for the reader to push something."""
+        left = deadline - time.monotonic()
+        if (left <= 0 or not self.streams.changed.wait(left)) and not self.chunks and not self.settled:
+            raise HTTPError(408, "request body not received in time")

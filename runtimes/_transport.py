@@ -1,0 +1,152 @@
+"""The thread runtimes' transport seam: every read, write, shutdown and close of a client socket.
+
+A runtime never calls ``sock.recv`` or ``sock.send`` itself; it asks its
+:class:`SocketTransport`. That keeps what is particular to a byte stream
+(kernel timeouts, the half-read buffer that turns a close into a reset, and
+later TLS on ``ssl.MemoryBIO``) in one place instead of in every runtime.
+
+A transport is used in one of two modes:
+
+- **blocking** (a thread owns the connection: ``threaded``, a ``pinned``
+  worker): ``receive(timeout)`` waits in the kernel. Timeouts are
+  ``SO_RCVTIMEO`` / ``SO_SNDTIMEO``, so a wait costs one system call, not a
+  ``poll`` before each read as Python's own socket timeouts do.
+- **non-blocking** (a reactor waits on readiness: ``hybrid``, ``pinned``
+  before a request is ready): ``receive_now()`` and ``send_now()`` take what
+  the kernel has, never waiting.
+"""
+
+from __future__ import annotations
+
+import socket
+import struct
+
+from protocols import ClientDisconnected, ConnectionInfo, error_response_bytes
+
+from .common import socket_address
+
+__all__ = ["RECV_SIZE", "SocketTransport", "reject_connection"]
+
+RECV_SIZE = 64 * 1024
+
+
+class SocketTransport:
+    """A connected TCP socket, as the thread runtimes read and write it."""
+
+    __slots__ = ("sock", "fd", "info", "_recv_timeout", "_blocking")
+
+    def __init__(self, sock: socket.socket, peer: object) -> None:
+        self.sock = sock
+        self.fd = sock.fileno()
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.info = ConnectionInfo(socket_address(peer), socket_address(sock.getsockname()))
+        self._recv_timeout = -1.0
+        self._blocking = None
+
+    def fileno(self) -> int:
+        return self.fd
+
+    # -- modes -------------------------------------------------------------------
+
+    def block(self, send_timeout: float) -> None:
+        """Blocking mode: a send that makes no progress for ``send_timeout`` fails."""
+        if self._blocking is not True:
+            self.sock.settimeout(None)
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, _timeval(send_timeout))
+            self._blocking = True
+
+    def unblock(self) -> None:
+        """Non-blocking mode, for a reactor."""
+        if self._blocking is not False:
+            self.sock.setblocking(False)
+            self._blocking = False
+
+    # -- blocking mode ---------------------------------------------------------------
+
+    def receive(self, timeout: float) -> bytes | None:
+        """One blocking read: bytes, b"" at end of stream, None when ``timeout`` passed first."""
+        if timeout != self._recv_timeout:
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, _timeval(timeout))
+            self._recv_timeout = timeout
+        try:
+            return self.sock.recv(RECV_SIZE)
+        except BlockingIOError:
+            return None
+        except ConnectionError:
+            return b""
+
+    def send_all(self, data: bytes) -> None:
+        """Send everything, waiting for the client; a stalled client raises ClientDisconnected."""
+        if not data:
+            return
+        try:
+            self.sock.sendall(data)
+        except BlockingIOError:
+            raise ClientDisconnected("client stopped reading") from None
+        except OSError as exc:
+            raise ClientDisconnected(str(exc)) from None
+
+    # -- non-blocking mode -----------------------------------------------------------
+
+    def receive_now(self) -> bytes | None:
+        """What the kernel has: bytes, b"" at end of stream (or a broken connection), None if nothing."""
+        try:
+            return self.sock.recv(RECV_SIZE)
+        except BlockingIOError:
+            return None
+        except OSError:
+            return b""
+
+    def send_now(self, data: bytes | memoryview | bytearray) -> int:
+        """Hand the kernel what it takes now; raises ClientDisconnected if the connection broke."""
+        try:
+            return self.sock.send(data)
+        except BlockingIOError:
+            return 0
+        except OSError as exc:
+            raise ClientDisconnected(str(exc)) from None
+
+    # -- ending ------------------------------------------------------------------------
+
+    def shutdown(self) -> None:
+        """Wake any thread blocked on this socket (the descriptor stays ours until close)."""
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+    def close(self) -> None:
+        """Close, first reading and dropping what the client sent that nobody will read.
+
+        Closing a TCP socket with unread bytes in its receive buffer sends RST
+        instead of FIN, and a client's kernel may then discard our last words
+        (a 400, a GOAWAY) before the client has read them.
+        """
+        try:
+            while self.sock.recv(65536, socket.MSG_DONTWAIT):
+                pass
+        except OSError:
+            pass
+        self.sock.close()
+
+
+def reject_connection(sock: socket.socket, why: str) -> None:
+    """Answer 503 on a connection we will not serve, without waiting for anything."""
+    try:
+        sock.setblocking(False)
+        try:
+            sock.recv(65536)  # unread request bytes would turn our close into a reset
+        except OSError:
+            pass
+        sock.send(error_response_bytes(503, why, [("retry-after", "1")]))
+        sock.shutdown(socket.SHUT_WR)
+    except OSError:
+        pass
+    finally:
+        sock.close()
+
+
+def _timeval(seconds: float) -> bytes:
+    seconds = max(seconds, 0.001)  # a zero timeval means "wait forever"
+    whole = int(seconds)
+    return struct.pack("ll", whole, int((seconds - whole) * 1_000_000))

@@ -1,0 +1,194 @@
+"""Pinned: the seeds' own design. A reactor finds ready connections; a pool worker keeps each one.
+
+The Rust astra runs a small evented loop under a pool of worker threads and
+dispatches *connections* to the pool: a worker serves its connection,
+blocking on it, for the connection's whole life, and yields to the OS (not
+to a userspace runtime) whenever it waits. This runtime is that model:
+
+1. The reactor thread (:meth:`PinnedRuntime.serve`) accepts, and waits on
+   every connection that has no worker yet. It reads and parses until a
+   request head is complete (a client trickling its head costs a registered
+   descriptor, not a worker, and gets 408 after ``header_timeout``).
+2. A connection with a request ready is handed to the elastic
+   :class:`~._pool.WorkerPool` (15 x CPUs by default, grows under load,
+   idle workers exit). If every worker is busy it waits in the pool's
+   queue; past ``max_queued_requests`` it gets 503 and is closed.
+3. The worker runs :class:`~._owned.OwnedConnection` (the loop
+   ``threaded`` runs on its own thread): it answers the request, then
+   *blocks on the socket* for the next one. It never hands the connection
+   back; it lets go only when the connection closes or stays idle past
+   ``keep_alive_timeout``. On HTTP/2 the worker is the connection's reader
+   and the connection's streams run on threads of its own (hyper would
+   spawn them onto the same pool, which deadlocks once every worker is a
+   reader waiting for its streams).
+
+So an idle keep-alive connection holds a worker, and a full pool makes
+newcomers queue: exactly what the seeds' design trades for simplicity, and
+what ``hybrid`` (which hands out requests instead) was built to avoid. Where
+this runtime differs from the Rust original, it is to give it the
+protections every other runtime has, so that a comparison measures the
+dispatch model only (docs/design.md lists each difference).
+"""
+
+from __future__ import annotations
+
+import selectors
+import socket
+import threading
+import time
+from collections.abc import Callable
+
+from protocols import error_response_bytes
+
+from ._owned import OwnedConnection, OwnedConnections
+from ._pool import WorkerPool
+from ._transport import SocketTransport, reject_connection
+from .common import Runtime, logger, thread_count
+
+__all__ = ["PinnedRuntime"]
+
+TICK = 0.1  # how often the reactor checks head deadlines (timeouts are this precise)
+_WAKE = object()  # selector data: the wake-up socket
+_LISTENER = object()  # selector data: a listening socket
+
+
+class PinnedRuntime(Runtime):
+    name = "pinned"
+    uses_worker_pool = True
+    pins_connections = True
+
+    def __init__(self, handler, config, listeners) -> None:
+        super().__init__(handler, config, listeners)
+        self.stopping = False
+        self.selector = selectors.DefaultSelector()
+        self.pool = WorkerPool(config.max_workers, config.worker_keep_alive, config.max_queued_requests)
+        self.waiting: dict[int, tuple[OwnedConnection, float]] = {}  # no worker yet: fd -> (it, head deadline)
+        self.pinned = OwnedConnections()  # handed to the pool
+        self._wake_r, self._wake_w = socket.socketpair()
+        self.accepted = self.rejected = self.overloaded = 0
+
+    # 1. The reactor: accept, read heads, expire slow ones ------------------------------
+
+    def serve(self, ready: Callable[[], None]) -> None:
+        if self.config.thread_stack_size:
+            threading.stack_size(self.config.thread_stack_size)
+        for listener in self.listeners:
+            listener.setblocking(False)
+            self.selector.register(listener, selectors.EVENT_READ, _LISTENER)
+        self.selector.register(self._wake_r, selectors.EVENT_READ, _WAKE)
+        ready()
+        try:
+            next_tick = time.monotonic() + TICK
+            while not self.stopping:
+                for key, _ in self.selector.select(max(0.0, next_tick - time.monotonic())):
+                    if key.data is _LISTENER:
+                        self._accept_ready(key.fileobj)
+                    elif key.data is not _WAKE:
+                        self._on_readable(key.data)
+                if (now := time.monotonic()) >= next_tick:
+                    self._expire_heads(now)
+                    next_tick = now + TICK
+        finally:
+            for listener in self.listeners:
+                listener.close()
+            for connection, _ in list(self.waiting.values()):
+                self._let_go(connection)
+            self.selector.close()
+            self.pinned.drain(self.config.shutdown_timeout)
+            self.pool.close()
+            self._wake_r.close()
+            self._wake_w.close()
+
+    def _accept_ready(self, listener: socket.socket) -> None:
+        while True:
+            try:
+                sock, peer = listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:  # EMFILE and friends: try again next tick
+                logger.warning("accept failed: %s", exc)
+                return
+            self.accepted += 1
+            if len(self.waiting) + len(self.pinned) >= self.config.max_connections:
+                self.rejected += 1
+                reject_connection(sock, "too many connections")
+                continue
+            transport = SocketTransport(sock, peer)
+            transport.unblock()
+            connection = OwnedConnection(transport, self.config, self.handler, self.pinned.forget)
+            connection.streams.pull = None  # until a worker has it: a small first body is gathered here
+            self.waiting[transport.fd] = (connection, time.monotonic() + self.config.header_timeout)
+            self.selector.register(transport.fd, selectors.EVENT_READ, connection)
+
+    def _on_readable(self, connection: OwnedConnection) -> None:
+        """Parse what arrived; once a request is ready the connection goes to a worker, for good."""
+        data = connection.transport.receive_now()
+        if data is None:
+            return
+        streams = connection.streams
+        with streams.lock:
+            streams.proto.receive_data(data)
+            ready = streams.absorb(streams.proto.events())
+            closing = not ready and streams.proto.should_close
+            goodbye = streams.proto.data_to_send() if closing else None  # else the worker sends it
+        if ready or (streams.proto.multiplexed and not closing):
+            self._pin(connection, ready)  # HTTP/2: its SETTINGS must go out before any request
+        elif goodbye is not None or not data:  # the client left, or broke the protocol (its 4xx is queued)
+            self._let_go(connection, goodbye or b"")
+
+    def _pin(self, connection: OwnedConnection, ready: list) -> None:
+        self.selector.unregister(connection.transport.fd)
+        del self.waiting[connection.transport.fd]
+        self.pinned.add(connection)
+        if not self.pool.submit(lambda: connection.serve(ready)):
+            self.overloaded += 1  # every worker busy and the queue full: 503, the client may retry
+            if ready:
+                connection.streams.turn_away(ready[0])
+            self.pinned.forget(connection)
+            connection.transport.close()
+
+    def _expire_heads(self, now: float) -> None:
+        """408 for a head, or a small first body being gathered, that did not arrive in time."""
+        for connection, deadline in list(self.waiting.values()):
+            streams = connection.streams
+            with streams.lock:
+                late = streams.overdue(now)
+                gathering = streams.running > 0
+            if late:
+                streams.refuse(late[0], 408, "request body not received in time")
+                self._let_go(connection)
+            elif now >= deadline and not gathering:
+                self._let_go(connection, error_response_bytes(408, "request head not received in time"))
+
+    def _let_go(self, connection: OwnedConnection, last_words: bytes = b"") -> None:
+        """Close a connection that never got a worker."""
+        transport = connection.transport
+        self.selector.unregister(transport.fd)
+        del self.waiting[transport.fd]
+        if last_words:
+            try:
+                transport.send_now(last_words)
+            except OSError:
+                pass
+        transport.close()
+
+    # 2. Stopping ---------------------------------------------------------------------
+
+    def stop(self) -> None:
+        self.stopping = True
+        try:
+            self._wake_w.send(b"x")
+        except OSError:
+            pass
+
+    def stats(self) -> dict[str, int]:
+        pinned = len(self.pinned)
+        return {
+            "connections_open": len(self.waiting) + pinned,
+            "connections_pinned": pinned,
+            "connections_accepted": self.accepted,
+            "connections_rejected": self.rejected,
+            "requests_overloaded": self.overloaded,
+            "threads": thread_count(),
+            **self.pool.stats(),
+        }
