@@ -23,7 +23,7 @@ import struct
 
 from protocols import ClientDisconnected, ConnectionInfo, error_response_bytes
 
-from .common import socket_address
+from .common import discard_unread, socket_address
 
 __all__ = ["RECV_SIZE", "SocketTransport", "reject_connection"]
 
@@ -116,17 +116,9 @@ class SocketTransport:
             pass
 
     def close(self) -> None:
-        """Close, first reading and dropping what the client sent that nobody will read.
-
-        Closing a TCP socket with unread bytes in its receive buffer sends RST
-        instead of FIN, and a client's kernel may then discard our last words
-        (a 400, a GOAWAY) before the client has read them.
-        """
-        try:
-            while self.sock.recv(65536, socket.MSG_DONTWAIT):
-                pass
-        except OSError:
-            pass
+        """Close, first reading and dropping what the client sent that nobody will read
+        (unread bytes would turn the close into a reset, see ``discard_unread``)."""
+        discard_unread(self.sock)
         self.sock.close()
 
 

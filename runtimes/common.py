@@ -13,14 +13,15 @@ import logging
 import os
 import resource
 import socket
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from protocols import Limits, Request
 
 __all__ = [
-    "Config", "Handler", "Runtime", "bind_listeners", "discard_unread", "is_async_handler", "logger",
+    "Config", "Handler", "Runtime", "accept_backlog", "bind_listeners", "discard_unread", "is_async_handler", "logger",
     "socket_address", "thread_count",
 ]
 
@@ -158,6 +159,26 @@ def _raise_open_file_limit() -> None:
             resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
         except (ValueError, OSError):
             pass
+
+
+def accept_backlog(listener: socket.socket, backoff: float = 0.0) -> Iterator[tuple[socket.socket, Any]]:
+    """Every connection waiting in a non-blocking listener's backlog, now.
+
+    Draining the backlog per wake-up, rather than one connection per trip
+    round the loop, keeps newcomers from starving behind busy connections. An
+    error such as EMFILE is logged and ends the batch after ``backoff``
+    seconds (a thread that only accepts can afford to pause; a reactor cannot).
+    """
+    while True:
+        try:
+            yield listener.accept()
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as exc:
+            logger.warning("accept failed: %s", exc)
+            if backoff:
+                time.sleep(backoff)
+            return
 
 
 def socket_address(address: Any) -> tuple[str, int] | None:

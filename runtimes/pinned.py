@@ -43,7 +43,7 @@ from protocols import error_response_bytes
 from ._owned import OwnedConnection, OwnedConnections
 from ._pool import WorkerPool
 from ._transport import SocketTransport, reject_connection
-from .common import Runtime, logger, thread_count
+from .common import Runtime, accept_backlog, thread_count
 
 __all__ = ["PinnedRuntime"]
 
@@ -100,14 +100,7 @@ class PinnedRuntime(Runtime):
             self._wake_w.close()
 
     def _accept_ready(self, listener: socket.socket) -> None:
-        while True:
-            try:
-                sock, peer = listener.accept()
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError as exc:  # EMFILE and friends: try again next tick
-                logger.warning("accept failed: %s", exc)
-                return
+        for sock, peer in accept_backlog(listener):
             self.accepted += 1
             if len(self.waiting) + len(self.pinned) >= self.config.max_connections:
                 self.rejected += 1

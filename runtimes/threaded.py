@@ -26,7 +26,7 @@ from collections.abc import Callable
 
 from ._owned import OwnedConnection, OwnedConnections
 from ._transport import SocketTransport, reject_connection
-from .common import Runtime, logger, thread_count
+from .common import Runtime, accept_backlog, thread_count
 
 __all__ = ["ThreadedRuntime"]
 
@@ -70,14 +70,9 @@ class ThreadedRuntime(Runtime):
             self._wake_w.close()
 
     def _accept_ready(self, listener: socket.socket) -> None:
-        while not self.stopping:
-            try:
-                sock, peer = listener.accept()
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError as exc:  # EMFILE and friends: back off, do not spin
-                logger.warning("accept failed: %s", exc)
-                time.sleep(0.05)
+        for sock, peer in accept_backlog(listener, backoff=0.05):  # EMFILE: back off, do not spin
+            if self.stopping:
+                sock.close()
                 return
             self.accepted += 1
             if len(self.connections) >= self.config.max_connections:

@@ -208,21 +208,16 @@ async def answer(host: Host, carrier: Carrier, started: RequestReceived, body: A
         else:
             try:
                 response = await host.run_in_pool(call_handler, handler, request)
-            except PoolFull:
-                response = _overloaded(host, proto)
+            except PoolFull:  # refused, so that the client may retry: 503 (HTTP/1.1) or REFUSED_STREAM
+                host.count_overload()
+                proto.refuse_stream(stream_id)
+                await carrier.flush()
+                return
         if host.stopping:
             proto.close_after_current()
         await write_response(host, carrier, stream_id, response, body)
     except DISCONNECTS:
         proto.abort_stream(stream_id)
-
-
-def _overloaded(host: Host, proto: ServerConnection) -> Response:
-    """No worker can take the request: 503, and on HTTP/1.1 the connection closes after it."""
-    host.count_overload()
-    if not proto.multiplexed:  # HTTP/2 refuses the one stream, not the connection
-        proto.close_after_current()
-    return error_response(503, "server overloaded", {"retry-after": "1"})
 
 
 def _buffered(data: bytes) -> Callable[[], bytes]:

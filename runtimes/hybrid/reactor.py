@@ -13,7 +13,7 @@ from protocols import RequestReceived
 
 from .._pool import WorkerPool
 from .._transport import SocketTransport, reject_connection
-from ..common import Runtime, logger, thread_count
+from ..common import Runtime, accept_backlog, logger, thread_count
 from .connection import READ, Connection
 
 __all__ = ["HybridRuntime"]
@@ -121,14 +121,7 @@ class HybridRuntime(Runtime):
             pass
 
     def _accept_ready(self, listener: socket.socket) -> None:
-        while True:
-            try:
-                sock, peer = listener.accept()
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError as exc:  # EMFILE and friends: try again next tick
-                logger.warning("accept failed: %s", exc)
-                return
+        for sock, peer in accept_backlog(listener):
             self.accepted += 1
             if len(self.connections) >= self.config.max_connections:
                 self.rejected += 1
