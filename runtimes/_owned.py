@@ -174,9 +174,15 @@ class OwnedConnection:
         Always waits for the client (up to io_timeout): a thread that owns its
         connection has nothing better to do, and nobody else would send.
         """
+        streams = self.streams
+        if not streams.proto.multiplexed:  # one request at a time: this thread is the only sender
+            with streams.lock:
+                data = streams.proto.data_to_send()
+            self.transport.send_all(data)
+            return
         with self.write_lock:
-            with self.streams.lock:
-                data = self.streams.proto.data_to_send()
+            with streams.lock:
+                data = streams.proto.data_to_send()
             if data:
                 if self.closed:
                     raise ClientDisconnected("connection closed")
@@ -184,8 +190,10 @@ class OwnedConnection:
 
     def stream_done(self) -> None:
         """A stream thread finished: wake the reader if the connection should now close."""
+        if not self.streams.proto.multiplexed:
+            return  # HTTP/1.1: the reader is this very thread
         with self.streams.lock:
-            wake = self.streams.proto.multiplexed and self.streams.proto.should_close
+            wake = self.streams.proto.should_close
         if wake:
             self.transport.shutdown()
 

@@ -83,6 +83,7 @@ class StreamSet:
         self.io_timeout = io_timeout
         self.lock = threading.Lock()
         self.changed = threading.Condition(self.lock)  # input arrived: body bytes, a window, a reset
+        self.waiters = 0  # threads waiting on ``changed`` (a notify with none costs microseconds)
         self.inboxes: dict[int, SyncBody] = {}
         self.running = 0  # streams accepted and not yet answered (gathering ones included)
         #: Streams whose small body is read before a thread runs them, with their deadline.
@@ -114,11 +115,12 @@ class StreamSet:
             elif kind is ProtocolSwitched:  # always last: continue with the successor's events
                 self.proto = event.connection
                 ready += self.absorb(self.proto.events())
-            else:
+            elif self.inboxes:  # body events, or the end of everything, for the streams reading
                 deliver(self.inboxes, event)
         if self.gathering:
             ready += self._gathered()
-        self.changed.notify_all()
+        if self.waiters:  # even with no events: a WINDOW_UPDATE or a reset arrives as none
+            self.changed.notify_all()
         return ready
 
     def _gathered(self) -> list[RequestReceived]:
@@ -153,7 +155,10 @@ class StreamSet:
         """
         if self.proto.multiplexed or not self.running:
             return True
-        return any(not inbox.settled and inbox.buffered <= BODY_HIGH_WATER for inbox in self.inboxes.values())
+        for inbox in self.inboxes.values():
+            if not inbox.settled and inbox.buffered <= BODY_HIGH_WATER:
+                return True
+        return False
 
     def fail_all(self, error: Exception) -> None:
         """The connection is gone: wake every waiting stream with ``error``."""
@@ -202,6 +207,10 @@ class StreamSet:
         """No thread can take this stream: refuse it so the client may retry (503 on HTTP/1.1)."""
         with self.lock:
             self.proto.refuse_stream(started.stream_id)
+        try:
+            self.owner.flush(False)
+        except (ClientDisconnected, OSError):
+            pass
         self._finished(started.stream_id)
 
     def _finished(self, stream_id: int) -> RequestReceived | None:
@@ -210,13 +219,16 @@ class StreamSet:
         with self.lock:
             self.inboxes.pop(stream_id, None)
             self.running -= 1
-            if not self.proto.multiplexed and not self.proto.should_close:
+            multiplexed = self.proto.multiplexed
+            if not multiplexed and self.pull is None and not self.proto.should_close:
+                # A pipelined request: this worker goes on with it (an inline reader finds it itself).
                 ready = self.absorb(self.proto.events())
                 following = ready[0] if ready else None
-        try:
-            self.owner.flush(False)
-        except (ClientDisconnected, OSError):
-            pass
+        if multiplexed:  # a reset, released window credit (HTTP/1.1 has flushed all it had)
+            try:
+                self.owner.flush(False)
+            except (ClientDisconnected, OSError):
+                pass
         self.owner.stream_done()
         return following
 
@@ -276,8 +288,16 @@ class StreamSet:
             if deadline is None:
                 deadline = time.monotonic() + self.io_timeout
             left = deadline - time.monotonic()
-            if left <= 0 or not self.changed.wait(left):
+            if left <= 0 or not self.wait_changed(left):
                 raise ClientDisconnected("the client stopped reading (flow control window shut)")
+
+    def wait_changed(self, timeout: float) -> bool:
+        """Lock held: wait for the reader to report input; False if ``timeout`` passed first."""
+        self.waiters += 1
+        try:
+            return self.changed.wait(timeout)
+        finally:
+            self.waiters -= 1
 
 
 class SyncBody(BodyInbox):
@@ -326,5 +346,5 @@ class SyncBody(BodyInbox):
     def _wait_pushed(self, deadline: float) -> None:
         """Lock held: wait for the reader to push something."""
         left = deadline - time.monotonic()
-        if (left <= 0 or not self.streams.changed.wait(left)) and not self.chunks and not self.settled:
+        if (left <= 0 or not self.streams.wait_changed(left)) and not self.chunks and not self.settled:
             raise HTTPError(408, "request body not received in time")

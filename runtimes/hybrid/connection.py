@@ -3,9 +3,9 @@
 Everything mutable is guarded by the lock of the connection's
 :class:`~.._sync.StreamSet` (``self.lock``): the protocol connection, the
 pending output, the deadline, and the wishes ``paused`` / ``want_write``.
-What the selector is told (``registered``) is the reactor's alone; the
-connection reaches the reactor only through the small :class:`Loop`
-interface.
+Only the reactor talks to the selector (it records what it told it in
+``registered``, under the same lock); the connection reaches the reactor
+only through the small :class:`Loop` interface.
 """
 
 from __future__ import annotations
@@ -59,7 +59,7 @@ class Connection:
         self.eof = False
         self.paused = False  # stop reading for now (backpressure)
         self.want_write = False  # output is pending
-        self.registered = READ  # what the selector was last told (reactor only)
+        self.registered = READ  # what the selector was last told (written by the reactor, under the lock)
         self.last_progress = time.monotonic()
         self.deadline: float | None = None  # HEAD or IDLE, owned by the reactor
         self.deadline_kind = Deadline.HEAD
@@ -91,16 +91,24 @@ class Connection:
             return []
         streams = self.streams
         with self.lock:
-            idle = not streams.running and self.deadline_kind is Deadline.IDLE
-            if data and idle and not streams.proto.multiplexed:
+            busy = streams.running > 0
+            if data and not busy and self.deadline_kind is Deadline.IDLE and not streams.proto.multiplexed:
                 self._set_deadline(self.config.header_timeout, Deadline.HEAD)  # a head has begun
             streams.proto.receive_data(data)
             ready = streams.absorb(streams.proto.events())
             self.eof = self.eof or not data
             self._settle_deadline()
-            self.paused = not streams.input_wanted_now()
-        self.flush(wait=False)  # a 4xx, SETTINGS and PING acknowledgements, WINDOW_UPDATEs
-        if not self._close_if_done():
+            # Stop reading only once bytes arrive that nobody wants yet (a pipelined request
+            # while one is answered, an upload far ahead of its handler): pausing every
+            # connection at every request would cost two epoll_ctl calls and a wake-up each.
+            self.paused = busy and not streams.input_wanted_now()
+            multiplexed = streams.proto.multiplexed
+            done = (streams.proto.should_close or self.eof) and not streams.running
+        if multiplexed:
+            self.flush(wait=False)  # SETTINGS and PING acknowledgements, WINDOW_UPDATEs
+        if done:
+            self.send_and_close()  # with an HTTP/1.1 4xx, if one is queued
+        else:
             self.loop.sync_interest(self)
         return ready
 
@@ -169,13 +177,6 @@ class Connection:
         else:
             self.loop.close(self)
 
-    def _close_if_done(self) -> bool:
-        with self.lock:
-            done = (self.streams.proto.should_close or self.eof) and not self.streams.running
-        if done:
-            self.send_and_close()
-        return done
-
     def mark_closed(self) -> None:
         """Reactor, closing (lock held): wake every worker waiting on this connection."""
         self.closed = True  # under the lock: no worker sends on a reused descriptor
@@ -234,7 +235,7 @@ class Connection:
             self._settle_deadline()
             self.paused = not self.streams.input_wanted_now()
             closing = (self.streams.proto.should_close or self.eof) and not self.streams.running
-            resync = self.wanted != self.registered  # a stale read of the reactor's side costs one extra sync
+            resync = self.wanted != self.registered  # the reactor updates `registered` under this lock
         if closing:
             self.loop.call_soon(self.send_and_close)
         elif resync:

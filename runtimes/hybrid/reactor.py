@@ -138,24 +138,24 @@ class HybridRuntime(Runtime):
     def sync_interest(self, connection: Connection) -> None:
         """Make the selector match what the connection wants now.
 
-        Workers change the connection's wishes under its lock and then ask
-        for a sync; whatever order those requests arrive in, each sync reads
-        the wishes' latest values, so none is lost.
+        Workers change the connection's wishes under its lock and ask for a
+        sync when the wishes differ from what the selector was told; each
+        sync reads the latest wishes and records what it told the selector
+        under the same lock, so a worker never skips a sync on a stale
+        reading and none is lost.
         """
-        if connection.closed:
-            return
-        with connection.lock:
+        with connection.lock:  # held to the end: a worker deciding whether to ask for a sync reads `registered`
             mask = connection.wanted
-        if mask == connection.registered:
-            return
-        fd = connection.transport.fd
-        if connection.registered and mask:
-            self.selector.modify(fd, mask, connection)
-        elif mask:
-            self.selector.register(fd, mask, connection)
-        else:
-            self.selector.unregister(fd)
-        connection.registered = mask
+            if connection.closed or mask == connection.registered:
+                return
+            fd = connection.transport.fd
+            if connection.registered and mask:
+                self.selector.modify(fd, mask, connection)
+            elif mask:
+                self.selector.register(fd, mask, connection)
+            else:
+                self.selector.unregister(fd)
+            connection.registered = mask
 
     def close(self, connection: Connection) -> None:
         with connection.lock:
