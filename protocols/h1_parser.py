@@ -119,14 +119,13 @@ class H11Parser:
     in the connection rather than split between it and h11.
     """
 
-    __slots__ = ("_max_head", "_conn")
+    __slots__ = ("_max_head", "_conn", "receive_data")
 
     def __init__(self, max_head_bytes: int) -> None:
         self._max_head = max_head_bytes
-        self._conn = h11.Connection(h11.SERVER, max_incomplete_event_size=max_head_bytes)
-
-    def receive_data(self, data: bytes) -> None:
-        self._conn.receive_data(data)
+        self._conn = conn = h11.Connection(h11.SERVER, max_incomplete_event_size=max_head_bytes)
+        # h11's own method, bound: a forwarding method would cost a call per read.
+        self.receive_data = conn.receive_data
 
     def next_event(self) -> ParserEvent:
         try:
@@ -152,6 +151,7 @@ class H11Parser:
     def start_next(self) -> bool:
         leftover, closed = self._conn.trailing_data
         self._conn = conn = h11.Connection(h11.SERVER, max_incomplete_event_size=self._max_head)
+        self.receive_data = conn.receive_data
         if leftover:
             conn.receive_data(leftover)
         if closed:

@@ -92,7 +92,8 @@ class OwnedConnection:
         eof = False
         while True:
             with streams.lock:
-                ready = streams.absorb(streams.proto.events())
+                events = streams.proto.events()
+                ready = streams.absorb(events) if events else []
                 closing = streams.proto.should_close or eof
             if ready or (streams.proto.multiplexed and not closing):
                 return ready  # HTTP/2 may begin without a request: its SETTINGS must go out now

@@ -182,8 +182,7 @@ class StreamSet:
         while started is not None:
             stream_id = started.stream_id
             request = started.request
-            inbox = self.inboxes.get(stream_id)
-            if inbox is not None:
+            if self.inboxes and (inbox := self.inboxes.get(stream_id)) is not None:
                 request.body = RequestBody(inbox.read_chunk)
             try:
                 self.write_response(stream_id, call_handler(self.handler, request))
@@ -217,7 +216,8 @@ class StreamSet:
         """Bookkeeping after a stream; returns a pipelined request to serve next, if one is ready."""
         following = None
         with self.lock:
-            self.inboxes.pop(stream_id, None)
+            if self.inboxes:
+                self.inboxes.pop(stream_id, None)
             self.running -= 1
             multiplexed = self.proto.multiplexed
             if not multiplexed and self.pull is None and not self.proto.should_close:
