@@ -12,7 +12,9 @@ import inspect
 import logging
 import os
 import resource
+import selectors
 import socket
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -21,8 +23,8 @@ from typing import Any
 from protocols import Limits, Request
 
 __all__ = [
-    "Config", "Handler", "Runtime", "accept_backlog", "bind_listeners", "discard_unread", "is_async_handler", "logger",
-    "socket_address", "thread_count",
+    "LISTENER", "WAKE", "Config", "Handler", "Runtime", "Waker", "accept_backlog", "bind_listeners", "discard_unread", "is_async_handler", "logger",
+    "socket_address", "thread_count", "watch_listeners",
 ]
 
 logger = logging.getLogger("astra")
@@ -113,6 +115,56 @@ class Runtime:
     def stats(self) -> dict[str, int]:
         """Internal counters a researcher may want (connections open, threads...)."""
         return {}
+
+
+#: Selector data of a listening socket and of a :class:`Waker`, in the runtimes that select.
+LISTENER = "listener"
+WAKE = "wake"
+
+
+class Waker:
+    """A socket pair a selector also waits on, so that another thread can interrupt the wait.
+
+    Closing a socket that another thread is blocked on does not wake that
+    thread on Linux; a byte on this pair does.
+    """
+
+    def __init__(self) -> None:
+        self._r, self._w = socket.socketpair()
+        self._r.setblocking(False)
+        self._w.setblocking(False)
+
+    def fileno(self) -> int:
+        return self._r.fileno()
+
+    def wake(self) -> None:
+        try:
+            self._w.send(b"x")
+        except OSError:  # full (a wake-up is pending anyway) or closed (nobody is waiting)
+            pass
+
+    def drain(self) -> None:
+        try:
+            while self._r.recv(4096):
+                pass
+        except BlockingIOError:
+            pass
+
+    def close(self) -> None:
+        self._r.close()
+        self._w.close()
+
+
+def watch_listeners(selector: selectors.BaseSelector, config: Config, listeners: list[socket.socket],
+                    waker: Waker) -> None:
+    """Start a selecting runtime: its listeners (data LISTENER), its waker (data WAKE), and the
+    stack size of the threads it starts from now on."""
+    if config.thread_stack_size:
+        threading.stack_size(config.thread_stack_size)
+    for listener in listeners:
+        listener.setblocking(False)
+        selector.register(listener, selectors.EVENT_READ, LISTENER)
+    selector.register(waker, selectors.EVENT_READ, WAKE)
 
 
 def is_async_handler(handler: Handler) -> bool:

@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import selectors
 import socket
-import threading
 import time
 from collections.abc import Callable
 
@@ -43,13 +42,11 @@ from protocols import error_response_bytes
 from ._owned import OwnedConnection, OwnedConnections
 from ._pool import WorkerPool
 from ._transport import SocketTransport, reject_connection
-from .common import Runtime, accept_backlog, thread_count
+from .common import LISTENER, WAKE, Runtime, Waker, accept_backlog, thread_count, watch_listeners
 
 __all__ = ["PinnedRuntime"]
 
 TICK = 0.1  # how often the reactor checks head deadlines (timeouts are this precise)
-_WAKE = object()  # selector data: the wake-up socket
-_LISTENER = object()  # selector data: a listening socket
 
 
 class PinnedRuntime(Runtime):
@@ -64,26 +61,21 @@ class PinnedRuntime(Runtime):
         self.pool = WorkerPool(config.max_workers, config.worker_keep_alive, config.max_queued_requests)
         self.waiting: dict[int, tuple[OwnedConnection, float]] = {}  # no worker yet: fd -> (it, head deadline)
         self.pinned = OwnedConnections()  # handed to the pool
-        self._wake_r, self._wake_w = socket.socketpair()
+        self.waker = Waker()
         self.accepted = self.rejected = self.overloaded = 0
 
     # 1. The reactor: accept, read heads, expire slow ones ------------------------------
 
     def serve(self, ready: Callable[[], None]) -> None:
-        if self.config.thread_stack_size:
-            threading.stack_size(self.config.thread_stack_size)
-        for listener in self.listeners:
-            listener.setblocking(False)
-            self.selector.register(listener, selectors.EVENT_READ, _LISTENER)
-        self.selector.register(self._wake_r, selectors.EVENT_READ, _WAKE)
+        watch_listeners(self.selector, self.config, self.listeners, self.waker)
         ready()
         try:
             next_tick = time.monotonic() + TICK
             while not self.stopping:
                 for key, _ in self.selector.select(max(0.0, next_tick - time.monotonic())):
-                    if key.data is _LISTENER:
+                    if key.data is LISTENER:
                         self._accept_ready(key.fileobj)
-                    elif key.data is not _WAKE:
+                    elif key.data is not WAKE:
                         self._on_readable(key.data)
                 if (now := time.monotonic()) >= next_tick:
                     self._expire_heads(now)
@@ -96,8 +88,7 @@ class PinnedRuntime(Runtime):
             self.selector.close()
             self.pinned.drain(self.config.shutdown_timeout)
             self.pool.close()
-            self._wake_r.close()
-            self._wake_w.close()
+            self.waker.close()
 
     def _accept_ready(self, listener: socket.socket) -> None:
         for sock, peer in accept_backlog(listener):
@@ -169,10 +160,7 @@ class PinnedRuntime(Runtime):
 
     def stop(self) -> None:
         self.stopping = True
-        try:
-            self._wake_w.send(b"x")
-        except OSError:
-            pass
+        self.waker.wake()
 
     def stats(self) -> dict[str, int]:
         pinned = len(self.pinned)

@@ -20,13 +20,12 @@ from __future__ import annotations
 import _thread
 import selectors
 import socket
-import threading
 import time
 from collections.abc import Callable
 
 from ._owned import OwnedConnection, OwnedConnections
 from ._transport import SocketTransport, reject_connection
-from .common import Runtime, accept_backlog, thread_count
+from .common import LISTENER, Runtime, Waker, accept_backlog, thread_count, watch_listeners
 
 __all__ = ["ThreadedRuntime"]
 
@@ -38,36 +37,28 @@ class ThreadedRuntime(Runtime):
         super().__init__(handler, config, listeners)
         self.stopping = False
         self.connections = OwnedConnections()
-        self._wake_r, self._wake_w = socket.socketpair()
+        self.waker = Waker()
         self.accepted = 0
         self.rejected = 0
 
     # Accepting ---------------------------------------------------------
 
     def serve(self, ready: Callable[[], None]) -> None:
-        if self.config.thread_stack_size:
-            threading.stack_size(self.config.thread_stack_size)
-        # The accept loop waits on the listener and on a wake-up socket, so
-        # that stop() can interrupt it (closing a socket another thread is
-        # blocked on does not wake that thread on Linux).
+        # The accept loop waits on the listeners and on a waker, so that stop() can interrupt it.
         selector = selectors.DefaultSelector()
-        for listener in self.listeners:
-            listener.setblocking(False)
-            selector.register(listener, selectors.EVENT_READ)
-        selector.register(self._wake_r, selectors.EVENT_READ)
+        watch_listeners(selector, self.config, self.listeners, self.waker)
         ready()
         try:
             while not self.stopping:
                 for key, _ in selector.select():
-                    if key.fileobj is not self._wake_r:
+                    if key.data is LISTENER:
                         self._accept_ready(key.fileobj)
         finally:
             selector.close()
             for listener in self.listeners:
                 listener.close()
             self.connections.drain(self.config.shutdown_timeout)
-            self._wake_r.close()
-            self._wake_w.close()
+            self.waker.close()
 
     def _accept_ready(self, listener: socket.socket) -> None:
         for sock, peer in accept_backlog(listener, backoff=0.05):  # EMFILE: back off, do not spin
@@ -101,10 +92,7 @@ class ThreadedRuntime(Runtime):
 
     def stop(self) -> None:
         self.stopping = True
-        try:
-            self._wake_w.send(b"x")
-        except OSError:
-            pass
+        self.waker.wake()
 
     def stats(self) -> dict[str, int]:
         return {

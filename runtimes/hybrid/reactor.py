@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import selectors
 import socket
-import threading
 import time
 from collections import deque
 from collections.abc import Callable
@@ -13,14 +12,12 @@ from protocols import RequestReceived
 
 from .._pool import WorkerPool
 from .._transport import SocketTransport, reject_connection
-from ..common import Runtime, accept_backlog, logger, thread_count
+from ..common import LISTENER, WAKE, Runtime, Waker, accept_backlog, logger, thread_count, watch_listeners
 from .connection import READ, Connection
 
 __all__ = ["HybridRuntime"]
 
 TICK = 0.1  # how often the reactor checks deadlines (timeouts are this precise)
-_WAKE = object()  # selector data: the wake-up socket
-_LISTENER = object()  # selector data: a listening socket
 
 
 class HybridRuntime(Runtime):
@@ -35,19 +32,13 @@ class HybridRuntime(Runtime):
         self.pool = WorkerPool(config.max_workers, config.worker_keep_alive, config.max_queued_requests)
         self._calls: deque[Callable[[], None]] = deque()
         self._wake_pending = False
-        self._wake_r, self._wake_w = socket.socketpair()
-        self._wake_r.setblocking(False)
+        self.waker = Waker()
         self.accepted = self.rejected = self.overloaded = 0
 
     # 1. The reactor -----------------------------------------------------
 
     def serve(self, ready: Callable[[], None]) -> None:
-        if self.config.thread_stack_size:
-            threading.stack_size(self.config.thread_stack_size)
-        for listener in self.listeners:
-            listener.setblocking(False)
-            self.selector.register(listener, READ, _LISTENER)
-        self.selector.register(self._wake_r, READ, _WAKE)
+        watch_listeners(self.selector, self.config, self.listeners, self.waker)
         ready()
         next_tick = time.monotonic() + TICK
         drain_deadline = None
@@ -59,10 +50,10 @@ class HybridRuntime(Runtime):
                 if drain_deadline is not None and (not self.connections or time.monotonic() > drain_deadline):
                     break
                 for key, mask in self.selector.select(max(0.0, next_tick - time.monotonic())):
-                    if key.data is _LISTENER:
+                    if key.data is LISTENER:
                         self._accept_ready(key.fileobj)
-                    elif key.data is _WAKE:
-                        self._drain_wake_socket()
+                    elif key.data is WAKE:
+                        self.waker.drain()
                     else:
                         self._on_event(key.data, mask)
                 self._run_calls()
@@ -76,8 +67,7 @@ class HybridRuntime(Runtime):
                 self.close(connection)
             self.pool.close()
             self.selector.close()
-            self._wake_r.close()
-            self._wake_w.close()
+            self.waker.close()
 
     def _on_event(self, connection: Connection, mask: int) -> None:
         try:
@@ -102,23 +92,13 @@ class HybridRuntime(Runtime):
         self._calls.append(call)
         if not self._wake_pending:
             self._wake_pending = True
-            try:
-                self._wake_w.send(b"x")
-            except OSError:
-                pass
+            self.waker.wake()
 
     def _run_calls(self) -> None:
         self._wake_pending = False  # before draining: a later call_soon wakes us again
         calls = self._calls
         while calls:
             calls.popleft()()
-
-    def _drain_wake_socket(self) -> None:
-        try:
-            while self._wake_r.recv(4096):
-                pass
-        except BlockingIOError:
-            pass
 
     def _accept_ready(self, listener: socket.socket) -> None:
         for sock, peer in accept_backlog(listener):
