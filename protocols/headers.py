@@ -88,7 +88,10 @@ class Headers:
         if not isinstance(name, str):
             return False
         name = name.lower()
-        return any(key == name for key, _ in self._items)
+        for key, _ in self._items:  # a loop, not any(genexpr): this runs twice per response
+            if key == name:
+                return True
+        return False
 
     def keys(self) -> list[str]:
         """Distinct names, in order of first appearance."""

@@ -312,13 +312,27 @@ class HTTP11Connection:
         status = response.status
         if status < 200:
             raise ValueError("informational responses are sent by the server itself")
-        headers = [(n, v) for n, v in response.headers if n not in _FRAMING_HEADERS]
+        # One pass over the handler's fields: framing is ours to write, but a
+        # declared length and a request to close are noted.
+        headers = []
+        declared = None
+        close = self._closing or not self._client_keep_alive
+        has_server = False
+        for name, value in response.headers:
+            if name in _FRAMING_HEADERS:
+                if name == "content-length" and declared is None:
+                    declared = value
+                continue
+            if name == "connection" and "close" in value.lower():
+                close = True
+            elif name == "server":
+                has_server = True
+            headers.append((name, value))
         suppress = self._method == b"HEAD" or status in _NO_BODY_STATUSES
         length = response.body.length
-        if length is None and (declared := response.headers.get("content-length")):
+        if length is None and declared:
             length = int(declared)  # a stream whose size the handler knows
         chunked = False
-        close = self._closing or not self._client_keep_alive
         if status not in _NO_BODY_STATUSES:
             if length is not None:
                 headers.append(("content-length", str(length)))
@@ -330,13 +344,11 @@ class HTTP11Connection:
                     close = True  # HTTP/1.0: the body ends when the connection does
         if not self._request_done and not self._unread_body_can_be_drained():
             close = True
-        if any(n == "connection" and "close" in v.lower() for n, v in headers):
-            close = True
-        elif close:
+        if close:
             headers = [(n, v) for n, v in headers if n != "connection"]
             headers.append(("connection", "close"))
         headers.append(("date", http_date()))
-        if "server" not in response.headers:
+        if not has_server:
             headers.append(("server", SERVER_NAME))
         head = encode_head(status, headers)
 

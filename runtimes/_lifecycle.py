@@ -175,6 +175,8 @@ def call_handler(handler: Handler, request: Request) -> Response:
         response = handler(request)
     except Exception as exc:
         return handler_failed(exc, request)
+    if type(response) is Response:  # the usual answer, without a call to say so
+        return response
     return check_response(response, request)
 
 

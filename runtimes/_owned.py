@@ -63,16 +63,19 @@ class OwnedConnection:
 
     def serve(self, ready: list[RequestReceived] | None = None, head_deadline: float | None = None) -> None:
         """Serve until the connection closes. ``ready``: requests already parsed (by a reactor)."""
-        self.streams.pull = self._pull  # this thread reads for its handlers from now on
+        streams = self.streams
+        streams.pull = self._pull  # this thread reads for its handlers from now on
         try:
             self.transport.block(self.config.io_timeout)
-            while ready is not None or (ready := self._wait_for_request(head_deadline)) is not None:
-                if self.streams.proto.multiplexed:
+            if ready is None:
+                ready = self._wait_for_request(head_deadline)
+            while ready is not None:
+                if streams.proto.multiplexed:
                     self._serve_multiplexed(ready)
                     return
                 self.idle = False
-                self.streams.serve(ready[0])  # and any pipelined request after it
-                ready = head_deadline = None
+                streams.serve(ready[0])  # and any pipelined request that follows it
+                ready = self._wait_for_request(None)
         except (ClientDisconnected, OSError):
             pass  # the client went away or stalled: its connection is all it costs
         except Exception:
@@ -86,21 +89,20 @@ class OwnedConnection:
         ``deadline`` is when the head must be complete (a new connection);
         None for a keep-alive connection, which may stay silent for
         keep_alive_timeout and then has header_timeout to finish its head.
+        Nothing parsed is waiting when this is called: a pipelined request
+        was found when the response before it ended (see StreamSet.serve).
         """
         streams = self.streams
         config = self.config
-        eof = False
+        self.idle = True
         while True:
-            with streams.lock:
-                events = streams.proto.events()
-                ready = streams.absorb(events) if events else []
-                closing = streams.proto.should_close or eof
-            if ready or (streams.proto.multiplexed and not closing):
-                return ready  # HTTP/2 may begin without a request: its SETTINGS must go out now
-            if closing:
+            # Only this thread changes a one-at-a-time connection's state, so
+            # these two reads need no lock (a shutdown also interrupts the read).
+            if streams.proto.should_close:
                 self.flush(True)  # a 4xx for a broken request, perhaps
                 return None
-            self.idle = True
+            if streams.proto.multiplexed:
+                return []  # HTTP/2 may begin without a request: its SETTINGS must go out now
             timeout = config.keep_alive_timeout if deadline is None else deadline - time.monotonic()
             data = None if self.stopping or timeout <= 0 else self.transport.receive(timeout)
             if data is None:  # timed out (or shutting down)
@@ -109,9 +111,15 @@ class OwnedConnection:
                 return None
             if deadline is None:
                 deadline = time.monotonic() + config.header_timeout
-            eof = not data
             with streams.lock:
                 streams.proto.receive_data(data)
+                events = streams.proto.events()
+                ready = streams.absorb(events) if events else events
+            if ready:
+                return ready
+            if not data:  # the client closed its side without a request
+                self.flush(True)
+                return None
 
     def _pull(self, timeout: float) -> bool:
         """A handler on this thread wants body bytes: one read from the socket."""

@@ -220,10 +220,12 @@ class StreamSet:
                 self.inboxes.pop(stream_id, None)
             self.running -= 1
             multiplexed = self.proto.multiplexed
-            if not multiplexed and self.pull is None and not self.proto.should_close:
-                # A pipelined request: this worker goes on with it (an inline reader finds it itself).
-                ready = self.absorb(self.proto.events())
-                following = ready[0] if ready else None
+            if not multiplexed and not self.proto.should_close:
+                # A pipelined request: this thread goes on with it.
+                events = self.proto.events()
+                if events:
+                    ready = self.absorb(events)
+                    following = ready[0] if ready else None
         if multiplexed:  # a reset, released window credit (HTTP/1.1 has flushed all it had)
             try:
                 self.owner.flush(False)
