@@ -25,7 +25,7 @@ from .http11 import HTTP11Connection
 from .limits import Limits
 from .negotiation import HTTP_VERSIONS, OpeningConnection, server_connection
 from .request import BodySource, ConnectionInfo, Request, RequestBody
-from .response import Body, Response, ResponseBuilder
+from .response import Body, Response, ResponseBuilder, reason_phrase
 
 __all__ = [
     "Body", "BodyEnded", "BodyReceived", "BodySource", "BodyTooLarge",
@@ -33,5 +33,5 @@ __all__ = [
     "HTTP11Connection", "HTTP2Connection", "HTTPError", "HTTP_VERSIONS", "Headers",
     "Limits", "OpeningConnection", "PREFACE", "ProtocolError", "ProtocolFailed", "ProtocolSwitched",
     "Request", "RequestBody", "RequestParser", "RequestReceived", "Response", "ResponseBuilder",
-    "ServerConnection", "StreamReset", "error_response_bytes", "server_connection",
+    "ServerConnection", "StreamReset", "error_response_bytes", "reason_phrase", "server_connection",
 ]

@@ -10,16 +10,14 @@ NUL would let a handler (or whoever controls its inputs) split the response.
 
 from __future__ import annotations
 
-from http import HTTPStatus
-
 from ._dates import http_date
 from .headers import is_token
+from .response import reason_phrase
 
 __all__ = ["status_line", "encode_head", "chunk", "error_response_bytes", "LAST_CHUNK", "CONTINUE", "SERVER_NAME"]
 
 SERVER_NAME = "astra"
 
-_REASONS = {s.value: s.phrase for s in HTTPStatus}
 _STATUS_LINES: dict[int, str] = {}
 
 
@@ -32,7 +30,7 @@ def status_line(status: int) -> str:
     if line is None:
         if not 100 <= status <= 999:
             raise ValueError(f"invalid status code {status!r}")
-        line = f"HTTP/1.1 {status} {_REASONS.get(status, '')}\r\n"
+        line = f"HTTP/1.1 {status} {reason_phrase(status)}\r\n"
         if len(_STATUS_LINES) < 1000:
             _STATUS_LINES[status] = line
     return line
@@ -64,7 +62,7 @@ def error_response_bytes(
     turning a connection away before any parsing. ``head_only`` leaves the
     body out (the answer to a HEAD request) but keeps its length.
     """
-    body = f"{status} {HTTPStatus(status).phrase}: {message}\n".encode("utf-8", "replace")
+    body = f"{status} {reason_phrase(status)}: {message}\n".encode("utf-8", "replace")
     head = encode_head(status, [
         ("content-type", "text/plain; charset=utf-8"),
         ("content-length", str(len(body))),

@@ -10,12 +10,10 @@ goes out as valid HTTP/2 whatever it set.
 
 from __future__ import annotations
 
-from http import HTTPStatus
-
 from ._dates import http_date
 from .headers import Headers, is_token
 from .request import ConnectionInfo, Request
-from .response import Response
+from .response import Response, reason_phrase, response_length
 
 __all__ = ["NO_BODY_STATUSES", "error_fields", "request_from_fields", "response_fields"]
 
@@ -81,9 +79,7 @@ def response_fields(response: Response, head_only: bool) -> tuple[list[tuple[byt
             raise ValueError("header value contains CR, LF or NUL")
         has_server = has_server or name == "server"
         fields.append((name.encode("ascii"), value.encode("latin-1")))
-    length = response.body.length
-    if length is None and (declared := response.headers.get("content-length")):
-        length = int(declared)
+    length = response_length(response, response.headers.get("content-length"))
     if length is not None and status not in NO_BODY_STATUSES:
         fields.append((b"content-length", str(length).encode("ascii")))
     fields.append((b"date", http_date().encode("ascii")))
@@ -94,7 +90,7 @@ def response_fields(response: Response, head_only: bool) -> tuple[list[tuple[byt
 
 def error_fields(status: int, message: str) -> tuple[list[tuple[bytes, bytes]], bytes]:
     """Header block and body of the server's own plain-text answer (413 and the like)."""
-    body = f"{status} {HTTPStatus(status).phrase}: {message}\n".encode()
+    body = f"{status} {reason_phrase(status)}: {message}\n".encode()
     return [
         (b":status", str(status).encode("ascii")),
         (b"content-type", b"text/plain; charset=utf-8"),

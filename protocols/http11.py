@@ -42,10 +42,10 @@ from .events import (
 )
 from .h1_parser import CONNECTION_CLOSED, END_OF_MESSAGE, H11Parser, ParserFactory
 from .h1_wire import CONTINUE, LAST_CHUNK, SERVER_NAME, chunk, encode_head, error_response_bytes
-from .headers import Headers
+from .headers import VALID_HOST as _VALID_HOST, Headers  # RFC 9112 3.2: any other Host gets a 400
 from .limits import Limits
 from .request import ConnectionInfo, Request
-from .response import Response
+from .response import Response, response_length
 
 if TYPE_CHECKING:
     from .contract import ServerConnection
@@ -62,8 +62,9 @@ UpgradeHook = Callable[[Request, bytes, bool, bytes], Optional["ServerConnection
 
 # Statuses whose responses never carry a body (RFC 9110 6.4.1 and 15.3.5).
 _NO_BODY_STATUSES = frozenset({204, 304})
-# RFC 9112 3.2: a Host that is not uri-host [":" port] gets a 400.
-_VALID_HOST = re.compile(rb"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-._~%!$&'()*+,;=]*)(:[0-9]*)?")
+# Absolute-form request-target: scheme, authority (no userinfo), then an
+# optional path and query; never a fragment (RFC 9112 3.2.2, RFC 9110 4.2).
+_ABSOLUTE_FORM = re.compile(rb"(?i:https?)://([^/?#@]+)([/?][^#]*)?")
 # Framing is ours to decide; a handler's own values would contradict it.
 _FRAMING_HEADERS = frozenset({"transfer-encoding", "content-length"})
 
@@ -178,7 +179,7 @@ class HTTP11Connection:
                     self._unparsed = False
                     break
             except ProtocolError as exc:
-                events.append(self._fail(exc.status, exc.message))
+                events.append(self._fail(exc.status, exc.message, exc.headers))
         return events
 
     def _check_head_syntax(self) -> None:
@@ -210,6 +211,10 @@ class HTTP11Connection:
         """Judge a parsed head (raising ProtocolError) and start its stream."""
         if version != b"1.1" and not version.startswith(b"1."):  # another protocol's greeting, perhaps
             raise ProtocolError(f"HTTP/{version.decode('ascii', 'replace')} is not supported here", status=505)
+        if method == b"CONNECT":
+            raise _connect_refused()
+        # Origin-form ("/path?query") is the common case and needs no more checks.
+        authority = None if target.startswith(b"/") else _other_target_form(method, target)
         hosts = 0
         content_length: int | None = None
         chunked = False
@@ -233,6 +238,11 @@ class HTTP11Connection:
             headers.append((name.decode("latin-1"), value.decode("latin-1")))
         if hosts != 1 and (hosts or version == b"1.1"):
             raise ProtocolError("more than one Host header" if hosts else "missing Host header")
+        if authority is not None:
+            # RFC 9112 3.2.2: the target's authority wins over the Host field,
+            # so handlers that route on Host see what the client addressed.
+            headers = [(n, v) for n, v in headers if n != "host"]
+            headers.append(("host", authority))
         if chunked and (content_length is not None or version == b"1.0"):
             raise ProtocolError("both Transfer-Encoding and Content-Length" if content_length is not None
                                 else "Transfer-Encoding in an HTTP/1.0 request")
@@ -273,13 +283,13 @@ class HTTP11Connection:
         self._finished = True
         return ProtocolSwitched(successor)
 
-    def _fail(self, status: int, reason: str) -> Event:
+    def _fail(self, status: int, reason: str, headers: dict[str, str] | None = None) -> Event:
         """Queue an error response (if none has started) and mark the connection for closing."""
         self._broken = True
         if self._eof:  # the client hung up mid-request: nobody to answer
             return ConnectionClosed()
         if not self._responding:
-            self._out.append(error_response_bytes(status, reason))
+            self._out.append(error_response_bytes(status, reason, list(headers.items()) if headers else []))
         return ProtocolFailed(status, reason)
 
     def consumed(self, stream_id: int, size: int) -> None:
@@ -329,9 +339,7 @@ class HTTP11Connection:
                 has_server = True
             headers.append((name, value))
         suppress = self._method == b"HEAD" or status in _NO_BODY_STATUSES
-        length = response.body.length
-        if length is None and declared:
-            length = int(declared)  # a stream whose size the handler knows
+        length = response_length(response, declared)
         chunked = False
         if status not in _NO_BODY_STATUSES:
             if length is not None:
@@ -456,6 +464,40 @@ class HTTP11Connection:
     def should_close(self) -> bool:
         """Once data_to_send is flushed, close the socket."""
         return self._broken or self._finished or (self._closing and not self._in_request)
+
+
+def _connect_refused() -> ProtocolError:
+    """405 for CONNECT: this is an origin server, not a proxy, so no tunnels.
+
+    RFC 9110 15.5.6 asks a 405 to list the target's methods in Allow. A
+    CONNECT target (``host:port``) names no resource here, so the list is empty.
+    """
+    error = ProtocolError("CONNECT is not supported: this server is not a proxy", status=405)
+    error.headers["allow"] = ""
+    return error
+
+
+def _other_target_form(method: bytes, target: bytes) -> str | None:
+    """Check a request-target that is not origin-form (RFC 9112 3.2); return its authority, if any.
+
+    Absolute-form (``http://host/path``) is accepted from any client, as RFC
+    9112 3.2.2 requires, with an ``http`` or ``https`` scheme, a valid
+    non-empty host and no userinfo; the authority it names is returned so the
+    caller can make it the Host. Asterisk-form (``*``) is OPTIONS' alone.
+    Authority-form belongs to CONNECT, refused before this. Anything else
+    (``foo``, ``../x``) would reach a handler as a path that is not one: 400.
+    """
+    if target == b"*":
+        if method != b"OPTIONS":
+            raise ProtocolError("the asterisk request-target is only for OPTIONS")
+        return None
+    match = _ABSOLUTE_FORM.fullmatch(target)
+    if match is None:
+        raise ProtocolError("invalid request-target")
+    authority = match.group(1)
+    if not _VALID_HOST.fullmatch(authority) or authority.startswith(b":"):
+        raise ProtocolError("invalid authority in the request-target")
+    return authority.decode("ascii")
 
 
 def _content_length(value: bytes, previous: int | None) -> int:

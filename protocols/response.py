@@ -13,6 +13,7 @@ from __future__ import annotations
 import io
 import os
 import stat
+from http import HTTPStatus
 from collections.abc import AsyncIterator, Iterable, Iterator
 from typing import Any, BinaryIO, Union
 
@@ -83,10 +84,8 @@ class Body:
     async def achunks(self) -> AsyncIterator[bytes]:
         """Yield an async stream's chunks as bytes, skipping empty ones."""
         async for chunk in self._stream:
-            if isinstance(chunk, str):
-                chunk = chunk.encode("utf-8")
             if chunk:
-                yield bytes(chunk)
+                yield _chunk_bytes(chunk)
 
     async def aclose(self) -> None:
         aclose = getattr(self._stream, "aclose", None)
@@ -106,13 +105,11 @@ class Body:
             raise TypeError("an async body needs an event-loop runtime (asyncio, trio)")
         if hasattr(stream, "read"):
             while chunk := stream.read(CHUNK_SIZE):
-                yield chunk.encode("utf-8") if isinstance(chunk, str) else bytes(chunk)
+                yield _chunk_bytes(chunk)
             return
         for chunk in stream:
-            if isinstance(chunk, str):
-                chunk = chunk.encode("utf-8")
             if chunk:
-                yield bytes(chunk)
+                yield _chunk_bytes(chunk)
 
     def close(self) -> None:
         """Release a streamed body's resources (files, generators)."""
@@ -123,6 +120,43 @@ class Body:
     def __repr__(self) -> str:
         kind = "stream" if self.is_stream else "bytes"
         return f"<Body {kind} length={self.length}>"
+
+
+_REASONS = {s.value: s.phrase for s in HTTPStatus}
+
+
+def reason_phrase(status: int) -> str:
+    """The standard reason phrase, or "" for a status Python's HTTPStatus does not know (599)."""
+    return _REASONS.get(status, "")
+
+
+def response_length(response: Response, declared: str | None) -> int | None:
+    """The body length a response announces: its own when known, else the handler's Content-Length.
+
+    ``declared`` is the handler's content-length value, if any. Raises
+    ValueError for one that is not plain decimal digits ("-5" or "1e3" must
+    never reach the wire, where a client or proxy would read it its own way).
+    """
+    length = response.body.length
+    if length is None and declared:
+        if not (declared.isascii() and declared.isdigit()):
+            raise ValueError(f"invalid content-length {declared!r}")
+        length = int(declared)  # a stream whose size the handler knows
+    return length
+
+
+def _chunk_bytes(chunk: object) -> bytes:
+    """A streamed chunk as bytes; anything but bytes-like or str is the handler's bug.
+
+    ``bytes(chunk)`` alone would turn an ``int`` n into n zero bytes on the wire.
+    """
+    if isinstance(chunk, bytes):
+        return chunk
+    if isinstance(chunk, str):
+        return chunk.encode("utf-8")
+    if isinstance(chunk, (bytearray, memoryview)):
+        return bytes(chunk)
+    raise TypeError(f"a response body chunk must be bytes or str, not {type(chunk).__name__}")
 
 
 def _remaining_size(stream: Any) -> int | None:

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import enum
 from collections import deque
-from http import HTTPStatus
 
 from protocols import (
     BodyEnded,
@@ -33,12 +32,13 @@ from protocols import (
     Response,
     ServerConnection,
     StreamReset,
+    reason_phrase,
 )
 
 from .common import Handler, logger
 
 __all__ = [
-    "GATHERED_BODY_BYTES", "BodyInbox", "Deadline", "call_handler", "check_response", "deliver",
+    "GATHERED_BODY_BYTES", "PASSES_THROUGH", "BodyInbox", "body_too_late", "Deadline", "call_handler", "check_response", "deliver",
     "error_response", "gather_body_first", "handler_failed", "logger", "start_response",
 ]
 
@@ -156,38 +156,66 @@ def gather_body_first(request: Request, proto: ServerConnection, stream_id: int)
             and not proto.expects_continue(stream_id))
 
 
+def body_too_late(proto: ServerConnection) -> HTTPError:
+    """The 408 for a request body that stopped arriving (raise it from the body read).
+
+    One-at-a-time connections close after it: the rest of the body may still
+    come, and nothing would tell it from the next request in time.
+    """
+    if not proto.multiplexed:
+        proto.close_after_current()
+    return HTTPError(408, "request body not received in time")
+
+
 # -- the handler ------------------------------------------------------------------
 
 def error_response(status: int, message: str = "", headers: dict[str, str] | None = None) -> Response:
-    text = f"{status} {HTTPStatus(status).phrase}"
+    text = f"{status} {reason_phrase(status)}"
     if message:
         text += f": {message}"
     return Response(text + "\n", status=status, headers=headers)
 
 
+#: What a handler may raise without it being its failure: the runtime's own
+#: shutdown (KeyboardInterrupt in the main thread) and a generator being closed.
+#: Event loops add their cancellation exception (see handler_failed's ``passes``).
+PASSES_THROUGH: tuple[type[BaseException], ...] = (KeyboardInterrupt, GeneratorExit)
+
+
 def call_handler(handler: Handler, request: Request) -> Response:
     """Run a blocking handler and always come back with a Response.
 
-    ``HTTPError`` becomes its status; any other exception a logged 500.
+    ``HTTPError`` becomes its status; anything else a handler raises, even
+    ``SystemExit``, a logged 500: one request must not stop the server.
     ``ClientDisconnected`` propagates: there is nobody left to answer.
     """
     try:
         response = handler(request)
-    except Exception as exc:
+    except BaseException as exc:
         return handler_failed(exc, request)
     if type(response) is Response:  # the usual answer, without a call to say so
         return response
     return check_response(response, request)
 
 
-def handler_failed(exc: Exception, request: Request) -> Response:
-    """The answer to a handler's exception (re-raises ``ClientDisconnected``)."""
-    if isinstance(exc, HTTPError):
-        return error_response(exc.status, exc.message, exc.headers)
-    if isinstance(exc, ClientDisconnected):
+def handler_failed(exc: BaseException, request: Request,
+                   passes: tuple[type[BaseException], ...] = PASSES_THROUGH) -> Response:
+    """The answer to a handler's exception (re-raises ``ClientDisconnected`` and ``passes``)."""
+    if isinstance(exc, HTTPError) and _valid_status(exc.status):
+        try:
+            return error_response(exc.status, str(exc.message), exc.headers)
+        except (TypeError, ValueError) as bad:  # headers that are no headers
+            logger.error("handler raised an HTTPError that cannot be sent: %s", bad)
+            return error_response(500)
+    if isinstance(exc, (ClientDisconnected, *passes)):
         raise exc
     logger.error("handler failed: %s %s", request.method, request.target, exc_info=exc)
     return error_response(500)
+
+
+def _valid_status(status: object) -> bool:
+    """A final status a response may carry: 1xx are the server's to send."""
+    return type(status) is int and 200 <= status <= 599
 
 
 def check_response(response: object, request: Request) -> Response:

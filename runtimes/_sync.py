@@ -35,7 +35,6 @@ from typing import Protocol
 from protocols import (
     ClientDisconnected,
     Event,
-    HTTPError,
     ProtocolSwitched,
     RequestBody,
     RequestReceived,
@@ -43,7 +42,7 @@ from protocols import (
     ServerConnection,
 )
 
-from ._lifecycle import BodyInbox, call_handler, deliver, error_response, gather_body_first, start_response
+from ._lifecycle import BodyInbox, body_too_late, call_handler, deliver, error_response, gather_body_first, start_response
 from .common import Handler, logger
 
 __all__ = ["Owner", "StreamSet", "SyncBody"]
@@ -338,7 +337,8 @@ class SyncBody(BodyInbox):
             if go_ahead:
                 streams.owner.flush(True)
             elif not streams.pull(max(0.0, deadline - time.monotonic())):
-                raise HTTPError(408, "request body not received in time")
+                with streams.lock:
+                    raise body_too_late(streams.proto)
         if chunk and streams.proto.multiplexed:
             streams.owner.flush(False)  # a WINDOW_UPDATE, perhaps
         if drained:
@@ -349,4 +349,4 @@ class SyncBody(BodyInbox):
         """Lock held: wait for the reader to push something."""
         left = deadline - time.monotonic()
         if (left <= 0 or not self.streams.wait_changed(left)) and not self.chunks and not self.settled:
-            raise HTTPError(408, "request body not received in time")
+            raise body_too_late(self.streams.proto)

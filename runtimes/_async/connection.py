@@ -56,7 +56,7 @@ from .._lifecycle import Deadline
 from ..common import Config, logger
 from .exchange import AsyncBody, Host, answer
 from .streams import StreamSet
-from .transport import DISCONNECTS, RECV_SIZE, AsyncTransport
+from .transport import RECV_SIZE, AsyncTransport, is_disconnect
 
 __all__ = ["Connection", "Server"]
 
@@ -101,10 +101,9 @@ class Connection:
                     await self._serve_one_at_a_time()
             if self.expired is not None:
                 await self._answer_expiry(self.expired)
-        except DISCONNECTS:
-            pass  # the client went away: its connection is all it costs
-        except Exception:
-            logger.exception("connection failed")
+        except Exception as exc:
+            if not is_disconnect(exc):  # the client going away costs its connection, and no log line
+                logger.exception("connection failed")
         finally:
             self.server.forget(self)
             with anyio.CancelScope(shield=True):  # a cancelled connection still closes cleanly

@@ -54,7 +54,9 @@ from protocols import (
 )
 
 from .._lifecycle import (
+    PASSES_THROUGH,
     BodyInbox,
+    body_too_late,
     call_handler,
     check_response,
     error_response,
@@ -150,7 +152,7 @@ class AsyncBody(BodyInbox):
             if deadline is None:
                 deadline = time.monotonic() + self.io_timeout
             if not await carrier.more(self, deadline):
-                raise HTTPError(408, "request body not received in time")
+                raise body_too_late(carrier.proto)
         if chunk:
             carrier.proto.consumed(stream_id, len(chunk))
             await carrier.flush()  # a WINDOW_UPDATE, perhaps (HTTP/1.1 queues nothing)
@@ -196,8 +198,8 @@ async def answer(host: Host, carrier: Carrier, started: RequestReceived, body: A
         if host.handler_is_async:
             try:
                 response = check_response(await handler(request), request)
-            except Exception as exc:
-                response = handler_failed(exc, request)
+            except BaseException as exc:  # SystemExit too: one request must not stop the server
+                response = handler_failed(exc, request, (*PASSES_THROUGH, anyio.get_cancelled_exc_class()))
         elif host.inline:
             try:
                 if body is not None:  # a handler on the loop cannot wait for body bytes

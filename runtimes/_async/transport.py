@@ -41,6 +41,13 @@ DISCONNECTS = (ClientDisconnected, OSError, anyio.BrokenResourceError, anyio.Clo
                anyio.EndOfStream)
 
 
+def is_disconnect(exc: BaseException) -> bool:
+    """Is this only the client going away? A task group reports it wrapped in an exception group."""
+    if isinstance(exc, BaseExceptionGroup):
+        return all(is_disconnect(inner) for inner in exc.exceptions)
+    return isinstance(exc, DISCONNECTS)
+
+
 class AsyncTransport(Protocol):
     """One client's byte stream, as the event-loop driver reads and writes it."""
 
