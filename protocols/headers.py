@@ -16,11 +16,15 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Iterator, Mapping
 
-__all__ = ["Headers", "is_token"]
+__all__ = ["VALID_HOST", "Headers", "is_token"]
 
 HeaderPairs = Iterable[tuple[str, str]]
 
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9a-zA-Z]+")
+#: A Host field value, or HTTP/2's ``:authority``: uri-host [":" port]
+#: (RFC 9112 3.2, RFC 9113 8.3.1). No userinfo, spaces or control bytes; one
+#: definition, so that both protocols refuse the same hosts.
+VALID_HOST = re.compile(rb"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-._~%!$&'()*+,;=]*)(:[0-9]*)?")
 _known_tokens: set[str] = set()
 
 
