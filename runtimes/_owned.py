@@ -15,8 +15,9 @@ either way).
 Deadlines owned here: the first request head must be complete within
 ``header_timeout`` of the connection opening (408), an idle keep-alive
 connection waits ``keep_alive_timeout`` for its next request and then has
-``header_timeout`` to finish its head; sends fail after ``io_timeout``
-without progress (``SO_SNDTIMEO``, in the transport).
+``header_timeout`` to finish its head; a send of n bytes fails after
+``io_timeout`` without progress or ``io_timeout + n / min_send_rate`` in all
+(in the transport).
 """
 
 from __future__ import annotations
@@ -66,7 +67,7 @@ class OwnedConnection:
         streams = self.streams
         streams.pull = self._pull  # this thread reads for its handlers from now on
         try:
-            self.transport.block(self.config.io_timeout)
+            self.transport.block(self.config.io_timeout, self.config.min_send_rate)
             if ready is None:
                 ready = self._wait_for_request(head_deadline)
             while ready is not None:
@@ -208,6 +209,9 @@ class OwnedConnection:
 
     def input_wanted(self) -> None:
         pass  # this thread reads only when a handler asks, or between requests
+
+    def backlogged(self) -> bool:
+        return False  # every send here waits until the kernel has taken the bytes
 
     # Shutdown, from the runtime's thread ---------------------------------------------
 

@@ -71,6 +71,13 @@ class Owner(Protocol):
     def input_wanted(self) -> None:
         """A handler drained its body buffer: a reader that paused may read again."""
 
+    def backlogged(self) -> bool:
+        """Lock held: is more output queued than the client has taken (past a high-water mark)?
+
+        While it is, no pipelined request is started on this connection: each
+        would queue a whole response behind a client that is not reading.
+        """
+
 
 class StreamSet:
     """The streams of one connection, and the lock that guards its protocol state."""
@@ -219,8 +226,9 @@ class StreamSet:
                 self.inboxes.pop(stream_id, None)
             self.running -= 1
             multiplexed = self.proto.multiplexed
-            if not multiplexed and not self.proto.should_close:
-                # A pipelined request: this thread goes on with it.
+            if not multiplexed and not self.proto.should_close and not self.owner.backlogged():
+                # A pipelined request: this thread goes on with it (else the owner starts it once
+                # the client has read enough of this response).
                 events = self.proto.events()
                 if events:
                     ready = self.absorb(events)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import socket
 import struct
+import time
 
 from protocols import ClientDisconnected, ConnectionInfo, error_response_bytes
 
@@ -33,7 +34,7 @@ RECV_SIZE = 64 * 1024
 class SocketTransport:
     """A connected TCP socket, as the thread runtimes read and write it."""
 
-    __slots__ = ("sock", "fd", "info", "_recv_timeout", "_blocking")
+    __slots__ = ("sock", "fd", "info", "_recv_timeout", "_blocking", "_send_timeout", "_send_rate")
 
     def __init__(self, sock: socket.socket, peer: object) -> None:
         self.sock = sock
@@ -42,14 +43,19 @@ class SocketTransport:
         self.info = ConnectionInfo(socket_address(peer), socket_address(sock.getsockname()))
         self._recv_timeout = -1.0
         self._blocking = None
+        self._send_timeout = 30.0
+        self._send_rate = 1024.0
 
     def fileno(self) -> int:
         return self.fd
 
     # -- modes -------------------------------------------------------------------
 
-    def block(self, send_timeout: float) -> None:
-        """Blocking mode: a send that makes no progress for ``send_timeout`` fails."""
+    def block(self, send_timeout: float, min_send_rate: float) -> None:
+        """Blocking mode: sending n bytes fails after ``send_timeout + n / min_send_rate`` seconds,
+        or after ``send_timeout`` without progress."""
+        self._send_timeout = send_timeout
+        self._send_rate = min_send_rate
         if self._blocking is not True:
             self.sock.settimeout(None)
             self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, _timeval(send_timeout))
@@ -80,11 +86,29 @@ class SocketTransport:
         if not data:
             return
         try:
-            self.sock.sendall(data)
+            # A blocking send returns early only when SO_SNDTIMEO passed with
+            # part of the bytes taken: then the rest has a deadline of its own.
+            sent = self.sock.send(data)
+            if sent < len(data):
+                self._send_rest(memoryview(data)[sent:], len(data))
         except BlockingIOError:
             raise ClientDisconnected("client stopped reading") from None
         except OSError as exc:
             raise ClientDisconnected(str(exc)) from None
+
+    def _send_rest(self, rest: memoryview, size: int) -> None:
+        """The slow path of send_all: a reader that trickles runs out of time instead of holding us."""
+        deadline = time.monotonic() + self._send_timeout + size / self._send_rate
+        try:
+            while rest:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise ClientDisconnected("client reads too slowly")
+                self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO,
+                                     _timeval(min(left, self._send_timeout)))
+                rest = rest[self.sock.send(rest):]
+        finally:
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, _timeval(self._send_timeout))
 
     # -- non-blocking mode -----------------------------------------------------------
 

@@ -164,3 +164,7 @@ class ProtocolStream(asyncio.Protocol):
     async def aclose(self) -> None:
         self._closed = True
         self._transport.close()
+
+    def abort(self) -> None:
+        self._closed = True
+        self._transport.abort()

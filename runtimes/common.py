@@ -57,6 +57,10 @@ class Config:
     #: Longest silence while reading a request body, or while the client
     #: reads our response (a stalled reader holds a thread or a buffer).
     io_timeout: float = 30.0
+    #: Slowest average rate (bytes/s) at which a client may take a response,
+    #: on top of ``io_timeout``: sending n bytes may take io_timeout + n / rate
+    #: seconds in all, so a reader that trickles cannot hold a connection forever.
+    min_send_rate: float = 1024.0
     #: Graceful shutdown waits this long for in-flight requests to finish.
     shutdown_timeout: float = 10.0
     #: Connections served at once; past it new ones get 503 and are closed.

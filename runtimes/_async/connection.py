@@ -30,7 +30,8 @@ every tick, which cancels the connection's one scope when one has passed:
   :meth:`Connection.keep_alive`).
 - ``send_deadline`` (SEND), owned by the sender: every byte leaves through
   :meth:`Connection.flush` or :meth:`Connection.send`, each bounded by
-  ``io_timeout``.
+  ``io_timeout`` plus the time its bytes take at ``min_send_rate`` (a reader
+  that trickles runs out of time).
 
 When HEAD or BODY passes before a response has started, the client gets a
 408 (the connection's last words, with a second of their own to leave);
@@ -79,6 +80,7 @@ class Connection:
         self.server = server
         self.config = config = server.config
         self.io_timeout = config.io_timeout
+        self.min_send_rate = config.min_send_rate
         self.transport = transport
         self.receive = transport.receive  # a Line's reads are the transport's, unwrapped
         self.proto = server_connection(transport.info, config.limits, config.http)
@@ -106,6 +108,8 @@ class Connection:
                 logger.exception("connection failed")
         finally:
             self.server.forget(self)
+            if self.expired is SEND:  # what it did not read is dropped, not trickled out
+                self.transport.abort()
             with anyio.CancelScope(shield=True):  # a cancelled connection still closes cleanly
                 await self.transport.aclose()
 
@@ -212,7 +216,7 @@ class Connection:
         """Send what the protocol has queued (the send inlined: this is the hot path)."""
         data = self.proto.data_to_send()
         if data:
-            self.send_deadline = time.monotonic() + self.io_timeout
+            self.send_deadline = time.monotonic() + self.io_timeout + len(data) / self.min_send_rate
             try:
                 await self.transport.send(data)
             finally:
@@ -240,7 +244,7 @@ class Connection:
     # 4. As a stream set's line -----------------------------------------------------
 
     async def send(self, data: bytes) -> None:
-        self.send_deadline = time.monotonic() + self.io_timeout
+        self.send_deadline = time.monotonic() + self.io_timeout + len(data) / self.min_send_rate
         try:
             await self.transport.send(data)
         finally:

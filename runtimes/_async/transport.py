@@ -22,6 +22,7 @@ A transport does not time out: the driver's deadlines do (see
 from __future__ import annotations
 
 import socket
+import struct
 from typing import Protocol
 
 import anyio
@@ -69,6 +70,13 @@ class AsyncTransport(Protocol):
         The caller shields it from cancellation: a cancelled connection closes too.
         """
 
+    def abort(self) -> None:
+        """Drop the connection now, with what it has not delivered (a client too slow to read it).
+
+        Never raises. ``aclose`` would go on feeding a trickling reader the
+        bytes queued for it, for as long as it likes.
+        """
+
 
 class AnyioTransport:
     """An anyio ``SocketStream`` behind the :class:`AsyncTransport` seam."""
@@ -104,6 +112,13 @@ class AnyioTransport:
             discard_unread(self.sock)
         try:
             await self.stream.aclose()
+        except OSError:
+            pass
+
+    def abort(self) -> None:
+        try:
+            # A zero linger turns the close into a reset: the kernel drops what it still holds.
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         except OSError:
             pass
 

@@ -61,6 +61,8 @@ class Connection:
         self.want_write = False  # output is pending
         self.registered = READ  # what the selector was last told (written by the reactor, under the lock)
         self.last_progress = time.monotonic()
+        #: When ``out`` must be sent by: io_timeout plus its size at min_send_rate (owned by the reactor).
+        self.send_deadline: float | None = None
         self.deadline: float | None = None  # HEAD or IDLE, owned by the reactor
         self.deadline_kind = Deadline.HEAD
         self._set_deadline(config.header_timeout, Deadline.HEAD)
@@ -99,9 +101,10 @@ class Connection:
             self.eof = self.eof or not data
             self._settle_deadline()
             # Stop reading only once bytes arrive that nobody wants yet (a pipelined request
-            # while one is answered, an upload far ahead of its handler): pausing every
-            # connection at every request would cost two epoll_ctl calls and a wake-up each.
-            self.paused = busy and not streams.input_wanted_now()
+            # while one is answered, an upload far ahead of its handler), or while the client
+            # is not reading what we owe it: pausing every connection at every request would
+            # cost two epoll_ctl calls and a wake-up each.
+            self.paused = (busy and not streams.input_wanted_now()) or self.backlogged()
             multiplexed = streams.proto.multiplexed
             done = (streams.proto.should_close or self.eof) and not streams.running
         if multiplexed:
@@ -112,9 +115,15 @@ class Connection:
             self.loop.sync_interest(self)
         return ready
 
-    def on_writable(self) -> None:
-        """Reactor: send what is pending; close once done if so asked."""
+    def on_writable(self) -> list[RequestReceived]:
+        """Reactor: send what is pending; close once done if so asked.
+
+        Returns a pipelined request that waited for the client to catch up
+        with the responses before it, if one is now ready.
+        """
+        ready: list[RequestReceived] = []
         with self.lock:
+            backlogged = self.backlogged()
             try:
                 sent = self.transport.send_now(self.out)
             except ClientDisconnected:
@@ -122,16 +131,33 @@ class Connection:
             if sent > 0:
                 del self.out[:sent]
                 self.last_progress = time.monotonic()
-                if len(self.out) <= HIGH_WATER:
+                if backlogged and not self.backlogged():
                     self.writable.notify_all()
+                    ready = self._caught_up()
             done = sent < 0 or not self.out
             if done:
                 self.want_write = False
+                self.send_deadline = None
             close = sent < 0 or (done and self.close_when_flushed)
+            resync = self.wanted != self.registered
         if close:
             self.loop.close(self)
-        elif done:
+            return []
+        if resync:
             self.loop.sync_interest(self)
+        return ready
+
+    def _caught_up(self) -> list[RequestReceived]:
+        """Lock held: the client took enough of our output; read again, start what waited."""
+        streams = self.streams
+        if not streams.running and not streams.proto.multiplexed and not streams.proto.should_close:
+            events = streams.proto.events()  # a pipelined request held back by _finished
+            ready = streams.absorb(events) if events else []
+            self._settle_deadline()
+        else:
+            ready = []
+        self.paused = (streams.running > 0 and not streams.input_wanted_now()) or self.backlogged()
+        return ready
 
     def expire(self, now: float) -> None:
         """Reactor, every tick: the head, idle, send and gathering deadlines."""
@@ -145,8 +171,9 @@ class Connection:
                 self.send_and_close(error_response_bytes(kind.answer, kind.reason))
             elif expired:
                 self.loop.close(self)
-        elif self.out and now - self.last_progress > self.config.io_timeout:
-            self.loop.close(self)  # the client stopped reading our response
+        elif self.out and (now - self.last_progress > self.config.io_timeout
+                           or (self.send_deadline is not None and now > self.send_deadline)):
+            self.loop.close(self)  # the client stopped reading our response, or reads it too slowly
         if self.streams.gathering and not self.closed:
             with self.lock:
                 late = self.streams.overdue(now)
@@ -169,7 +196,7 @@ class Connection:
     def send_and_close(self, last_words: bytes = b"") -> None:
         """Reactor: send what the protocol queued (and ``last_words``), then close."""
         with self.lock:
-            self.out += self.streams.proto.data_to_send() + last_words
+            self._queue(self.streams.proto.data_to_send() + last_words)
             self.close_when_flushed = True
             pending = self.want_write = bool(self.out)
         if pending:
@@ -208,7 +235,7 @@ class Connection:
                     return
                 data = memoryview(data)[sent:]
                 self.last_progress = time.monotonic()
-            self.out += data
+            self._queue(data)
             must_arm = not self.want_write
             self.want_write = True
             if wait and len(self.out) > HIGH_WATER:
@@ -218,6 +245,21 @@ class Connection:
                 self._wait_writable()
         if must_arm:
             self.loop.call_soon(lambda: self.loop.sync_interest(self))
+
+    def _queue(self, data: bytes | memoryview) -> None:
+        """Lock held: add to ``out``, moving its send deadline by the time the bytes may take."""
+        if not data:
+            return
+        allowance = len(data) / self.config.min_send_rate
+        if self.out and self.send_deadline is not None:
+            self.send_deadline += allowance
+        else:
+            self.send_deadline = time.monotonic() + self.config.io_timeout + allowance
+        self.out += data
+
+    def backlogged(self) -> bool:
+        """Lock held: more output is queued than the client has taken (see _sync.Owner)."""
+        return len(self.out) > HIGH_WATER
 
     def _wait_writable(self) -> None:
         """Lock held: a worker waits for the reactor to drain ``out`` below HIGH_WATER."""
@@ -233,7 +275,7 @@ class Connection:
         """A worker finished a stream: close if that was the last one owed, else read on."""
         with self.lock:
             self._settle_deadline()
-            self.paused = not self.streams.input_wanted_now()
+            self.paused = not self.streams.input_wanted_now() or self.backlogged()
             closing = (self.streams.proto.should_close or self.eof) and not self.streams.running
             resync = self.wanted != self.registered  # the reactor updates `registered` under this lock
         if closing:

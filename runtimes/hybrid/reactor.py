@@ -75,7 +75,8 @@ class HybridRuntime(Runtime):
                 for stream in connection.on_readable():
                     self.dispatch(connection, stream)
             if mask & selectors.EVENT_WRITE and not connection.closed:
-                connection.on_writable()
+                for stream in connection.on_writable():
+                    self.dispatch(connection, stream)
         except Exception:  # a bug must cost one connection, not the server
             logger.exception("connection failed")
             self.close(connection)
