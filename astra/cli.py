@@ -61,6 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--io-timeout", type=float, help="longest silence while reading a body or sending a response")
     p.add_argument("--min-send-rate", type=float,
                    help="bytes/s a client must read a response at, on top of --io-timeout (default 1024)")
+    p.add_argument("--min-receive-rate", type=float,
+                   help="bytes/s a client must send a request body at, on top of --io-timeout (default 1024)")
     p.add_argument("--shutdown-timeout", type=float)
     p.add_argument("--max-header-bytes", type=int)
     p.add_argument("--max-body-bytes", type=int)

@@ -17,6 +17,7 @@ runtime waits lives here, once, for both protocols:
 from __future__ import annotations
 
 import enum
+import time
 from collections import deque
 
 from protocols import (
@@ -43,9 +44,12 @@ __all__ = [
 ]
 
 
-#: A request body up to this size (by its Content-Length) is read whole
-#: before a worker thread runs the handler: a client trickling a small POST
-#: then costs a buffer, not a thread (the slow-body attack on a pool).
+#: Up to this many bytes of a request body are read before a worker thread
+#: runs the handler: a small body whole (by Content-Length, chunked or an
+#: HTTP/2 stream without a length), a larger one's first part. A client
+#: trickling a small POST then costs a buffer, not a thread (the slow-body
+#: attack on a pool). A body declared larger goes to the handler at once, so
+#: that it may refuse it before the client sends it (``100 Continue``).
 GATHERED_BODY_BYTES = 64 * 1024
 
 
@@ -86,20 +90,37 @@ class BodyInbox:
     taken, so a handler reads everything that arrived before the failure.
     """
 
-    __slots__ = ("stream_id", "chunks", "buffered", "ended", "error")
+    __slots__ = ("stream_id", "chunks", "buffered", "received", "opened", "ended", "error")
 
     def __init__(self, stream_id: int) -> None:
         self.stream_id = stream_id
         self.chunks: deque[bytes] = deque()
         self.buffered = 0
+        self.received = 0
+        self.opened = time.monotonic()
         self.ended = False
         self.error: Exception | None = None
+
+    def due(self, grace: float, min_rate: float) -> float:
+        """When the body has taken too long (monotonic), if the client kept to ``min_rate`` after ``grace``.
+
+        A bound on the whole body, not on each read: a client that sends one
+        byte just before every read would time out would otherwise hold its
+        reader (a thread, or a gathering buffer) forever.
+        """
+        return self.opened + grace + self.received / min_rate
+
+    @property
+    def gathered(self) -> bool:
+        """Enough has arrived for a handler to start (all of it, or GATHERED_BODY_BYTES), or it failed."""
+        return self.ended or self.error is not None or self.buffered >= GATHERED_BODY_BYTES
 
     def absorb(self, event: Event) -> None:
         kind = type(event)
         if kind is BodyReceived:
             self.chunks.append(event.data)
             self.buffered += len(event.data)
+            self.received += len(event.data)
         elif kind is BodyEnded:
             self.ended = True
         elif kind is ConnectionClosed:
@@ -146,14 +167,18 @@ def deliver(inboxes: dict[int, BodyInbox], event: Event) -> None:
 
 
 def gather_body_first(request: Request, proto: ServerConnection, stream_id: int) -> bool:
-    """Should this request's body be read before a handler's thread is involved?
+    """Should (the first GATHERED_BODY_BYTES of) this request's body be read before a handler's thread runs?
 
-    Only a small body with a declared length, and never for a client that
-    waits for ``100 Continue`` (it sends nothing until the handler reads).
+    Yes unless its Content-Length says it is larger: then the handler decides
+    whether it wants it. A client waiting for ``100 Continue`` before a body
+    we gather is told to go ahead now (queued on ``proto``: the caller flushes).
     """
     length = request.headers.get("content-length")
-    return (length is not None and length.isdigit() and int(length) <= GATHERED_BODY_BYTES
-            and not proto.expects_continue(stream_id))
+    if length is not None and length.isdigit() and int(length) > GATHERED_BODY_BYTES:
+        return False
+    if proto.expects_continue(stream_id):
+        proto.send_continue(stream_id)
+    return True
 
 
 def body_too_late(proto: ServerConnection) -> HTTPError:

@@ -82,18 +82,21 @@ class Owner(Protocol):
 class StreamSet:
     """The streams of one connection, and the lock that guards its protocol state."""
 
-    def __init__(self, proto: ServerConnection, owner: Owner, handler: Handler, io_timeout: float) -> None:
+    def __init__(self, proto: ServerConnection, owner: Owner, handler: Handler, io_timeout: float,
+                 receive_rate: float = 1024.0) -> None:
         self.proto = proto
         self.owner = owner
         self.handler = handler
         self.io_timeout = io_timeout
+        self.receive_rate = receive_rate  # bytes/s a body must keep to after io_timeout (BodyInbox.due)
         self.lock = threading.Lock()
         self.changed = threading.Condition(self.lock)  # input arrived: body bytes, a window, a reset
         self.waiters = 0  # threads waiting on ``changed`` (a notify with none costs microseconds)
         self.inboxes: dict[int, SyncBody] = {}
         self.running = 0  # streams accepted and not yet answered (gathering ones included)
-        #: Streams whose small body is read before a thread runs them, with their deadline.
-        self.gathering: dict[int, tuple[RequestReceived, float]] = {}
+        #: Streams whose (small, or first part of a) body is read before a thread runs them.
+        #: A 100 Continue this queues is for the reader to flush.
+        self.gathering: dict[int, RequestReceived] = {}
         #: Set while the reader itself runs the handler: body reads then read the
         #: socket (``pull(timeout) -> bool``: False when nothing came in time).
         self.pull: Callable[[float], bool] | None = None
@@ -115,7 +118,7 @@ class StreamSet:
                 if event.has_body:
                     self.inboxes[event.stream_id] = SyncBody(self, event.stream_id)
                     if not self.inline and gather_body_first(event.request, self.proto, event.stream_id):
-                        self.gathering[event.stream_id] = (event, time.monotonic() + self.io_timeout)
+                        self.gathering[event.stream_id] = event
                         continue
                 ready.append(event)
             elif kind is ProtocolSwitched:  # always last: continue with the successor's events
@@ -130,11 +133,11 @@ class StreamSet:
         return ready
 
     def _gathered(self) -> list[RequestReceived]:
-        """Gathered bodies that ended are ready; one that failed is dropped without a thread."""
+        """Streams whose body is gathered are ready; one whose body failed is dropped without a thread."""
         ready = []
-        for sid in [sid for sid in self.gathering if self.inboxes[sid].settled]:
-            event, _ = self.gathering.pop(sid)
-            if self.inboxes[sid].ended:
+        for sid in [sid for sid in self.gathering if self.inboxes[sid].gathered]:
+            event = self.gathering.pop(sid)
+            if self.inboxes[sid].error is None:
                 ready.append(event)
             else:
                 self.proto.abort_stream(sid)
@@ -142,14 +145,17 @@ class StreamSet:
                 self.running -= 1
         return ready
 
+    def _due(self, stream_id: int) -> float:
+        return self.inboxes[stream_id].due(self.io_timeout, self.receive_rate)
+
     def next_deadline(self) -> float | None:
         """When the first gathering stream runs out of time, if any is gathering."""
-        return min((deadline for _, deadline in self.gathering.values()), default=None)
+        return min((self._due(sid) for sid in self.gathering), default=None)
 
     def overdue(self, now: float) -> list[RequestReceived]:
         """The gathering streams past their deadline, for the reader to :meth:`refuse` with 408."""
-        late = [sid for sid, (_, deadline) in self.gathering.items() if deadline <= now]
-        return [self.gathering.pop(sid)[0] for sid in late]
+        late = [sid for sid in self.gathering if self._due(sid) <= now]
+        return [self.gathering.pop(sid) for sid in late]
 
     def input_wanted_now(self) -> bool:
         """Should the reader keep reading? (A reactor stops while the answer is all it waits for.)
@@ -326,7 +332,8 @@ class SyncBody(BodyInbox):
 
     def read_chunk(self) -> bytes:
         streams = self.streams
-        deadline = time.monotonic() + streams.io_timeout
+        # Silence may last io_timeout; the whole body, io_timeout plus its size at receive_rate.
+        deadline = min(time.monotonic() + streams.io_timeout, self.due(streams.io_timeout, streams.receive_rate))
         while True:
             with streams.lock:
                 chunk = self.take()

@@ -61,6 +61,10 @@ class Config:
     #: on top of ``io_timeout``: sending n bytes may take io_timeout + n / rate
     #: seconds in all, so a reader that trickles cannot hold a connection forever.
     min_send_rate: float = 1024.0
+    #: Slowest average rate (bytes/s) at which a client may send a request
+    #: body, on top of ``io_timeout``: a body of n bytes may take io_timeout +
+    #: n / rate in all, however its bytes are spaced (past it: 408).
+    min_receive_rate: float = 1024.0
     #: Graceful shutdown waits this long for in-flight requests to finish.
     shutdown_timeout: float = 10.0
     #: Connections served at once; past it new ones get 503 and are closed.

@@ -37,7 +37,7 @@ import socket
 import time
 from collections.abc import Callable
 
-from protocols import error_response_bytes
+from protocols import ClientDisconnected, error_response_bytes
 
 from ._owned import OwnedConnection, OwnedConnections
 from ._pool import WorkerPool
@@ -115,6 +115,13 @@ class PinnedRuntime(Runtime):
             ready = streams.absorb(streams.proto.events())
             closing = not ready and streams.proto.should_close
             goodbye = streams.proto.data_to_send() if closing else None  # else the worker sends it
+            go_ahead = streams.proto.data_to_send() if streams.gathering and not closing else b""
+        if go_ahead:  # a 100 Continue for a body being gathered here
+            try:
+                connection.transport.send_now(go_ahead)
+            except ClientDisconnected:
+                self._let_go(connection)
+                return
         if ready or (streams.proto.multiplexed and not closing):
             self._pin(connection, ready)  # HTTP/2: its SETTINGS must go out before any request
         elif goodbye is not None or not data:  # the client left, or broke the protocol (its 4xx is queued)

@@ -101,3 +101,75 @@ def test_fast_reader_of_a_large_response_is_not_cut_off(serve):
         while chunk := sock.recv(1 << 20):
             received += len(chunk)
     assert received > size
+
+
+# Slow uploads: no worker is held hostage, and a body's total time is bounded --------
+
+def echo_or_hello(request):
+    if request.method == "POST":
+        return Response(request.read())
+    return Response("Hello World!")
+
+
+def _trickle(sock: socket.socket, pieces: list[bytes], gap: float, stop: float) -> bytes:
+    """Send ``pieces`` ``gap`` seconds apart until ``stop`` (monotonic); return what the server said."""
+    sock.settimeout(gap)
+    reply = b""
+    for piece in pieces:
+        if time.monotonic() > stop:
+            break
+        try:
+            sock.sendall(piece)
+        except OSError:
+            break
+        try:
+            data = sock.recv(65536)
+            if not data:
+                break
+            reply += data
+        except (TimeoutError, socket.timeout):
+            pass
+        except OSError:
+            break
+    return reply
+
+
+HOSTAGE_SHAPES = {
+    "chunked trickle": (b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n", b"1\r\na\r\n"),
+    "small body trickle": (b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n", b"a"),
+    "100-continue, no body": (b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\nExpect: 100-continue\r\n\r\n",
+                              b""),
+}
+
+
+@pytest.mark.parametrize("shape", list(HOSTAGE_SHAPES))
+def test_slow_uploads_hold_no_worker_and_end_in_408(serve, shape):
+    """Four trickling clients against two workers: others are served at once; each trickler gets a
+    408 once its body is overdue (io_timeout + size / min_receive_rate), though it never goes silent."""
+    import threading
+
+    head, piece = HOSTAGE_SHAPES[shape]
+    handle = serve(echo_or_hello, max_workers=2, io_timeout=1.5, min_receive_rate=1024)
+    replies: list[bytes] = []
+    sockets = [connect(handle) for _ in range(4)]
+    started = time.monotonic()
+
+    def attack(sock: socket.socket) -> None:
+        sock.sendall(head)
+        replies.append(_trickle(sock, [piece] * 100, 0.25, started + 8))
+
+    attackers = [threading.Thread(target=attack, args=(sock,)) for sock in sockets]
+    for thread in attackers:
+        thread.start()
+    time.sleep(0.5)
+    served = time.monotonic()
+    assert _hello_ok(handle)
+    assert time.monotonic() - served < 1.0, "a normal client waited behind the tricklers"
+    for thread in attackers:
+        thread.join(10)
+    for sock in sockets:
+        sock.close()
+    elapsed = time.monotonic() - started
+    assert len(replies) == 4 and all(b"408" in reply.split(b"\r\n", 1)[0] or b" 408 " in reply for reply in replies), replies
+    assert elapsed < 8
+    assert _hello_ok(handle)

@@ -81,6 +81,7 @@ class Connection:
         self.config = config = server.config
         self.io_timeout = config.io_timeout
         self.min_send_rate = config.min_send_rate
+        self.min_receive_rate = config.min_receive_rate
         self.transport = transport
         self.receive = transport.receive  # a Line's reads are the transport's, unwrapped
         self.proto = server_connection(transport.info, config.limits, config.http)
@@ -153,7 +154,7 @@ class Connection:
             started = events[0]
             body = None
             if started.has_body:
-                body = self.body = AsyncBody(started.stream_id, self, self.io_timeout)
+                body = self.body = AsyncBody(started.stream_id, self, self.io_timeout, self.min_receive_rate)
                 for event in events[1:]:
                     body.absorb(event)
             await answer(self.server, self, started, body)
@@ -203,7 +204,7 @@ class Connection:
 
     async def _serve_streams(self, events: list[Event]) -> None:
         """Overlapping streams (HTTP/2): this task reads; each stream is answered by a task of its own."""
-        self.streams = StreamSet(self, self.server, self.proto, self.io_timeout)
+        self.streams = StreamSet(self, self.server, self.proto, self.io_timeout, self.min_receive_rate)
         await self.streams.serve(events)
 
     def _expect(self, kind: Deadline, seconds: float) -> None:

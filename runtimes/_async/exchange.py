@@ -124,12 +124,13 @@ class AsyncBody(BodyInbox):
     the exchange's response has started (a 408 is then too late).
     """
 
-    __slots__ = ("carrier", "io_timeout", "answered")
+    __slots__ = ("carrier", "io_timeout", "receive_rate", "answered")
 
-    def __init__(self, stream_id: int, carrier: Carrier, io_timeout: float) -> None:
+    def __init__(self, stream_id: int, carrier: Carrier, io_timeout: float, receive_rate: float) -> None:
         super().__init__(stream_id)
         self.carrier = carrier
         self.io_timeout = io_timeout
+        self.receive_rate = receive_rate  # see BodyInbox.due
         self.answered = False
 
     def request_body(self, host: Host) -> RequestBody:
@@ -149,8 +150,8 @@ class AsyncBody(BodyInbox):
             if proto.expects_continue(stream_id):
                 proto.send_continue(stream_id)
                 await carrier.flush()
-            if deadline is None:
-                deadline = time.monotonic() + self.io_timeout
+            if deadline is None:  # silence may last io_timeout; the whole body, its due time
+                deadline = min(time.monotonic() + self.io_timeout, self.due(self.io_timeout, self.receive_rate))
             if not await carrier.more(self, deadline):
                 raise body_too_late(carrier.proto)
         if chunk:
@@ -159,16 +160,17 @@ class AsyncBody(BodyInbox):
         return chunk
 
     async def gather(self) -> bool:
-        """Wait for the whole body, before a thread is involved; False if it took over io_timeout.
+        """Wait for the body (or its first GATHERED_BODY_BYTES) before a thread is involved;
+        False if it is overdue (BodyInbox.due).
 
         A body that failed (the client hung up, reset the stream, broke the
         framing) raises ClientDisconnected: there is nobody to run a handler for.
         """
-        deadline = time.monotonic() + self.io_timeout
-        while not self.settled:
-            if not await self.carrier.more(self, deadline):
+        await self.carrier.flush()  # a 100 Continue gather_body_first queued
+        while not self.gathered:
+            if not await self.carrier.more(self, self.due(self.io_timeout, self.receive_rate)):
                 return False
-        if not self.ended:
+        if self.error is not None:
             raise ClientDisconnected("the request body failed before the handler ran")
         return True
 

@@ -75,11 +75,13 @@ class Line(Protocol):
 class StreamSet:
     """The streams of one multiplexed connection, served by tasks."""
 
-    def __init__(self, line: Line, host: Host, proto: ServerConnection, io_timeout: float) -> None:
+    def __init__(self, line: Line, host: Host, proto: ServerConnection, io_timeout: float,
+                 receive_rate: float) -> None:
         self.line = line
         self.host = host
         self.proto = proto
         self.io_timeout = io_timeout
+        self.receive_rate = receive_rate
         self.send_lock = anyio.Lock()
         self.bodies: dict[int, AsyncBody] = {}
         self.running = 0  # streams started and not yet answered
@@ -127,7 +129,7 @@ class StreamSet:
                 self.running += 1
                 body = None
                 if event.has_body:
-                    body = self.bodies[event.stream_id] = AsyncBody(event.stream_id, self, self.io_timeout)
+                    body = self.bodies[event.stream_id] = AsyncBody(event.stream_id, self, self.io_timeout, self.receive_rate)
                 self.tasks.start_soon(self._serve_stream, event, body)
             elif kind is ProtocolSwitched:
                 # Always last in its batch: the successor's events continue it.

@@ -50,7 +50,7 @@ class Connection:
         self.transport = transport
         self.config = config
         proto = server_connection(transport.info, config.limits, config.http)
-        self.streams = StreamSet(proto, self, handler, config.io_timeout)
+        self.streams = StreamSet(proto, self, handler, config.io_timeout, config.min_receive_rate)
         self.lock = self.streams.lock
         self.writable = threading.Condition(self.lock)  # pending output fell below HIGH_WATER
         self.out = bytearray()
@@ -106,9 +106,10 @@ class Connection:
             # cost two epoll_ctl calls and a wake-up each.
             self.paused = (busy and not streams.input_wanted_now()) or self.backlogged()
             multiplexed = streams.proto.multiplexed
+            gathering = bool(streams.gathering)
             done = (streams.proto.should_close or self.eof) and not streams.running
-        if multiplexed:
-            self.flush(wait=False)  # SETTINGS and PING acknowledgements, WINDOW_UPDATEs
+        if multiplexed or gathering:
+            self.flush(wait=False)  # SETTINGS and PING acknowledgements, WINDOW_UPDATEs; a 100 Continue
         if done:
             self.send_and_close()  # with an HTTP/1.1 4xx, if one is queued
         else:

@@ -8,7 +8,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 
-from protocols import RequestReceived
+from protocols import ClientDisconnected, RequestReceived
 
 from .._pool import WorkerPool
 from .._transport import SocketTransport, reject_connection
@@ -77,6 +77,8 @@ class HybridRuntime(Runtime):
             if mask & selectors.EVENT_WRITE and not connection.closed:
                 for stream in connection.on_writable():
                     self.dispatch(connection, stream)
+        except ClientDisconnected:  # the client went away: its connection is all it costs
+            self.close(connection)
         except Exception:  # a bug must cost one connection, not the server
             logger.exception("connection failed")
             self.close(connection)
