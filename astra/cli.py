@@ -49,7 +49,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-client-resets", type=int, help="HTTP/2 stream resets tolerated (rapid-reset guard)")
     p.add_argument("--max-workers", type=int, help="worker threads at most (pool runtimes)")
     p.add_argument("--worker-keep-alive", type=float, help="seconds an idle worker lingers")
-    p.add_argument("--max-queued-requests", type=int, help="requests waiting for a worker before 503")
+    p.add_argument("--max-queue-wait", type=float,
+                   help="seconds the oldest queued request may wait before new ones get 503 (default 1)")
+    p.add_argument("--max-queued-requests", type=int, help="hard cap on requests waiting for a worker (default 16384)")
     p.add_argument("--blocking-handlers", choices=["thread", "inline"],
                    help="event-loop runtimes: run blocking handlers on threads (default) or on the loop")
     p.add_argument("--loop", choices=["auto", "asyncio", "uvloop"], help="the asyncio runtime's event loop")

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import queue
 import threading
+import time
+from collections import deque
 from collections.abc import Callable
 
 from .common import logger
@@ -22,9 +24,15 @@ class WorkerPool:
 
     It starts empty. A job goes to an idle worker if there is one, else to a
     new worker while fewer than ``max_workers`` are alive, else into the
-    queue while fewer than ``max_queued`` jobs wait there; otherwise
-    ``submit`` returns False and the caller refuses the work. A worker idle
-    for ``keep_alive`` seconds exits.
+    queue; otherwise ``submit`` returns False and the caller refuses the work
+    (503, or REFUSED_STREAM). A worker idle for ``keep_alive`` seconds exits.
+
+    The queue sheds by *delay*, not length (the idea of CoDel): a job is
+    refused when the oldest job waiting has waited longer than ``max_wait``
+    seconds, since then a new one would wait longer still. A burst of
+    thousands of quick requests queues and is served in milliseconds; a pool
+    that is truly behind refuses within ``max_wait``. ``max_queued`` stays as
+    a hard cap on the queue's memory.
 
     Jobs travel through a ``queue.SimpleQueue`` (a C semaphore: handing a job
     to a sleeping worker is one futex wake), while the bookkeeping that
@@ -32,10 +40,12 @@ class WorkerPool:
     would do both, in Python, at several times the cost per request.
     """
 
-    def __init__(self, max_workers: int, keep_alive: float, max_queued: int) -> None:
+    def __init__(self, max_workers: int, keep_alive: float, max_queued: int, max_wait: float = 1.0) -> None:
         self.max_workers = max(1, max_workers)
         self.keep_alive = keep_alive
         self.max_queued = max_queued
+        self.max_wait = max_wait
+        self._queued_at: deque[float] = deque()  # when each job not yet taken was submitted, oldest first
         self._lock = threading.Lock()
         self._jobs: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
         self.pending = 0  # submitted, not yet taken by a worker
@@ -43,6 +53,7 @@ class WorkerPool:
         self.idle = 0  # blocked in get(), waiting for a job
         self.peak = 0
         self.started = 0
+        self.shed = 0  # jobs refused: the queue was too long, or its oldest job too old
         self._closed = False
 
     def submit(self, job: Callable[[], None]) -> bool:
@@ -56,9 +67,12 @@ class WorkerPool:
                     self.alive += 1
                     self.started += 1
                     self.peak = max(self.peak, self.alive)
-                elif self.pending - self.idle >= self.max_queued:
+                elif self.pending - self.idle >= self.max_queued or (
+                        self._queued_at and time.monotonic() - self._queued_at[0] > self.max_wait):
+                    self.shed += 1
                     return False
             self.pending += 1
+            self._queued_at.append(time.monotonic())
         self._jobs.put(job)
         if spawn:
             try:
@@ -86,6 +100,7 @@ class WorkerPool:
                     self.alive -= 1
                     return
                 self.pending -= 1
+                self._queued_at.popleft()
             try:
                 job()
             except BaseException:
@@ -106,4 +121,5 @@ class WorkerPool:
                 "workers_peak": self.peak,
                 "workers_started": self.started,
                 "queue_depth": max(0, self.pending - self.idle),
+                "queue_shed": self.shed,
             }

@@ -79,8 +79,13 @@ class Config:
     #: long an idle one lingers before it exits.
     max_workers: int = 15 * (os.cpu_count() or 1)
     worker_keep_alive: float = 6.0
-    #: Requests waiting for a worker (pool runtimes); past it: 503 + Retry-After.
-    max_queued_requests: int = 1024
+    #: Pool runtimes shed load by queueing delay: a request arriving while the
+    #: oldest one waiting for a worker has waited longer than this (seconds)
+    #: gets 503 + Retry-After (HTTP/2: REFUSED_STREAM).
+    max_queue_wait: float = 1.0
+    #: A hard cap on requests waiting for a worker, a bound on the queue's
+    #: memory; past it: 503 + Retry-After whatever their wait.
+    max_queued_requests: int = 16384
     #: Event-loop runtimes: run blocking handlers on worker threads ("thread")
     #: or on the loop itself ("inline": fast if they never block).
     blocking_handlers: str = "thread"

@@ -58,7 +58,8 @@ class PinnedRuntime(Runtime):
         super().__init__(handler, config, listeners)
         self.stopping = False
         self.selector = selectors.DefaultSelector()
-        self.pool = WorkerPool(config.max_workers, config.worker_keep_alive, config.max_queued_requests)
+        self.pool = WorkerPool(config.max_workers, config.worker_keep_alive, config.max_queued_requests,
+                               config.max_queue_wait)
         self.waiting: dict[int, tuple[OwnedConnection, float]] = {}  # no worker yet: fd -> (it, head deadline)
         self.pinned = OwnedConnections()  # handed to the pool
         self.waker = Waker()

@@ -173,3 +173,66 @@ def test_slow_uploads_hold_no_worker_and_end_in_408(serve, shape):
     assert len(replies) == 4 and all(b"408" in reply.split(b"\r\n", 1)[0] or b" 408 " in reply for reply in replies), replies
     assert elapsed < 8
     assert _hello_ok(handle)
+
+
+# Overload is shed by how long the queue makes requests wait, not by its length -------
+
+def _burst(handle, count: int) -> list[bytes]:
+    """``count`` connections each send one request at once; the status lines they get."""
+    import threading
+
+    socks = [connect(handle, timeout=15) for _ in range(count)]
+    lines: list[bytes] = []
+
+    def one(sock: socket.socket) -> None:
+        try:
+            sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            data = b""
+            while b"\r\n" not in data and (chunk := sock.recv(4096)):
+                data += chunk
+            lines.append(data.split(b"\r\n", 1)[0])
+        except OSError as exc:
+            lines.append(repr(exc).encode())
+        finally:
+            sock.close()
+
+    threads = [threading.Thread(target=one, args=(sock,)) for sock in socks]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    return lines
+
+
+def test_a_burst_of_quick_requests_queues_instead_of_being_refused(serve):
+    """300 requests at once to 2 workers: each takes ~1 ms, so the queue drains in well under
+    max_queue_wait and nobody gets a 503 (a cap by length at 100 would refuse two thirds)."""
+    handle = serve(lambda request: (time.sleep(0.001), Response("ok"))[1], max_workers=2)
+    if not handle.runtime.uses_worker_pool:
+        pytest.skip("no worker pool: every connection has its own thread")
+    lines = _burst(handle, 300)
+    assert len(lines) == 300
+    assert all(line.startswith(b"HTTP/1.1 200") for line in lines), [l for l in lines if b" 200" not in l][:5]
+
+
+def test_a_pool_truly_behind_sheds_by_delay(serve):
+    """Handlers take 0.3 s on 2 workers: 20 requests at once need 3 s, and they all queue (nobody
+    has waited yet). Requests arriving 0.8 s later, behind ones queued for longer than
+    max_queue_wait (0.5 s), get 503 + Retry-After at once; the queued ones are still served."""
+    import threading
+
+    handle = serve(lambda request: (time.sleep(0.3), Response("ok"))[1], max_workers=2, max_queue_wait=0.5)
+    if not handle.runtime.uses_worker_pool:
+        pytest.skip("no worker pool: every connection has its own thread")
+    first: list[bytes] = []
+    early = threading.Thread(target=lambda: first.extend(_burst(handle, 20)))
+    early.start()
+    time.sleep(0.8)
+    asked = time.monotonic()
+    late = _burst(handle, 10)
+    answered = time.monotonic() - asked
+    early.join(30)
+    assert all(line.startswith(b"HTTP/1.1 200") for line in first), first
+    assert all(line.startswith(b"HTTP/1.1 503") for line in late), late
+    assert answered < 1.0, f"the refusals took {answered:.2f} s"
+    assert handle.stats()["queue_shed"] == 10

@@ -125,7 +125,8 @@ class AsyncServer:
 
     async def run(self, ready: Callable[[], None]) -> None:
         config = self.config
-        self.pool = WorkerPool(config.max_workers, config.worker_keep_alive, config.max_queued_requests)
+        self.pool = WorkerPool(config.max_workers, config.worker_keep_alive, config.max_queued_requests,
+                               config.max_queue_wait)
         self.call_soon_threadsafe = self.runtime.thread_notifier()
         self._stop = anyio.Event()
         self._all_closed = anyio.Event()

@@ -29,7 +29,8 @@ class HybridRuntime(Runtime):
         self.stopping = False
         self.selector = selectors.DefaultSelector()
         self.connections: dict[int, Connection] = {}
-        self.pool = WorkerPool(config.max_workers, config.worker_keep_alive, config.max_queued_requests)
+        self.pool = WorkerPool(config.max_workers, config.worker_keep_alive, config.max_queued_requests,
+                               config.max_queue_wait)
         self._calls: deque[Callable[[], None]] = deque()
         self._wake_pending = False
         self.waker = Waker()
