@@ -54,7 +54,8 @@ class OwnedConnection:
         self.on_close = on_close
         self.submit_stream = submit_stream
         proto = server_connection(transport.info, config.limits, config.http)
-        self.streams = StreamSet(proto, self, handler, config.io_timeout, config.min_receive_rate)
+        self.streams = StreamSet(proto, self, handler, config.io_timeout,
+                                 config.min_receive_rate, config.min_send_rate)
         self.streams.pull = self._pull
         self.write_lock = threading.Lock()  # stream threads send one at a time, in protocol order
         self.closed = False

@@ -83,12 +83,13 @@ class StreamSet:
     """The streams of one connection, and the lock that guards its protocol state."""
 
     def __init__(self, proto: ServerConnection, owner: Owner, handler: Handler, io_timeout: float,
-                 receive_rate: float = 1024.0) -> None:
+                 receive_rate: float = 1024.0, send_rate: float = 1024.0) -> None:
         self.proto = proto
         self.owner = owner
         self.handler = handler
         self.io_timeout = io_timeout
         self.receive_rate = receive_rate  # bytes/s a body must keep to after io_timeout (BodyInbox.due)
+        self.send_rate = send_rate  # and a streamed response, behind HTTP/2 flow control
         self.lock = threading.Lock()
         self.changed = threading.Condition(self.lock)  # input arrived: body bytes, a window, a reset
         self.waiters = 0  # threads waiting on ``changed`` (a notify with none costs microseconds)
@@ -272,10 +273,14 @@ class StreamSet:
             return
         try:
             self.owner.flush(wait)
+            # The client may take io_timeout plus the body's size at send_rate: opening its
+            # window a crack now and then does not hold this thread forever.
+            due = time.monotonic() + self.io_timeout
             for chunk in body.chunks():
                 with self.lock:
-                    self._wait_for_window(stream_id)
+                    self._wait_for_window(stream_id, due)
                     proto.send_data(stream_id, chunk)
+                due += len(chunk) / self.send_rate
                 self.owner.flush(wait)
             with self.lock:
                 proto.end_stream(stream_id)
@@ -291,18 +296,15 @@ class StreamSet:
             body.close()
         self.owner.flush(wait)
 
-    def _wait_for_window(self, stream_id: int) -> None:
-        """Lock held: wait while the stream's queued output is past the high-water mark."""
+    def _wait_for_window(self, stream_id: int, due: float) -> None:
+        """Lock held: wait while the stream's queued output is past the high-water mark, until ``due``."""
         proto = self.proto
-        deadline = None
         while True:
             if proto.stream_reset(stream_id):
                 raise ClientDisconnected("the client reset the stream")
             if proto.pending(stream_id) <= STREAM_HIGH_WATER:
                 return
-            if deadline is None:
-                deadline = time.monotonic() + self.io_timeout
-            left = deadline - time.monotonic()
+            left = min(due, time.monotonic() + self.io_timeout) - time.monotonic()
             if left <= 0 or not self.wait_changed(left):
                 raise ClientDisconnected("the client stopped reading (flow control window shut)")
 

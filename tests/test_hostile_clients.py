@@ -236,3 +236,51 @@ def test_a_pool_truly_behind_sheds_by_delay(serve):
     assert all(line.startswith(b"HTTP/1.1 503") for line in late), late
     assert answered < 1.0, f"the refusals took {answered:.2f} s"
     assert handle.stats()["queue_shed"] == 10
+
+
+# HTTP/2: a window opened a crack at a time does not hold a stream (or its worker) forever ---
+
+def _h2_frames(*frames) -> bytes:
+    return b"".join(frame.serialize() for frame in frames)
+
+
+def test_h2_window_opened_a_crack_at_a_time_resets_the_stream(serve):
+    """A streamed 2 MiB response to a client whose windows open one byte at a time, with PINGs to
+    look busy: the stream is reset once io_timeout + size / min_send_rate has passed, and the one
+    worker it held serves others again."""
+    from hpack import Encoder
+    from hyperframe.frame import HeadersFrame, PingFrame, SettingsFrame, WindowUpdateFrame
+
+    def handler(request):
+        if request.path == "/stream":
+            return Response(b"x" * 16384 for _ in range(128))
+        return Response("Hello World!")
+
+    handle = serve(handler, max_workers=1, io_timeout=1, min_send_rate=1024 * 1024)
+    sock = connect(handle, timeout=0.2)
+    settings = SettingsFrame(0, settings={SettingsFrame.INITIAL_WINDOW_SIZE: 1})
+    request = HeadersFrame(1, Encoder().encode(
+        [(":method", "GET"), (":path", "/stream"), (":scheme", "http"), (":authority", "x")]))
+    request.flags.add("END_HEADERS")
+    request.flags.add("END_STREAM")
+    sock.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + _h2_frames(settings, request))
+    started = time.monotonic()
+    received = b""
+    reset = False
+    while time.monotonic() - started < 10 and not reset:
+        try:
+            sock.sendall(_h2_frames(WindowUpdateFrame(1, window_increment=1), WindowUpdateFrame(0, window_increment=1),
+                                    PingFrame(0, opaque_data=b"12345678")))
+            received += sock.recv(65536)
+        except (TimeoutError, socket.timeout):
+            pass
+        except OSError:
+            reset = True  # the whole connection went: also a way to stop
+        # RST_STREAM (type 3) on stream 1, or GOAWAY (type 7)
+        reset = reset or b"\x00\x00\x04\x03\x00\x00\x00\x00\x01" in received or b"\x07\x00\x00\x00\x00\x00" in received
+        time.sleep(0.05)
+    elapsed = time.monotonic() - started
+    sock.close()
+    assert reset, "the stream was never reset"
+    assert elapsed < 6, f"reset only after {elapsed:.1f} s"
+    assert _hello_ok(handle)

@@ -204,7 +204,8 @@ class Connection:
 
     async def _serve_streams(self, events: list[Event]) -> None:
         """Overlapping streams (HTTP/2): this task reads; each stream is answered by a task of its own."""
-        self.streams = StreamSet(self, self.server, self.proto, self.io_timeout, self.min_receive_rate)
+        self.streams = StreamSet(self, self.server, self.proto, self.io_timeout, self.min_receive_rate,
+                                 self.min_send_rate)
         await self.streams.serve(events)
 
     def _expect(self, kind: Deadline, seconds: float) -> None:

@@ -107,9 +107,13 @@ class Carrier(Protocol):
     async def more(self, body: AsyncBody, deadline: float) -> bool:
         """Wait for more of ``body`` to be absorbed; False when ``deadline`` (monotonic) passed first."""
 
-    #: Before each streamed chunk: wait while flow control holds the stream's
-    #: earlier bytes (raises ClientDisconnected on a reset). None without flow control.
-    wait_for_window: Callable[[int], Awaitable[None]] | None
+    #: Before each streamed chunk: ``wait_for_window(stream_id, due)`` waits while
+    #: flow control holds the stream's earlier bytes, until ``due`` (monotonic;
+    #: raises ClientDisconnected then, or on a reset). None without flow control.
+    wait_for_window: Callable[[int, float], Awaitable[None]] | None
+    #: With flow control: a streamed response may take io_timeout plus its size at send_rate.
+    io_timeout: float
+    send_rate: float
 
 
 # 1. The body ---------------------------------------------------------------------
@@ -268,9 +272,11 @@ async def _write_streamed(host: Host, carrier: Carrier, stream_id: int, response
             next_chunk = lambda: anext(chunks, None)  # noqa: E731
         else:
             next_chunk = _chunk_reader(host, body.chunks())
+        due = time.monotonic() + carrier.io_timeout
         while (chunk := await next_chunk()) is not None:
             if wait_for_window is not None:
-                await wait_for_window(stream_id)
+                await wait_for_window(stream_id, due)
+                due += len(chunk) / carrier.send_rate
             proto.send_data(stream_id, chunk)
             await carrier.flush()
         proto.end_stream(stream_id)

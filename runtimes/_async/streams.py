@@ -28,7 +28,8 @@ Deadlines, each with one owner:
   here it waits for the reading task with a cancel scope of its own
   (:meth:`StreamSet.more`), and a late body is that stream's 408 alone;
 - a wait for the flow-control window belongs to the stream's writer
-  (:meth:`StreamSet.wait_for_window`), ``io_timeout`` per wait.
+  (:meth:`StreamSet.wait_for_window`): the whole response may take
+  ``io_timeout`` plus its size at ``send_rate``.
 """
 
 from __future__ import annotations
@@ -76,12 +77,13 @@ class StreamSet:
     """The streams of one multiplexed connection, served by tasks."""
 
     def __init__(self, line: Line, host: Host, proto: ServerConnection, io_timeout: float,
-                 receive_rate: float) -> None:
+                 receive_rate: float, send_rate: float) -> None:
         self.line = line
         self.host = host
         self.proto = proto
         self.io_timeout = io_timeout
         self.receive_rate = receive_rate
+        self.send_rate = send_rate
         self.send_lock = anyio.Lock()
         self.bodies: dict[int, AsyncBody] = {}
         self.running = 0  # streams started and not yet answered
@@ -165,15 +167,20 @@ class StreamSet:
         """A stream's body waits for the reading task to deliver (any input wakes it)."""
         return await self._wait_changed(deadline)
 
-    async def wait_for_window(self, stream_id: int) -> None:
-        """Hold a streamed response back while its earlier bytes wait for the client's window."""
+    async def wait_for_window(self, stream_id: int, due: float) -> None:
+        """Hold a streamed response back while its earlier bytes wait for the client's window.
+
+        ``due`` bounds the whole response (io_timeout plus its size at the
+        send rate, kept by the writer): input that keeps arriving (PINGs, a
+        window opened a crack) does not hold it forever.
+        """
         proto = self.proto
         while True:
             if proto.stream_reset(stream_id):
                 raise ClientDisconnected("the client reset the stream")
             if proto.pending(stream_id) <= STREAM_HIGH_WATER:
                 return
-            if not await self._wait_changed(time.monotonic() + self.io_timeout):
+            if not await self._wait_changed(min(due, time.monotonic() + self.io_timeout)):
                 raise ClientDisconnected("the client stopped reading (window shut)")
 
     async def _wait_changed(self, deadline: float) -> bool:

@@ -50,7 +50,8 @@ class Connection:
         self.transport = transport
         self.config = config
         proto = server_connection(transport.info, config.limits, config.http)
-        self.streams = StreamSet(proto, self, handler, config.io_timeout, config.min_receive_rate)
+        self.streams = StreamSet(proto, self, handler, config.io_timeout,
+                                 config.min_receive_rate, config.min_send_rate)
         self.lock = self.streams.lock
         self.writable = threading.Condition(self.lock)  # pending output fell below HIGH_WATER
         self.out = bytearray()
