@@ -168,14 +168,20 @@ def upgrade_to_h2c(
 
     The ``101`` is queued after ``output``; the request becomes stream 1,
     whose response goes out over HTTP/2; ``received`` (the client's preface,
-    perhaps already) is read as HTTP/2.
+    perhaps already) is read as HTTP/2. Settings that h2 refuses (a value
+    out of its range: ENABLE_PUSH 2, a window past 2^31 - 1, 100-byte frames) decline
+    the upgrade like a malformed header does, and the request is answered
+    over HTTP/1.1.
     """
     settings = h2c_settings(request.headers)
     if settings is None:
         return None
-    successor = HTTP2Connection(
-        info, limits, upgrade=(request, settings), received=received, output=output + SWITCHING_TO_H2C,
-    )
+    try:
+        successor = HTTP2Connection(
+            info, limits, upgrade=(request, settings), received=received, output=output + SWITCHING_TO_H2C,
+        )
+    except ValueError:
+        return None
     if eof:
         successor.receive_data(b"")
     return successor
