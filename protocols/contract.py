@@ -85,6 +85,13 @@ class ServerConnection(Protocol):
     def pending(self, stream_id: int) -> int:
         """Response bytes queued behind the client's flow-control window (0 without one)."""
 
+    def waiting_for_window(self) -> list[tuple[int, int]]:
+        """``(stream_id, bytes queued)`` for each response held back by a shut flow-control window.
+
+        The runtime times them (a response parked behind a window the client
+        never opens is the CVE-2019-9517 class) and aborts the overdue ones.
+        """
+
     def stream_reset(self, stream_id: int) -> bool:
         """Has the stream been abandoned (reset, or the connection broken)?"""
 

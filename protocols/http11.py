@@ -456,6 +456,10 @@ class HTTP11Connection:
         """Always 0: without flow control every byte queued is ready to be written."""
         return 0
 
+    def waiting_for_window(self) -> list[tuple[int, int]]:
+        """Always empty: no flow control (a slow reader is the transport's to time)."""
+        return []
+
     def stream_reset(self, stream_id: int) -> bool:
         """Is ``stream_id`` no longer the request in flight (or the connection broken)?"""
         return self._broken or self._finished or not self._in_request or stream_id != self._stream_id

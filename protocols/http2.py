@@ -679,6 +679,10 @@ class HTTP2Connection:
         stream = self._streams.get(stream_id)
         return 0 if stream is None else stream.queued
 
+    def waiting_for_window(self) -> list[tuple[int, int]]:
+        """Responses whose bytes wait for a WINDOW_UPDATE, with how many bytes each."""
+        return [(sid, stream.queued) for sid, stream in self._streams.items() if stream.queued]
+
     def stream_reset(self, stream_id: int) -> bool:
         """Has the client abandoned this stream (or the connection)?"""
         stream = self._streams.get(stream_id)

@@ -146,6 +146,9 @@ class OpeningConnection:
     def pending(self, stream_id: int) -> int:
         return 0
 
+    def waiting_for_window(self) -> list[tuple[int, int]]:
+        return []
+
     def stream_reset(self, stream_id: int) -> bool:
         return True
 

@@ -39,7 +39,7 @@ from protocols import (
 from .common import Handler, logger
 
 __all__ = [
-    "GATHERED_BODY_BYTES", "PASSES_THROUGH", "BodyInbox", "body_too_late", "Deadline", "call_handler", "check_response", "deliver",
+    "GATHERED_BODY_BYTES", "PASSES_THROUGH", "BodyInbox", "ParkedResponses", "body_too_late", "Deadline", "call_handler", "check_response", "deliver",
     "error_response", "gather_body_first", "handler_failed", "logger", "start_response",
 ]
 
@@ -190,6 +190,49 @@ def body_too_late(proto: ServerConnection) -> HTTPError:
     if not proto.multiplexed:
         proto.close_after_current()
     return HTTPError(408, "request body not received in time")
+
+
+class ParkedResponses:
+    """Responses parked behind a flow-control window the client keeps shut (the CVE-2019-9517 class).
+
+    A handler's response may be whole in memory and handed to the protocol
+    at once; if the client never opens its window, the bytes would sit in
+    the connection for as long as the client keeps it busy with other
+    frames. Bytes parked must leave within ``grace + size / rate`` seconds of
+    being parked (more bytes parked later add their own time); past that the
+    reader aborts the stream. Bytes leaving do not restart the clock, so a
+    window opened a crack at a time does not either.
+    """
+
+    __slots__ = ("grace", "rate", "_due")
+
+    def __init__(self, grace: float, rate: float) -> None:
+        self.grace = grace
+        self.rate = rate
+        self._due: dict[int, tuple[float, int]] = {}  # stream -> (when its bytes must have left, bytes then)
+
+    def overdue(self, proto: ServerConnection, now: float) -> list[int]:
+        """The streams to abort now (call with the protocol's lock held, then abort and flush)."""
+        parked = proto.waiting_for_window()
+        if not parked and not self._due:
+            return []
+        due: dict[int, tuple[float, int]] = {}
+        late = []
+        for stream_id, queued in parked:
+            previous = self._due.get(stream_id)
+            if previous is None:
+                when = now + self.grace + queued / self.rate
+            else:
+                when = previous[0] + max(0, queued - previous[1]) / self.rate
+            due[stream_id] = (when, queued)
+            if now >= when:
+                late.append(stream_id)
+        self._due = due
+        return late
+
+    def next_due(self) -> float | None:
+        """When the first parked response runs out of time, if one is parked."""
+        return min((when for when, _ in self._due.values()), default=None)
 
 
 # -- the handler ------------------------------------------------------------------

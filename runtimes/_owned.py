@@ -147,15 +147,19 @@ class OwnedConnection:
                 if streams.proto.should_close:
                     break
                 self.idle = streams.running == 0
-                gathering_until = streams.next_deadline()
+                # Wake up for a small body that may come too late, or a response parked too long.
+                wake_at = min((t for t in (streams.next_deadline(), streams.parked.next_due()) if t is not None),
+                              default=None)
             if self.idle and self.stopping:
                 break
             timeout = self.config.keep_alive_timeout
-            if gathering_until is not None:  # wake up for a small body that may come too late
-                timeout = max(0.01, min(timeout, gathering_until - time.monotonic()))
+            if wake_at is not None:
+                timeout = max(0.01, min(timeout, wake_at - time.monotonic()))
             data = self.transport.receive(timeout)
             with streams.lock:
-                late = streams.overdue(time.monotonic())
+                now = time.monotonic()
+                late = streams.overdue(now)
+                streams.abort_parked(now)  # its resets go out with the next flush, at the loop's top
             for stream in late:
                 streams.refuse(stream, 408, "request body not received in time")
             ready = []

@@ -42,7 +42,16 @@ from protocols import (
     ServerConnection,
 )
 
-from ._lifecycle import BodyInbox, body_too_late, call_handler, deliver, error_response, gather_body_first, start_response
+from ._lifecycle import (
+    BodyInbox,
+    ParkedResponses,
+    body_too_late,
+    call_handler,
+    deliver,
+    error_response,
+    gather_body_first,
+    start_response,
+)
 from .common import Handler, logger
 
 __all__ = ["Owner", "StreamSet", "SyncBody"]
@@ -90,6 +99,7 @@ class StreamSet:
         self.io_timeout = io_timeout
         self.receive_rate = receive_rate  # bytes/s a body must keep to after io_timeout (BodyInbox.due)
         self.send_rate = send_rate  # and a streamed response, behind HTTP/2 flow control
+        self.parked = ParkedResponses(io_timeout, send_rate)  # timed by the reader (abort_parked)
         self.lock = threading.Lock()
         self.changed = threading.Condition(self.lock)  # input arrived: body bytes, a window, a reset
         self.waiters = 0  # threads waiting on ``changed`` (a notify with none costs microseconds)
@@ -157,6 +167,16 @@ class StreamSet:
         """The gathering streams past their deadline, for the reader to :meth:`refuse` with 408."""
         late = [sid for sid in self.gathering if self._due(sid) <= now]
         return [self.gathering.pop(sid) for sid in late]
+
+    def abort_parked(self, now: float) -> bool:
+        """Lock held, on the reader: abort responses parked too long behind a shut window.
+
+        True if any was aborted: the reader then flushes (the resets).
+        """
+        late = self.parked.overdue(self.proto, now)
+        for stream_id in late:
+            self.proto.abort_stream(stream_id)
+        return bool(late)
 
     def input_wanted_now(self) -> bool:
         """Should the reader keep reading? (A reactor stops while the answer is all it waits for.)

@@ -284,3 +284,38 @@ def test_h2_window_opened_a_crack_at_a_time_resets_the_stream(serve):
     assert reset, "the stream was never reset"
     assert elapsed < 6, f"reset only after {elapsed:.1f} s"
     assert _hello_ok(handle)
+
+
+def test_h2_response_parked_behind_a_shut_window_is_reset(serve):
+    """A whole-in-memory response behind a window the client never opens (while it keeps the
+    connection busy with PINGs, CVE-2019-9517): the stream is reset after io_timeout + size /
+    min_send_rate, rather than its bytes sitting in the server for as long as the client likes."""
+    from hpack import Encoder
+    from hyperframe.frame import HeadersFrame, PingFrame, SettingsFrame
+
+    handle = serve(big_or_hello(b"x" * 65536), io_timeout=1, min_send_rate=1024 * 1024)
+    sock = connect(handle, timeout=0.2)
+    settings = SettingsFrame(0, settings={SettingsFrame.INITIAL_WINDOW_SIZE: 0})
+    request = HeadersFrame(1, Encoder().encode(
+        [(":method", "GET"), (":path", "/big"), (":scheme", "http"), (":authority", "x")]))
+    request.flags.add("END_HEADERS")
+    request.flags.add("END_STREAM")
+    sock.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + _h2_frames(settings, request))
+    started = time.monotonic()
+    received = b""
+    while time.monotonic() - started < 8:
+        try:
+            sock.sendall(_h2_frames(PingFrame(0, opaque_data=b"12345678")))
+            received += sock.recv(65536)
+        except (TimeoutError, socket.timeout):
+            pass
+        except OSError:
+            break
+        if b"\x00\x00\x04\x03\x00\x00\x00\x00\x01" in received:  # RST_STREAM on stream 1
+            break
+        time.sleep(0.1)
+    elapsed = time.monotonic() - started
+    sock.close()
+    assert b"\x00\x00\x04\x03\x00\x00\x00\x00\x01" in received, "the parked response was never reset"
+    assert elapsed < 5, f"reset only after {elapsed:.1f} s"
+    assert _hello_ok(handle)

@@ -121,6 +121,8 @@ class Connection:
             self._expire(self.deadline_kind)
         elif (deadline := self.send_deadline) is not None and now >= deadline:
             self._expire(SEND)
+        elif self.streams is not None:
+            self.streams.check(now)
 
     def close_if_idle(self) -> None:
         """Shutdown: close now if no request is in progress, else after it."""

@@ -47,7 +47,7 @@ from protocols import (
     ServerConnection,
 )
 
-from .._lifecycle import deliver
+from .._lifecycle import ParkedResponses, deliver
 from .exchange import AsyncBody, Host, answer
 from .transport import RECV_SIZE
 
@@ -84,6 +84,7 @@ class StreamSet:
         self.io_timeout = io_timeout
         self.receive_rate = receive_rate
         self.send_rate = send_rate
+        self.parked = ParkedResponses(io_timeout, send_rate)
         self.send_lock = anyio.Lock()
         self.bodies: dict[int, AsyncBody] = {}
         self.running = 0  # streams started and not yet answered
@@ -143,6 +144,15 @@ class StreamSet:
                 deliver(self.bodies, event)
         self._changed.set()
         self._changed = anyio.Event()
+
+    def check(self, now: float) -> None:
+        """The sweeper's tick: abort responses parked too long behind a shut window, and send the resets."""
+        late = self.parked.overdue(self.proto, now)
+        for stream_id in late:
+            self.proto.abort_stream(stream_id)
+        if late and not self._flush_scheduled:
+            self._flush_scheduled = True
+            self.tasks.start_soon(self._scheduled_flush)
 
     def wake_reader(self) -> None:
         """Interrupt the reading task's read, so it looks at the server's state again."""

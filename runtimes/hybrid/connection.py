@@ -162,7 +162,7 @@ class Connection:
         return ready
 
     def expire(self, now: float) -> None:
-        """Reactor, every tick: the head, idle, send and gathering deadlines."""
+        """Reactor, every tick: the head, idle, send and gathering deadlines, and parked responses."""
         if self.deadline is not None and now >= self.deadline:
             with self.lock:
                 kind = self.deadline_kind
@@ -181,6 +181,14 @@ class Connection:
                 late = self.streams.overdue(now)
             for stream in late:  # a small body that never finished arriving
                 self.streams.refuse(stream, 408, "request body not received in time")
+        if self.streams.proto.multiplexed and not self.closed:
+            with self.lock:
+                aborted = self.streams.abort_parked(now)
+            if aborted:  # responses parked too long behind a shut window: their resets go out
+                try:
+                    self.flush(wait=False)
+                except ClientDisconnected:
+                    self.loop.close(self)
 
     def begin_shutdown(self) -> None:
         """Reactor: idle connections close now; busy ones after their responses (HTTP/2: GOAWAY now)."""
