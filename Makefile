@@ -17,7 +17,7 @@ PEERS     ?=
 RESUME    ?=
 CLAIM     ?=
 
-.PHONY: test experiment claims bench venv tools clean
+.PHONY: test experiment claims bench venv tools clean fuzz
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,11 @@ tools:
 
 test: venv tools
 	$(PY) -m pytest -q
+
+# The parser fuzzers at length (ASTRA_FUZZ=1 selects their long profile; `make test`
+# runs them briefly). A failure prints its input: keep it in tests/fuzz_corpus/.
+fuzz: venv
+	ASTRA_FUZZ=1 $(PY) -m pytest -q --timeout=0 tests/test_fuzz_h1.py tests/test_fuzz_h2.py
 
 experiment: venv tools
 	$(PY) -m experiments run \

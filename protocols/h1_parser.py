@@ -21,6 +21,7 @@ from typing import Protocol, Union, runtime_checkable
 import h11
 
 from .errors import ProtocolError
+from .h1_body import BodyDecoder, ChunkedDecoder, FramingError, LengthDecoder
 
 __all__ = [
     "CONNECTION_CLOSED", "END_OF_MESSAGE", "H11Parser", "NEED_DATA", "PAUSED",
@@ -110,46 +111,107 @@ ParserFactory = Callable[[int], RequestParser]
 
 
 class H11Parser:
-    """:class:`RequestParser` on h11.
+    """:class:`RequestParser` on h11 for request heads, and :mod:`.h1_body` for bodies.
 
-    h11 parses one request per ``h11.Connection``; :meth:`start_next` hands
-    the leftover bytes to a fresh one. That is cheaper than driving h11's
-    writer and state machine through every response (the connection writes
-    responses itself, see :mod:`.h1_wire`), and keeps keep-alive decisions
-    in the connection rather than split between it and h11.
+    h11 parses one request head per ``h11.Connection``; :meth:`start_next`
+    hands the leftover bytes to a fresh one. That is cheaper than driving
+    h11's writer and state machine through every response (the connection
+    writes responses itself, see :mod:`.h1_wire`), and keeps keep-alive
+    decisions in the connection rather than split between it and h11.
+
+    h11 never sees a body byte: it reads chunked framing leniently (see
+    :mod:`.h1_body` for what that lets through). When the connection asks
+    for the event after a head, the bytes h11 holds beyond the head go to a
+    strict decoder of ours, which from then on receives the client's bytes.
+    A request without a body never gets that far (the connection does not
+    ask for its end), so the hot path of a GET is h11's alone.
     """
 
-    __slots__ = ("_max_head", "_conn", "receive_data")
+    __slots__ = ("_max_head", "_conn", "_fields", "_body", "_ended", "_expects_continue", "receive_data")
 
     def __init__(self, max_head_bytes: int) -> None:
         self._max_head = max_head_bytes
         self._conn = conn = h11.Connection(h11.SERVER, max_incomplete_event_size=max_head_bytes)
         # h11's own method, bound: a forwarding method would cost a call per read.
         self.receive_data = conn.receive_data
+        self._fields: list[tuple[bytes, bytes]] | None = None  # the head returned, until its body starts
+        self._body: BodyDecoder | None = None
+        self._ended = False  # END_OF_MESSAGE has been returned
+        self._expects_continue = False
 
     def next_event(self) -> ParserEvent:
+        if self._body is not None:
+            return self._body_event(self._body)
+        if self._fields is not None:
+            return self._body_event(self._start_body(self._fields))
         try:
             event = self._conn.next_event()
         except h11.RemoteProtocolError as exc:
             raise ParseError(str(exc), exc.error_status_hint) from None
         kind = type(event)
-        if kind is h11.Data:
-            return bytes(event.data)  # h11 hands out its bytearray slices
         if kind is h11.Request:
             # raw_items() is a plain list; iterating h11's Headers goes through
             # the generic Sequence protocol, several times slower per field.
-            return (event.method, event.target, event.http_version, event.headers.raw_items())
-        if kind is h11.EndOfMessage:
-            return END_OF_MESSAGE
+            self._fields = fields = event.headers.raw_items()
+            return (event.method, event.target, event.http_version, fields)
         if kind is h11.ConnectionClosed:
             return CONNECTION_CLOSED
+        # h11 is given only heads, so NEED_DATA is all that is left (PAUSED
+        # would follow a body h11 had read, which it never does).
         return NEED_DATA if event is h11.NEED_DATA else PAUSED
 
+    def _start_body(self, fields: list[tuple[bytes, bytes]]) -> BodyDecoder:
+        """Take the bytes after the head away from h11 and give them to a body decoder.
+
+        The framing is read from the head as h11 validated it: at most one
+        Transfer-Encoding, and it is ``chunked``; Content-Length values are
+        digits, and repeats agree. Whether that framing is acceptable at all
+        (both headers, chunked in HTTP/1.0) is the connection's judgement,
+        made before it asks for the body.
+        """
+        received, closed = self._conn.trailing_data
+        length = 0
+        for name, value in fields:
+            name = name.lower()
+            if name == b"transfer-encoding":
+                body: BodyDecoder = ChunkedDecoder(self._max_head, received, closed)
+                break
+            if name == b"content-length":
+                length = int(value)
+        else:
+            body = LengthDecoder(length, received, closed)
+        self._expects_continue = self._conn.they_are_waiting_for_100_continue
+        self._body = body
+        self.receive_data = body.receive_data
+        return body
+
+    def _body_event(self, body: BodyDecoder) -> ParserEvent:
+        try:
+            data = body.read()
+        except FramingError as exc:
+            raise ParseError(exc.message, exc.status) from None
+        if data:
+            return data
+        if data is None:
+            return NEED_DATA
+        if self._ended:
+            return PAUSED
+        self._ended = True
+        return END_OF_MESSAGE
+
     def buffered(self) -> bytes:
+        if self._body is not None:
+            return self._body.buffered()
         return self._conn.trailing_data[0]
 
     def start_next(self) -> bool:
-        leftover, closed = self._conn.trailing_data
+        if self._body is not None:
+            leftover, closed = self._body.leftover()
+            self._body = None
+            self._ended = False
+        else:
+            leftover, closed = self._conn.trailing_data
+        self._fields = None
         self._conn = conn = h11.Connection(h11.SERVER, max_incomplete_event_size=self._max_head)
         self.receive_data = conn.receive_data
         if leftover:
@@ -160,4 +222,6 @@ class H11Parser:
 
     @property
     def waiting_for_continue(self) -> bool:
+        if self._body is not None:
+            return self._expects_continue and not self._body.received
         return self._conn.they_are_waiting_for_100_continue

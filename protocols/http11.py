@@ -11,9 +11,14 @@ responses. What is left here is what a server decides, whichever parser runs:
 - **A strict reading of RFC 9112** where parsers are lenient: bare CR or LF
   line endings, obsolete line folding, Transfer-Encoding together with
   Content-Length (or in HTTP/1.0), a missing, repeated or malformed Host,
-  a malformed or conflicting Content-Length. Each is a request-smuggling
-  vector when a proxy reads the message differently. A version other than
-  HTTP/1.x gets 505.
+  a malformed or conflicting Content-Length, control characters in the
+  head. Each is a request-smuggling vector when a proxy reads the message
+  differently. (Chunked bodies are read as strictly by the parser's
+  decoder, :mod:`.h1_body`.) A version other than HTTP/1.x gets 505.
+- **Request targets**: origin-form, absolute-form (whose authority then
+  becomes the Host, RFC 9112 3.2.2) and ``*`` for OPTIONS; anything else is a
+  400. CONNECT is a 405 before any handler runs: an origin server does not
+  open tunnels.
 - **Keep-alive**: ``Connection: close``, HTTP/1.0, graceful shutdown, and what
   to do with a request body the handler left unread (drain it or close).
 - **Framing of responses**: Content-Length or chunked, no body for HEAD, 204
@@ -62,6 +67,10 @@ UpgradeHook = Callable[[Request, bytes, bool, bytes], Optional["ServerConnection
 
 # Statuses whose responses never carry a body (RFC 9110 6.4.1 and 15.3.5).
 _NO_BODY_STATUSES = frozenset({204, 304})
+# Control characters but HTAB (RFC 9110 5.5: field values are visible characters,
+# spaces and tabs; the request line has no room for any), searched for once the
+# CRLF line endings are removed, so a CR or LF found is a bare one.
+_CONTROL = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
 # Absolute-form request-target: scheme, authority (no userinfo), then an
 # optional path and query; never a fragment (RFC 9112 3.2.2, RFC 9110 4.2).
 _ABSOLUTE_FORM = re.compile(rb"(?i:https?)://([^/?#@]+)([/?][^#]*)?")
@@ -194,14 +203,19 @@ class HTTP11Connection:
         end = buffered.find(b"\r\n\r\n")
         # Measured here whether the head is complete or not: a parser may bound
         # only an incomplete one, and one arriving whole in a read escapes that.
-        if end > limit or (end < 0 and len(buffered) > limit):
+        # A complete head counts its blank line, so that a head cut short by a
+        # read is never over the limit when the whole of it is not.
+        if (len(buffered) if end < 0 else end + 4) > limit:
             raise ProtocolError("request head too large", status=431)
         head = buffered if end < 0 else buffered[: end + 2]
         stripped = head.replace(b"\r\n", b"")
         if end < 0 and head.endswith(b"\r"):
             stripped = stripped[:-1]  # half of a CRLF still in flight
-        if b"\n" in stripped or b"\r" in stripped:
-            raise ProtocolError("bare CR or LF in request head")
+        control = _CONTROL.search(stripped)  # one scan for CR, LF and the rest
+        if control is not None:
+            if control.group() in b"\r\n":
+                raise ProtocolError("bare CR or LF in request head")
+            raise ProtocolError("control character in request head")  # h11 lets them into field values
         if b"\n " in head or b"\n\t" in head:
             raise ProtocolError("obsolete line folding in request head")
 
@@ -213,8 +227,9 @@ class HTTP11Connection:
             raise ProtocolError(f"HTTP/{version.decode('ascii', 'replace')} is not supported here", status=505)
         if method == b"CONNECT":
             raise _connect_refused()
-        # Origin-form ("/path?query") is the common case and needs no more checks.
-        authority = None if target.startswith(b"/") else _other_target_form(method, target)
+        # Origin-form ("/path?query") is the common case and needs no more checks;
+        # its test is an index, not startswith(), which costs three times as much.
+        authority = None if target[0] == 47 else _other_target_form(method, target)  # 47: "/"
         hosts = 0
         content_length: int | None = None
         chunked = False

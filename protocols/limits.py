@@ -21,7 +21,9 @@ __all__ = ["Limits"]
 @dataclass(frozen=True, slots=True)
 class Limits:
     #: Largest request head (request line plus header fields); past it: 431.
-    #: On HTTP/2 it is the SETTINGS_MAX_HEADER_LIST_SIZE advertised.
+    #: On HTTP/2 it is the SETTINGS_MAX_HEADER_LIST_SIZE advertised. On
+    #: HTTP/1.1 it also bounds a chunked body's extensions and trailer fields
+    #: together (400 and 431 past it; see ``h1_body``).
     max_header_bytes: int = 16 * 1024
     #: Largest request body; a larger Content-Length is refused up front (413),
     #: a chunked body is cut off with 413 when it crosses the limit.
