@@ -22,7 +22,8 @@ which costs the stream, never the connection:
   ``Host`` that is not ``host[:port]`` with a non-empty host (the check
   HTTP/1.1 makes, ``headers.VALID_HOST``), two ``Host`` fields, neither of
   them, or a ``Host`` naming another origin than ``:authority``.
-- **Answered by the server**: ``CONNECT`` gets 405 (an origin server is no
+- **Answered by the server**: ``CONNECT`` gets 405 with an empty Allow
+  (``response.CONNECT_REFUSAL``, as on HTTP/1.1: an origin server is no
   tunnel), a ``:scheme`` other than ``http`` or ``https`` 400, a field
   section larger than ``max_header_bytes`` 431 (RFC 9113 10.5.1).
 - **Not believed**: ``:scheme``. The connection's scheme is the
@@ -40,10 +41,10 @@ import re
 from ._dates import http_date
 from .headers import VALID_HOST, Headers, is_token
 from .request import ConnectionInfo, Request
-from .response import Response, reason_phrase, response_length
+from .response import CONNECT_REFUSAL, Response, reason_phrase, response_length
 
 __all__ = [
-    "CONNECT_REFUSAL", "NO_BODY_STATUSES", "RejectedRequest", "error_fields", "request_from_fields",
+    "NO_BODY_STATUSES", "RejectedRequest", "error_fields", "request_from_fields",
     "response_fields", "trailers_problem",
 ]
 
@@ -68,11 +69,8 @@ _METHOD = re.compile(rb"[!#$%&'*+\-.^_`|~0-9a-zA-Z]+")
 # origin-form: what HTTP/1.1 accepts as a request-target (h11: visible ASCII).
 _valid_path = re.compile(rb"/[\x21-\x7e]*").fullmatch
 _SCHEMES = frozenset({b"http", b"https"})
-#: How an origin server answers CONNECT: 405, with the Allow list RFC 9110 15.5.6 asks for.
-CONNECT_REFUSAL = (
-    "CONNECT is not supported: this is an origin server, not a proxy", 405,
-    ((b"allow", b"GET, HEAD, POST, PUT, DELETE, OPTIONS, PATCH"),),
-)
+# CONNECT's answer, as HTTP/1.1 gives it (see response.CONNECT_REFUSAL for why).
+_CONNECT_FIELDS = tuple((name.encode("latin-1"), value.encode("latin-1")) for name, value in CONNECT_REFUSAL.headers)
 
 # Valid names without a special meaning, decoded once: requests repeat a
 # handful, so checking one is a dict lookup. Valid hosts are remembered
@@ -156,7 +154,7 @@ def request_from_fields(
     if verb == "CONNECT":
         if path is not None or scheme is not None or authority is None:
             raise RejectedRequest("CONNECT carries :authority and neither :scheme nor :path (RFC 9113 8.5)")
-        raise RejectedRequest(*CONNECT_REFUSAL)
+        raise RejectedRequest(CONNECT_REFUSAL.reason, CONNECT_REFUSAL.status, _CONNECT_FIELDS)
     if path is None or scheme is None:
         raise RejectedRequest("no :path or no :scheme")
     if not _valid_path(path) and not (path == b"*" and verb == "OPTIONS"):

@@ -50,7 +50,7 @@ from .h1_wire import CONTINUE, LAST_CHUNK, SERVER_NAME, chunk, encode_head, erro
 from .headers import VALID_HOST as _VALID_HOST, Headers  # RFC 9112 3.2: any other Host gets a 400
 from .limits import Limits
 from .request import ConnectionInfo, Request
-from .response import Response, response_length
+from .response import CONNECT_REFUSAL, Response, response_length
 
 if TYPE_CHECKING:
     from .contract import ServerConnection
@@ -486,13 +486,9 @@ class HTTP11Connection:
 
 
 def _connect_refused() -> ProtocolError:
-    """405 for CONNECT: this is an origin server, not a proxy, so no tunnels.
-
-    RFC 9110 15.5.6 asks a 405 to list the target's methods in Allow. A
-    CONNECT target (``host:port``) names no resource here, so the list is empty.
-    """
-    error = ProtocolError("CONNECT is not supported: this server is not a proxy", status=405)
-    error.headers["allow"] = ""
+    """CONNECT's answer: :data:`~.response.CONNECT_REFUSAL`, as on HTTP/2 (it says why Allow is empty)."""
+    error = ProtocolError(CONNECT_REFUSAL.reason, status=CONNECT_REFUSAL.status)
+    error.headers.update(CONNECT_REFUSAL.headers)
     return error
 
 

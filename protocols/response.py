@@ -15,11 +15,11 @@ import os
 import stat
 from http import HTTPStatus
 from collections.abc import AsyncIterator, Iterable, Iterator
-from typing import Any, BinaryIO, Union
+from typing import Any, BinaryIO, NamedTuple, Union
 
 from .headers import Headers
 
-__all__ = ["Body", "Response", "ResponseBuilder", "BodyContent"]
+__all__ = ["Body", "Response", "ResponseBuilder", "BodyContent", "CONNECT_REFUSAL", "Refusal"]
 
 BodyContent = Union[bytes, bytearray, memoryview, str, Iterable[bytes], BinaryIO, "Body", None]
 
@@ -128,6 +128,29 @@ _REASONS = {s.value: s.phrase for s in HTTPStatus}
 def reason_phrase(status: int) -> str:
     """The standard reason phrase, or "" for a status Python's HTTPStatus does not know (599)."""
     return _REASONS.get(status, "")
+
+
+class Refusal(NamedTuple):
+    """An answer the server gives itself before any handler runs, the same on every protocol."""
+
+    status: int
+    reason: str  # the plain-text body's message
+    headers: tuple[tuple[str, str], ...] = ()  # lower-case names, added to the answer
+
+
+#: CONNECT (RFC 9110 9.3.6) asks for a tunnel; an origin server opens none, so
+#: the method is refused, whatever the target, before a handler sees it.
+#:
+#: 405 must carry Allow, "the target resource's currently supported methods"
+#: (RFC 9110 15.5.6). CONNECT's target is an authority, ``host:port``
+#: (RFC 9112 3.2.3, RFC 9113 8.5): a tunnel endpoint, not a resource this
+#: server has, so no method applies to it and the honest list is empty (RFC
+#: 9110 10.2.1: an empty Allow means the resource allows no method). Listing
+#: GET, POST and the like would be a guess about the application: the server
+#: does not know which methods the handler serves, and on which paths. (A
+#: CONNECT naming anything other than an authority is malformed; HTTP/2
+#: resets it, and HTTP/1.1 refuses it as here rather than guess.)
+CONNECT_REFUSAL = Refusal(405, "CONNECT is not supported: this is an origin server, not a proxy", (("allow", ""),))
 
 
 def response_length(response: Response, declared: str | None) -> int | None:

@@ -33,7 +33,6 @@ there.
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -41,28 +40,13 @@ from pathlib import Path
 
 import httptools
 import pytest
-from hypothesis import HealthCheck, given, note, settings
+from hypothesis import given, note, settings
 from hypothesis import strategies as st
 
 from protocols import Limits
 
+from .fuzzing import PROFILE, corpus, corpus_reads, cut
 from .test_protocol_h1_strict import Outcome, drive
-
-# -- profiles ---------------------------------------------------------------------------------
-
-_CHECKS = [HealthCheck.too_slow, HealthCheck.data_too_large]
-settings.register_profile(
-    "astra-short", max_examples=100, deadline=None, database=None, derandomize=True,
-    suppress_health_check=_CHECKS,
-)
-settings.register_profile(
-    "astra-fuzz", max_examples=int(os.environ.get("ASTRA_FUZZ_EXAMPLES", "5000")), deadline=None, database=None,
-    print_blob=True,
-    suppress_health_check=_CHECKS,
-)
-PROFILE = settings.get_profile("astra-fuzz" if os.environ.get("ASTRA_FUZZ") == "1" else "astra-short")
-
-CORPUS = Path(__file__).parent / "fuzz_corpus" / "h1"
 
 # -- strategies: valid requests ---------------------------------------------------------------
 
@@ -243,9 +227,7 @@ def streams(draw: st.DrawFn) -> tuple[bytes, list[bytes]]:
     for name, index, extra in applied:
         stream = MUTATIONS[name](stream, index, extra)
     note(f"mutations: {[name for name, _, _ in applied]}")
-    cuts = sorted(set(draw(st.lists(st.integers(0, len(stream)), max_size=6))))
-    pieces = [stream[a:b] for a, b in zip([0, *cuts], [*cuts, len(stream)]) if b > a]
-    return stream, pieces
+    return stream, cut(draw, stream)
 
 
 # -- the llhttp oracle ------------------------------------------------------------------------
@@ -581,17 +563,12 @@ def test_fuzzed_streams_under_small_limits(case: tuple[bytes, list[bytes]], limi
     assert (whole.served, whole.failed is None) == (split.served, split.failed is None)
 
 
-def _corpus() -> list[Path]:
-    return sorted(CORPUS.glob("*.http"))
-
-
-@pytest.mark.parametrize("path", _corpus(), ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", corpus("h1", ".http"), ids=lambda p: p.stem)
 def test_corpus(path: Path) -> None:
     stream = path.read_bytes()
-    half = len(stream) // 2
-    for pieces in ([stream], [stream[i:i + 1] for i in range(len(stream))], [stream[:half], stream[half:]]):
+    for pieces in corpus_reads(stream):
         check(stream, pieces)
 
 
 def test_the_corpus_is_there() -> None:
-    assert len(_corpus()) >= 10
+    assert len(corpus("h1", ".http")) >= 10

@@ -28,13 +28,12 @@ body bytes consumed and stops when the connection says it is done. Checked:
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 from hpack import Encoder
-from hypothesis import HealthCheck, given, note, settings
+from hypothesis import given, note, settings
 from hypothesis import strategies as st
 from hyperframe.frame import (
     ContinuationFrame,
@@ -64,19 +63,9 @@ from protocols import (
     StreamReset,
 )
 
-_CHECKS = [HealthCheck.too_slow, HealthCheck.data_too_large]
-settings.register_profile(
-    "astra-short", max_examples=100, deadline=None, database=None, derandomize=True,
-    suppress_health_check=_CHECKS,
-)
-settings.register_profile(
-    "astra-fuzz", max_examples=int(os.environ.get("ASTRA_FUZZ_EXAMPLES", "5000")), deadline=None, database=None,
-    print_blob=True,
-    suppress_health_check=_CHECKS,
-)
-PROFILE = settings.get_profile("astra-fuzz" if os.environ.get("ASTRA_FUZZ") == "1" else "astra-short")
+from .fuzzing import PROFILE, corpus, corpus_reads, cut
+from .h2frames import opening
 
-CORPUS = Path(__file__).parent / "fuzz_corpus" / "h2"
 INFO = ConnectionInfo(("127.0.0.1", 50000), ("127.0.0.1", 8000))
 #: Far more events than any test input can honestly produce.
 MAX_EVENTS = 20_000
@@ -252,7 +241,7 @@ def byte_mutations(draw: st.DrawFn, stream: bytes) -> bytes:
 def valid_traffic(draw: st.DrawFn) -> tuple[bytes, list[tuple[int, str, str, bytes]]]:
     """A well-behaved client's bytes, and the requests they make: (stream, method, path, body)."""
     encoder = Encoder()
-    out = [PREFACE, SettingsFrame(0, settings={}).serialize()]
+    out = [opening()]
     requests = []
     for number in range(draw(st.integers(1, 5))):
         sid = 2 * number + 1
@@ -277,26 +266,21 @@ def valid_traffic(draw: st.DrawFn) -> tuple[bytes, list[tuple[int, str, str, byt
     return b"".join(out), requests
 
 
-def _cut(draw: st.DrawFn, stream: bytes) -> list[bytes]:
-    cuts = sorted(set(draw(st.lists(st.integers(0, len(stream)), max_size=6))))
-    return [stream[a:b] for a, b in zip([0, *cuts], [*cuts, len(stream)]) if b > a]
-
-
 @st.composite
 def streams(draw: st.DrawFn) -> tuple[bytes, list[bytes]]:
     """A client's bytes (frames of any kind, sometimes damaged), and the reads they arrive in."""
     encoder = Encoder()
-    opening = PREFACE + SettingsFrame(0, settings={}).serialize() if draw(st.integers(0, 9)) else PREFACE
-    stream = opening + b"".join(draw(st.lists(frames(encoder), min_size=1, max_size=12)))
+    start = opening() if draw(st.integers(0, 9)) else PREFACE
+    stream = start + b"".join(draw(st.lists(frames(encoder), min_size=1, max_size=12)))
     if draw(st.integers(0, 3)) == 0:
         stream = draw(byte_mutations(stream))
-    return stream, _cut(draw, stream)
+    return stream, cut(draw, stream)
 
 
 @st.composite
 def valid_streams(draw: st.DrawFn) -> tuple[bytes, list[bytes], list[tuple[int, str, str, bytes]]]:
     stream, requests = draw(valid_traffic())
-    return stream, _cut(draw, stream), requests
+    return stream, cut(draw, stream), requests
 
 
 @PROFILE
@@ -322,17 +306,12 @@ def test_random_bytes_after_the_preface(chunks: list[bytes]) -> None:
     check(stream, [PREFACE, *chunks])
 
 
-def _corpus() -> list[Path]:
-    return sorted(CORPUS.glob("*.bin"))
-
-
-@pytest.mark.parametrize("path", _corpus(), ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", corpus("h2", ".bin"), ids=lambda p: p.stem)
 def test_corpus(path: Path) -> None:
     stream = path.read_bytes()
-    half = len(stream) // 2
-    for pieces in ([stream], [stream[i:i + 1] for i in range(len(stream))], [stream[:half], stream[half:]]):
+    for pieces in corpus_reads(stream):
         check(stream, pieces)
 
 
 def test_the_corpus_is_there() -> None:
-    assert len(_corpus()) >= 5
+    assert len(corpus("h2", ".bin")) >= 5

@@ -18,6 +18,7 @@ import pytest
 from astra import Response
 
 from .conftest import connect
+from .h2frames import opening, ping, request_frames, serialized
 
 MIB = 1024 * 1024
 
@@ -240,16 +241,11 @@ def test_a_pool_truly_behind_sheds_by_delay(serve):
 
 # HTTP/2: a window opened a crack at a time does not hold a stream (or its worker) forever ---
 
-def _h2_frames(*frames) -> bytes:
-    return b"".join(frame.serialize() for frame in frames)
-
-
 def test_h2_window_opened_a_crack_at_a_time_resets_the_stream(serve):
     """A streamed 2 MiB response to a client whose windows open one byte at a time, with PINGs to
     look busy: the stream is reset once io_timeout + size / min_send_rate has passed, and the one
     worker it held serves others again."""
-    from hpack import Encoder
-    from hyperframe.frame import HeadersFrame, PingFrame, SettingsFrame, WindowUpdateFrame
+    from hyperframe.frame import PingFrame, SettingsFrame, WindowUpdateFrame
 
     def handler(request):
         if request.path == "/stream":
@@ -258,18 +254,15 @@ def test_h2_window_opened_a_crack_at_a_time_resets_the_stream(serve):
 
     handle = serve(handler, max_workers=1, io_timeout=1, min_send_rate=1024 * 1024)
     sock = connect(handle, timeout=0.2)
-    settings = SettingsFrame(0, settings={SettingsFrame.INITIAL_WINDOW_SIZE: 1})
-    request = HeadersFrame(1, Encoder().encode(
-        [(":method", "GET"), (":path", "/stream"), (":scheme", "http"), (":authority", "x")]))
-    request.flags.add("END_HEADERS")
-    request.flags.add("END_STREAM")
-    sock.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + _h2_frames(settings, request))
+    sock.sendall(opening({SettingsFrame.INITIAL_WINDOW_SIZE: 1})
+                 + request_frames(1, [(":method", "GET"), (":path", "/stream"), (":scheme", "http"),
+                                     (":authority", "x")]))
     started = time.monotonic()
     received = b""
     reset = False
     while time.monotonic() - started < 10 and not reset:
         try:
-            sock.sendall(_h2_frames(WindowUpdateFrame(1, window_increment=1), WindowUpdateFrame(0, window_increment=1),
+            sock.sendall(serialized(WindowUpdateFrame(1, window_increment=1), WindowUpdateFrame(0, window_increment=1),
                                     PingFrame(0, opaque_data=b"12345678")))
             received += sock.recv(65536)
         except (TimeoutError, socket.timeout):
@@ -290,22 +283,18 @@ def test_h2_response_parked_behind_a_shut_window_is_reset(serve):
     """A whole-in-memory response behind a window the client never opens (while it keeps the
     connection busy with PINGs, CVE-2019-9517): the stream is reset after io_timeout + size /
     min_send_rate, rather than its bytes sitting in the server for as long as the client likes."""
-    from hpack import Encoder
-    from hyperframe.frame import HeadersFrame, PingFrame, SettingsFrame
+    from hyperframe.frame import SettingsFrame
 
     handle = serve(big_or_hello(b"x" * 65536), io_timeout=1, min_send_rate=1024 * 1024)
     sock = connect(handle, timeout=0.2)
-    settings = SettingsFrame(0, settings={SettingsFrame.INITIAL_WINDOW_SIZE: 0})
-    request = HeadersFrame(1, Encoder().encode(
-        [(":method", "GET"), (":path", "/big"), (":scheme", "http"), (":authority", "x")]))
-    request.flags.add("END_HEADERS")
-    request.flags.add("END_STREAM")
-    sock.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + _h2_frames(settings, request))
+    sock.sendall(opening({SettingsFrame.INITIAL_WINDOW_SIZE: 0})
+                 + request_frames(1, [(":method", "GET"), (":path", "/big"), (":scheme", "http"),
+                                     (":authority", "x")]))
     started = time.monotonic()
     received = b""
     while time.monotonic() - started < 8:
         try:
-            sock.sendall(_h2_frames(PingFrame(0, opaque_data=b"12345678")))
+            sock.sendall(ping())
             received += sock.recv(65536)
         except (TimeoutError, socket.timeout):
             pass

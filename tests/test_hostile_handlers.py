@@ -18,6 +18,7 @@ import pytest
 from astra import HTTPError, Response
 
 from .conftest import connect, read_until_closed
+from .h2frames import opening, request_frames
 
 
 def hello(request):
@@ -118,21 +119,11 @@ def test_stalled_body_gets_408_and_the_connection_closes(serve):
     assert time.monotonic() - started < 4
 
 
-H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
-
-
 def _h2_request(path: str, end_stream: bool = True) -> bytes:
     """A preface, empty SETTINGS and one GET (or POST with more to come) as raw frames."""
-    from hpack import Encoder
-    from hyperframe.frame import HeadersFrame, SettingsFrame
-
     method = "GET" if end_stream else "POST"
-    headers = HeadersFrame(1, Encoder().encode(
-        [(":method", method), (":path", path), (":scheme", "http"), (":authority", "x")]))
-    headers.flags.add("END_HEADERS")
-    if end_stream:
-        headers.flags.add("END_STREAM")
-    return H2_PREFACE + SettingsFrame(0).serialize() + headers.serialize()
+    fields = [(":method", method), (":path", path), (":scheme", "http"), (":authority", "x")]
+    return opening() + request_frames(1, fields, end_stream)
 
 
 VANISHING = {

@@ -30,8 +30,10 @@ from protocols import (
 
 from protocols.h1_body import ChunkedDecoder, FramingError, LengthDecoder
 from protocols.h1_parser import END_OF_MESSAGE, PAUSED, H11Parser, ParseError
+from protocols.response import CONNECT_REFUSAL
 
 from .conftest import header, parse_responses
+from .fuzzing import bytewise
 
 INFO = ConnectionInfo(("10.0.0.1", 1234), ("10.0.0.2", 80))
 #: More events than any test input can honestly produce: reaching it means a loop.
@@ -159,7 +161,7 @@ def test_valid_chunked_bodies_are_served_and_the_next_request_follows(body, data
 
 def test_a_chunked_body_split_at_every_byte_reads_the_same():
     raw = chunked(b'3;a="x"\r\nabc\r\n2\r\nde\r\n0\r\nT: v\r\n\r\n') + b"GET /next HTTP/1.1\r\nHost: x\r\n\r\n"
-    outcome = drive(raw[i:i + 1] for i in range(len(raw)))
+    outcome = drive(bytewise(raw))
     assert outcome.targets == ["/upload", "/next"] and outcome.served[0].body == b"abcde"
 
 
@@ -235,7 +237,7 @@ def test_malformed_chunked_framing_gets_400_and_closes(name):
 @pytest.mark.parametrize("name", MALFORMED_CHUNKED)
 def test_malformed_chunked_framing_is_refused_whatever_the_reads(name):
     raw = chunked(MALFORMED_CHUNKED[name]) + NEXT
-    outcome = drive(raw[i:i + 1] for i in range(len(raw)))
+    outcome = drive(bytewise(raw))
     assert outcome.failed == 400 and outcome.served == []
 
 
@@ -306,7 +308,7 @@ def test_content_length_body_ends_exactly_where_it_says():
 
 def test_content_length_split_at_every_byte_reads_the_same():
     raw = b"POST /a HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhelloGET /b HTTP/1.1\r\nHost: x\r\n\r\n"
-    outcome = drive(raw[i:i + 1] for i in range(len(raw)))
+    outcome = drive(bytewise(raw))
     assert outcome.targets == ["/a", "/b"] and outcome.served[0].body == b"hello"
 
 
@@ -359,7 +361,7 @@ SMUGGLING = {
 @pytest.mark.parametrize("name", SMUGGLING)
 def test_smuggling_shapes_are_refused_and_what_follows_is_not_served(name):
     raw, status = SMUGGLING[name]
-    for pieces in ([raw], [raw[i:i + 1] for i in range(len(raw))]):
+    for pieces in ([raw], bytewise(raw)):
         outcome = drive(pieces)
         assert outcome.failed == status, (name, outcome)
         assert "/smuggled" not in outcome.targets and outcome.served == [] and outcome.closed
@@ -372,7 +374,8 @@ def test_connect_gets_405_before_any_handler_and_closes():
     outcome = serve(b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n" + NEXT)
     refused(outcome, 405)
     assert outcome.served == [] and outcome.partial is None
-    (response, _), = parse_responses(outcome.output)
+    (response, body), = parse_responses(outcome.output)
+    assert CONNECT_REFUSAL.status == 405 and CONNECT_REFUSAL.reason in body.decode()  # as on HTTP/2
     assert header(response, "allow") == ""  # no method applies to a tunnel target here
 
 

@@ -10,7 +10,6 @@ refuses) and so why a check of ours exists.
 
 from __future__ import annotations
 
-import base64
 import random
 
 import h2.config
@@ -19,13 +18,10 @@ import h2.errors
 import h2.exceptions
 import h2.settings
 import pytest
-from hpack import Decoder, Encoder
+from hpack import Encoder
 from hyperframe.frame import (
     ContinuationFrame,
-    DataFrame,
     ExtensionFrame,
-    Frame,
-    GoAwayFrame,
     HeadersFrame,
     PingFrame,
     PriorityFrame,
@@ -36,7 +32,6 @@ from hyperframe.frame import (
 )
 
 from protocols import (
-    PREFACE,
     BodyEnded,
     BodyReceived,
     ConnectionInfo,
@@ -50,81 +45,25 @@ from protocols import (
     StreamReset,
     server_connection,
 )
+from protocols.response import CONNECT_REFUSAL
+
+from .h2frames import (
+    GET,
+    POST,
+    FrameReader,
+    continuation_flood,
+    data_frame,
+    headers_frames,
+    opening,
+    ping,
+    settings_header,
+)
 
 E = h2.errors.ErrorCodes
 INFO = ConnectionInfo(("127.0.0.1", 50000), ("127.0.0.1", 8000))
-GET = [(b":method", b"GET"), (b":path", b"/"), (b":scheme", b"http"), (b":authority", b"example")]
-POST = [(b":method", b"POST"), *GET[1:]]
 
 
-# -- a client that writes frames by hand ---------------------------------------------------
-
-
-def headers_frames(stream_id: int, block: bytes, end_stream: bool = True, max_frame: int = 16384) -> bytes:
-    """A header block as HEADERS plus as many CONTINUATION frames as it needs."""
-    pieces = [block[i:i + max_frame] for i in range(0, len(block), max_frame)] or [b""]
-    first = HeadersFrame(stream_id, data=pieces[0])
-    if end_stream:
-        first.flags.add("END_STREAM")
-    frames = [first] + [ContinuationFrame(stream_id, data=piece) for piece in pieces[1:]]
-    frames[-1].flags.add("END_HEADERS")
-    return b"".join(f.serialize() for f in frames)
-
-
-def data_frame(stream_id: int, data: bytes, end_stream: bool = False) -> bytes:
-    return DataFrame(stream_id, data=data, flags=["END_STREAM"] if end_stream else []).serialize()
-
-
-def ping(flags=()) -> bytes:
-    return PingFrame(0, opaque_data=b"12345678", flags=list(flags)).serialize()
-
-
-class FrameReader:
-    """Turns the server's bytes back into frames, decoding header blocks as they come."""
-
-    def __init__(self) -> None:
-        self.buffer = b""
-        self.decoder = Decoder()
-        self.decoder.max_header_list_size = 1 << 20
-        self.frames: list[Frame] = []
-        self.status: dict[int, int] = {}
-        self.headers: dict[int, dict[bytes, bytes]] = {}
-        self.bodies: dict[int, bytes] = {}
-        self.ended: set[int] = set()
-        self.resets: dict[int, int] = {}
-        self.goaway: GoAwayFrame | None = None
-
-    def feed(self, data: bytes) -> list[Frame]:
-        self.buffer += data
-        new = []
-        while len(self.buffer) >= 9:
-            frame, length = Frame.parse_frame_header(memoryview(self.buffer[:9]))
-            if len(self.buffer) < 9 + length:
-                break
-            frame.parse_body(memoryview(self.buffer[9:9 + length]))
-            self.buffer = self.buffer[9 + length:]
-            self._note(frame)
-            new.append(frame)
-        self.frames += new
-        return new
-
-    def _note(self, frame: Frame) -> None:
-        sid = frame.stream_id
-        if isinstance(frame, HeadersFrame):  # the server's blocks fit one frame
-            fields = dict(self.decoder.decode(frame.data, raw=True))
-            self.headers[sid] = fields
-            self.status[sid] = int(fields[b":status"])
-        elif isinstance(frame, DataFrame):
-            self.bodies[sid] = self.bodies.get(sid, b"") + frame.data
-        elif isinstance(frame, RstStreamFrame):
-            self.resets[sid] = frame.error_code
-        elif isinstance(frame, GoAwayFrame):
-            self.goaway = frame
-        if "END_STREAM" in getattr(frame, "flags", ()):
-            self.ended.add(sid)
-
-    def count(self, kind: type) -> int:
-        return sum(isinstance(f, kind) for f in self.frames)
+# -- an HTTP2Connection and its hand-writing client ---------------------------------------
 
 
 class Peer(FrameReader):
@@ -136,7 +75,7 @@ class Peer(FrameReader):
         self.encoder = Encoder()
         self.events: list = []
         self.output = 0  # bytes the server has produced
-        self.send(PREFACE + SettingsFrame(0).serialize() + SettingsFrame(0, flags=["ACK"]).serialize())
+        self.send(opening(ack=True))
 
     def send(self, data: bytes) -> list:
         self.server.receive_data(data)
@@ -175,7 +114,7 @@ def bare_h2(settings: dict | None = None) -> h2.connection.H2Connection:
     if settings:
         conn.local_settings = h2.settings.Settings(client=False, initial_values=settings)
     conn.initiate_connection()
-    conn.receive_data(PREFACE + SettingsFrame(0).serialize())
+    conn.receive_data(opening())
     conn.data_to_send()
     return conn
 
@@ -405,7 +344,8 @@ def test_connect_gets_405_without_a_handler_and_the_connection_goes_on():
     peer = Peer()
     peer.request(1, [(b":method", b"CONNECT"), (b":authority", b"internal:22")], end_stream=False)
     assert not peer.started() and peer.status[1] == 405
-    assert b"GET" in peer.headers[1][b"allow"] and b"CONNECT" not in peer.headers[1][b"allow"]
+    assert peer.headers[1][b"allow"] == b""  # a tunnel target supports no method here, as on HTTP/1.1
+    assert CONNECT_REFUSAL.reason in peer.bodies[1].decode()
     assert peer.resets.get(1) == E.NO_ERROR  # the tunnel's bytes are not wanted
     peer.send(data_frame(1, b"SSH-2.0-hello\r\n"))  # ignored: no handler, no tunnel
     assert not peer.started() and peer.goaway is None
@@ -476,11 +416,6 @@ def test_the_advertised_limit_is_the_configured_one():
 # -- frames the server will not buffer ------------------------------------------------------------
 
 
-def continuation_flood(frames: int, size: int = 16384) -> bytes:
-    head = HeadersFrame(1, data=b"\x00" * size, flags=["END_STREAM"]).serialize()
-    return head + ContinuationFrame(1, data=b"\x00" * size).serialize() * frames
-
-
 def test_h2_alone_buffers_a_megabyte_of_continuation_frames():
     conn = bare_h2()
     assert conn.receive_data(continuation_flood(60)) == []  # ~1 MiB held, nothing said
@@ -546,7 +481,7 @@ def test_frames_split_anywhere_read_the_same():
     """The guard reads frame headers across reads: any split gives the same events."""
     encoder = Encoder()
     conversation = b"".join([
-        PREFACE, SettingsFrame(0).serialize(), ping(),
+        opening(), ping(),
         headers_frames(1, encoder.encode(POST + [(b"content-length", b"10")]), end_stream=False),
         data_frame(1, b"01234"), PriorityFrame(1, depends_on=0).serialize(),
         data_frame(1, b"56789", end_stream=True),
@@ -640,12 +575,6 @@ def test_many_small_body_frames_in_one_read_are_not_a_flood():
 
 
 # -- h2c upgrade with settings h2 refuses ----------------------------------------------------------
-
-
-def settings_header(*pairs: tuple[int, int]) -> bytes:
-    """An HTTP2-Settings value: SETTINGS entries, base64url without padding."""
-    return base64.urlsafe_b64encode(b"".join(code.to_bytes(2, "big") + value.to_bytes(4, "big")
-                                             for code, value in pairs)).rstrip(b"=")
 
 
 @pytest.mark.parametrize("pairs", [
