@@ -52,11 +52,11 @@ SETTLE = 0.3  # seconds between the last request sent and the signal
 
 
 def run_case(runtime: str, protocol: str, n: int, handler_ms: int, shutdown_timeout: float, slack: float,
-             tree: Path | None = None) -> dict[str, Any]:
+             tree: Path | None = None, server_args: tuple[str, ...] = ()) -> dict[str, Any]:
     """One runtime x protocol: start, load, SIGTERM, check (the server runs from ``tree``, default the
-    checkout). Never raises for the server's sake."""
+    checkout, with ``server_args`` added to its command line). Never raises for the server's sake."""
     argv = [sys.executable, "-m", "astra", APP, "--runtime", runtime, "--bind", "{host}:{port}",
-            "--shutdown-timeout", str(shutdown_timeout)]
+            "--shutdown-timeout", str(shutdown_timeout), *server_args]
     with tempfile.TemporaryFile("w+") as log:
         server = ServerProcess(argv, cpus=None, log=log, cwd=tree)
         try:

@@ -12,6 +12,21 @@ bytes from the socket. On HTTP/2 it becomes the connection's reader and
 hands every stream to a thread (:class:`~._sync.StreamSet` is the lifecycle
 either way).
 
+Graceful shutdown (:meth:`OwnedConnection.begin_shutdown`, from the
+runtime's thread) never closes a socket under a request that has arrived:
+a thread waiting for a request is woken by shutting only the socket's read
+side, so it still finds a request already in the kernel and answers it; an
+HTTP/2 connection sends GOAWAY and ends only once every stream it covered
+has been answered and flushed. Only a connection with nothing to answer
+closes at once.
+
+An HTTP/2 connection ends with a staged close: FIN after the last frame,
+then the reader drops what the client still sends (window updates for the
+last DATA, a SETTINGS or PING acknowledgement) until the client closes too,
+for at most ``LINGER`` seconds. Closing with those bytes arriving would make
+the kernel answer them with a reset, and a client that sees the reset may
+never read the responses it was owed.
+
 Deadlines owned here: the first request head must be complete within
 ``header_timeout`` of the connection opening (408), an idle keep-alive
 connection waits ``keep_alive_timeout`` for its next request and then has
@@ -34,6 +49,12 @@ from ._transport import SocketTransport
 from .common import Config, Handler, logger
 
 __all__ = ["OwnedConnection", "OwnedConnections"]
+
+#: How often an HTTP/2 reader whose read side is shut looks for bytes still arriving (a window update)
+#: while it waits for the streams it owes.
+DRAIN_TICK = 0.1
+#: How long an HTTP/2 connection that has sent its FIN waits for the client to close in turn.
+LINGER = 1.0
 
 #: Runs a job on some thread; False when no thread can take it.
 Submit = Callable[[Callable[[], None]], bool]
@@ -59,8 +80,14 @@ class OwnedConnection:
         self.streams.pull = self._pull
         self.write_lock = threading.Lock()  # stream threads send one at a time, in protocol order
         self.closed = False
-        self.idle = True  # waiting for a request: safe to close at shutdown
-        self.stopping = False
+        self.sending_done = False  # FIN sent: whatever is queued from now on is dropped
+        #: Waiting for a request, none begun: a shutdown may wake the thread to close. False until the
+        #: thread first waits (``pinned`` queues a connection for a worker with its request already read).
+        self.idle = False
+        self.stopping = False  # graceful shutdown: answer what has arrived, then close
+        self.forced = False  # the shutdown timeout passed: stop waiting for anything
+        #: Notified (when stopping) as each HTTP/2 stream finishes, for a reader that can no longer read.
+        self.stream_finished = threading.Condition(self.streams.lock)
         self._stream_pool: WorkerPool | None = None
 
     def serve(self, ready: list[RequestReceived] | None = None, head_deadline: float | None = None) -> None:
@@ -96,32 +123,55 @@ class OwnedConnection:
         """
         streams = self.streams
         config = self.config
+        # Set before ``stopping`` is read, while begin_shutdown sets ``stopping`` before reading this:
+        # either this thread sees the shutdown, or the shutdown sees it idle and wakes its read.
         self.idle = True
         while True:
             # Only this thread changes a one-at-a-time connection's state, so
-            # these two reads need no lock (a shutdown also interrupts the read).
+            # these reads need no lock.
+            if streams.proto.multiplexed:
+                return []  # HTTP/2 may begin without a request: its SETTINGS must go out now
+            if self.stopping:
+                return self._request_already_here()
             if streams.proto.should_close:
                 self.flush(True)  # a 4xx for a broken request, perhaps
                 return None
-            if streams.proto.multiplexed:
-                return []  # HTTP/2 may begin without a request: its SETTINGS must go out now
             timeout = config.keep_alive_timeout if deadline is None else deadline - time.monotonic()
-            data = None if self.stopping or timeout <= 0 else self.transport.receive(timeout)
-            if data is None:  # timed out (or shutting down)
+            data = None if timeout <= 0 else self.transport.receive(timeout)
+            if data is None:  # timed out
                 if deadline is not None and not self.stopping:
                     self.transport.send_all(error_response_bytes(408, "request head not received in time"))
                 return None
             if deadline is None:
                 deadline = time.monotonic() + config.header_timeout
-            with streams.lock:
-                streams.proto.receive_data(data)
-                events = streams.proto.events()
-                ready = streams.absorb(events) if events else events
-            if ready:
+            ready = self._absorb(data)
+            if ready or streams.proto.multiplexed:
                 return ready
-            if not data:  # the client closed its side without a request
+            if not data:  # the client closed its side (or a shutdown stopped our reading) without a request
                 self.flush(True)
                 return None
+
+    def _request_already_here(self) -> list[RequestReceived] | None:
+        """Shutting down: answer a request whose bytes have arrived, but wait for none (None: close).
+
+        A request the client sent before it could know of the shutdown
+        deserves its answer (with ``Connection: close``); a partial head is
+        dropped, as on every runtime, since waiting for the rest would
+        hold the shutdown up.
+        """
+        while data := self.transport.receive_pending():
+            ready = self._absorb(data)
+            if ready or self.streams.proto.multiplexed:
+                return ready  # HTTP/2 arriving now: its reader sends GOAWAY and answers what it covers
+        self.flush(True)  # a 4xx for a broken request, perhaps
+        return None
+
+    def _absorb(self, data: bytes) -> list[RequestReceived]:
+        streams = self.streams
+        with streams.lock:
+            streams.proto.receive_data(data)
+            events = streams.proto.events()
+            return streams.absorb(events) if events else events
 
     def _pull(self, timeout: float) -> bool:
         """A handler on this thread wants body bytes: one read from the socket."""
@@ -136,26 +186,42 @@ class OwnedConnection:
     # HTTP/2: this thread reads, each stream runs on a thread of its own ----------------
 
     def _serve_multiplexed(self, ready: list[RequestReceived]) -> None:
-        """Read frames until the protocol says close, or the connection idles past keep_alive_timeout."""
+        """Read frames until the protocol says close, or the connection idles past keep_alive_timeout.
+
+        At shutdown the protocol says close once GOAWAY is queued and every
+        stream it covered has ended; the staged close after the loop sends
+        what the last of them queued, then FIN. If our read side is shut before then (a
+        connection that became HTTP/2 as the shutdown began, or a client
+        that half-closed), the socket can no longer be waited on: the reader
+        waits for its stream threads instead, looking now and then for bytes
+        that still arrive (a window update a parked response needs).
+        """
         streams = self.streams
+        can_wait = True  # False once a read returned end of stream during a shutdown
         while True:
             for stream in ready:
                 if not self._submit(lambda stream=stream: streams.serve(stream)):
                     streams.turn_away(stream)
+            if self.stopping:
+                with streams.lock:
+                    streams.close_after_current()  # GOAWAY, if begin_shutdown found this not yet HTTP/2
             self.flush(False)
             with streams.lock:
-                if streams.proto.should_close:
+                if streams.proto.should_close or self.forced:
                     break
                 self.idle = streams.running == 0
                 # Wake up for a small body that may come too late, or a response parked too long.
                 wake_at = min((t for t in (streams.next_deadline(), streams.parked.next_due()) if t is not None),
                               default=None)
-            if self.idle and self.stopping:
-                break
-            timeout = self.config.keep_alive_timeout
-            if wake_at is not None:
-                timeout = max(0.01, min(timeout, wake_at - time.monotonic()))
-            data = self.transport.receive(timeout)
+                if not can_wait:
+                    self.stream_finished.wait(DRAIN_TICK)
+            if can_wait:
+                timeout = self.config.keep_alive_timeout
+                if wake_at is not None:
+                    timeout = max(0.01, min(timeout, wake_at - time.monotonic()))
+                data = self.transport.receive(timeout)
+            else:
+                data = self.transport.receive_pending()
             with streams.lock:
                 now = time.monotonic()
                 late = streams.overdue(now)
@@ -163,14 +229,47 @@ class OwnedConnection:
             for stream in late:
                 streams.refuse(stream, 408, "request body not received in time")
             ready = []
-            if data is None:  # quiet for keep_alive_timeout (or a gathering deadline)
-                if self.idle:
+            if data is None:  # quiet for keep_alive_timeout (or a gathering deadline), or nothing arrived
+                if self.idle and can_wait:
                     break
+                continue
+            if not data and self.stopping:
+                # Not the client's goodbye to the protocol (that would abandon its streams): we stopped
+                # reading, or it half-closed. The streams GOAWAY covered are answered all the same.
+                can_wait = False
                 continue
             with streams.lock:
                 streams.proto.receive_data(data)
                 ready = streams.absorb(streams.proto.events())
-        self.flush(False)
+        if not self.forced:
+            self._end_gracefully()
+
+    def _end_gracefully(self) -> None:
+        """The staged close (see the module's docstring): FIN, then wait for the client's."""
+        self.finish_sending()
+        deadline = time.monotonic() + LINGER
+        while not self.forced and (left := deadline - time.monotonic()) > 0:
+            if not self.transport.receive(left):  # the client closed (b""), or LINGER passed (None)
+                return
+
+    def finish_sending(self) -> None:
+        """Any thread: send what the protocol has queued, then FIN. The connection says no more.
+
+        Under the write lock, so no stream thread's bytes can follow the FIN
+        and none queued before it are left behind. The reader, still
+        reading, sees the client close in turn.
+        """
+        with self.write_lock:
+            if self.sending_done or self.closed:
+                return
+            self.sending_done = True
+            with self.streams.lock:
+                data = self.streams.proto.data_to_send()
+            try:
+                self.transport.send_all(data)
+            except ClientDisconnected:
+                pass  # the client is gone: the reader hears so too
+            self.transport.finish_sending()
 
     def _submit(self, job: Callable[[], None]) -> bool:
         if self.submit_stream is not None:
@@ -198,19 +297,29 @@ class OwnedConnection:
         with self.write_lock:
             with streams.lock:
                 data = streams.proto.data_to_send()
-            if data:
+            if data and not self.sending_done:  # after our FIN, nothing is sent (a late PING ack, say)
                 if self.closed:
                     raise ClientDisconnected("connection closed")
                 self.transport.send_all(data)
 
     def stream_done(self) -> None:
-        """A stream thread finished: wake the reader if the connection should now close."""
-        if not self.streams.proto.multiplexed:
+        """A stream thread finished: wake the reader if the connection should now close.
+
+        It is woken by the client's close, in answer to our FIN: the FIN
+        follows every byte queued, other stream threads' included, since
+        :meth:`finish_sending` takes them under the write lock. (Shutting
+        the socket here instead cut off responses that other stream threads
+        had queued but not yet sent, streams GOAWAY had promised to answer.)
+        """
+        streams = self.streams
+        if not streams.proto.multiplexed:
             return  # HTTP/1.1: the reader is this very thread
-        with self.streams.lock:
-            wake = self.streams.proto.should_close
+        with streams.lock:
+            wake = streams.proto.should_close
+            if self.stopping:
+                self.stream_finished.notify()
         if wake:
-            self.transport.shutdown()
+            self.finish_sending()
 
     def input_wanted(self) -> None:
         pass  # this thread reads only when a handler asks, or between requests
@@ -221,21 +330,37 @@ class OwnedConnection:
     # Shutdown, from the runtime's thread ---------------------------------------------
 
     def begin_shutdown(self) -> None:
-        """Graceful: an idle connection closes now; a busy one after its response (HTTP/2: GOAWAY)."""
-        self.stopping = True
-        with self.streams.lock:
-            self.streams.close_after_current()
-        if self.idle:
-            self.transport.shutdown()
+        """Graceful: an idle connection closes now; a busy one after its responses (HTTP/2: GOAWAY now).
+
+        Never closes the socket itself: the owning thread closes once nothing
+        is owed (see the module's docstring).
+        """
+        streams = self.streams
+        self.stopping = True  # before ``idle`` is read: see _wait_for_request
+        with streams.lock:
+            streams.close_after_current()
+            multiplexed = streams.proto.multiplexed
+            nothing_owed = streams.proto.should_close and streams.running == 0
+        if not multiplexed:
+            # HTTP/1.1 queues nothing for a shutdown: a response under way says Connection: close.
+            # A thread waiting for a request wakes, answers one that has arrived, or closes.
+            if self.idle:
+                self.transport.stop_reading()
+            return
+        if nothing_owed:
+            self.finish_sending()  # GOAWAY and FIN; the reader closes when the client does
             return
         try:
-            self.flush(False)
+            self.flush(False)  # the GOAWAY now; the last stream to finish sends FIN (stream_done)
         except (ClientDisconnected, OSError):
             self.transport.shutdown()
 
     def interrupt(self) -> None:
-        """Wake the owning thread out of any read or send (the shutdown timeout has passed)."""
+        """Wake the owning thread out of any read, send or wait (the shutdown timeout has passed)."""
+        self.forced = True
         self.transport.shutdown()
+        with self.streams.lock:
+            self.stream_finished.notify_all()
 
     def _close(self) -> None:
         with self.write_lock:  # no stream thread sends on a closed (reused) descriptor

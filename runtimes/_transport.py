@@ -81,6 +81,19 @@ class SocketTransport:
         except ConnectionError:
             return b""
 
+    def receive_pending(self) -> bytes | None:
+        """What the kernel holds already, without waiting: bytes, b"" at end of stream, None if nothing.
+
+        For a connection being shut down: a request that has arrived is still
+        served, but none is waited for.
+        """
+        try:
+            return self.sock.recv(RECV_SIZE, socket.MSG_DONTWAIT)
+        except BlockingIOError:
+            return None
+        except ConnectionError:
+            return b""
+
     def send_all(self, data: bytes) -> None:
         """Send everything, waiting for the client; a stalled client raises ClientDisconnected."""
         if not data:
@@ -132,8 +145,30 @@ class SocketTransport:
 
     # -- ending ------------------------------------------------------------------------
 
+    def stop_reading(self) -> None:
+        """Wake the thread blocked reading this socket, and keep the write side open.
+
+        Its read returns what had arrived, then end of stream (b""), never
+        waiting again; sends still work. So a graceful shutdown wakes an idle
+        reader without losing a request that has just arrived, or the
+        responses still owed on the connection.
+        """
+        try:
+            self.sock.shutdown(socket.SHUT_RD)
+        except OSError:
+            pass
+
+    def finish_sending(self) -> None:
+        """Send FIN after what the kernel holds: nothing more goes out; reading goes on (a blocking
+        read then ends when the client closes its side in turn)."""
+        try:
+            self.sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
+
     def shutdown(self) -> None:
-        """Wake any thread blocked on this socket (the descriptor stays ours until close)."""
+        """Wake any thread blocked on this socket, reading or sending (the descriptor stays ours until
+        close). Nothing more can be sent: for a connection given up on."""
         try:
             self.sock.shutdown(socket.SHUT_RDWR)
         except OSError:

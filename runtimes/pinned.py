@@ -85,7 +85,7 @@ class PinnedRuntime(Runtime):
             for listener in self.listeners:
                 listener.close()
             for connection, _ in list(self.waiting.values()):
-                self._let_go(connection)
+                self._last_look(connection)
             self.selector.close()
             self.pinned.drain(self.config.shutdown_timeout)
             self.pool.close()
@@ -151,6 +151,28 @@ class PinnedRuntime(Runtime):
                 self._let_go(connection)
             elif now >= deadline and not gathering:
                 self._let_go(connection, error_response_bytes(408, "request head not received in time"))
+
+    def _last_look(self, connection: OwnedConnection) -> None:
+        """Shutting down: a connection without a worker is still served if its request has arrived.
+
+        Its bytes may have come since the last select. A request ready goes
+        to a worker as ever (drain then lets it finish, with Connection:
+        close); so does one whose head is here and whose small body was being
+        gathered (the worker reads the rest itself, as for any request). Any
+        other connection has nothing to answer and closes now.
+        """
+        fd = connection.transport.fd
+        self._on_readable(connection)  # pins a request that is ready; lets go a client that left
+        if self.waiting.get(fd, (None,))[0] is not connection:
+            return
+        streams = connection.streams
+        with streams.lock:
+            begun = list(streams.gathering.values())
+            streams.gathering.clear()
+        if begun:
+            self._pin(connection, begun)
+        else:
+            self._let_go(connection)
 
     def _let_go(self, connection: OwnedConnection, last_words: bytes = b"") -> None:
         """Close a connection that never got a worker."""
