@@ -52,12 +52,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-queue-wait", type=float,
                    help="seconds the oldest queued request may wait before new ones get 503 (default 1)")
     p.add_argument("--max-queued-requests", type=int, help="hard cap on requests waiting for a worker (default 16384)")
+    p.add_argument("--max-upload-workers", type=int,
+                   help="workers that may wait on clients' large request bodies at once (default: half of --max-workers)")
     p.add_argument("--blocking-handlers", choices=["thread", "inline"],
                    help="event-loop runtimes: run blocking handlers on threads (default) or on the loop")
     p.add_argument("--loop", choices=["auto", "asyncio", "uvloop"], help="the asyncio runtime's event loop")
     p.add_argument("--async-streams", choices=["native", "anyio"],
                    help="the asyncio runtime's streams (native asyncio.Protocol, or anyio's)")
     p.add_argument("--thread-stack-size", type=int, help="bytes per thread stack")
+    p.add_argument("--mmap-threshold", type=int,
+                   help="freed blocks this large go back to the OS at once (glibc; default 131072, 0: leave malloc alone)")
     p.add_argument("--header-timeout", type=float)
     p.add_argument("--keep-alive-timeout", type=float)
     p.add_argument("--io-timeout", type=float, help="longest silence while reading a body or sending a response")

@@ -21,6 +21,7 @@ import threading
 from typing import Any
 
 from protocols import Limits
+from runtimes._memory import fix_mmap_threshold
 from runtimes.common import Config, Handler, bind_listeners, is_async_handler
 
 from .registry import DEFAULT_RUNTIME, load_runtime
@@ -78,6 +79,7 @@ class Server:
                 f"{getattr(handler, '__name__', handler)!r} is 'async def'. "
                 "Use an async runtime or a plain def."
             )
+        fix_mmap_threshold(self.config.mmap_threshold)
         listeners = bind_listeners(self.config)
         runtime = self.runtime_class(handler, self.config, listeners)
         return ServerHandle(runtime, [sock.getsockname() for sock in listeners])

@@ -101,6 +101,15 @@ class ServerConnection(Protocol):
     def data_to_send(self) -> bytes:
         """Take the bytes queued for the client, in the order they must leave."""
 
+    def release(self) -> None:
+        """The transport is closed: drop every byte queued for the client, now.
+
+        A connection's objects may form reference cycles (h2's do), so they
+        are freed when the cycle collector gets to them, perhaps minutes
+        later; the responses queued for a slow client (megabytes) must not
+        wait for that. Methods called afterwards send nothing.
+        """
+
     @property
     def should_close(self) -> bool:
         """Once :meth:`data_to_send` is flushed, close the socket."""

@@ -242,6 +242,15 @@ class Streams:
         """A window may have grown: every stream with bytes queued may move on."""
         self._waiting.update(sid for sid, s in self._streams.items() if s.queued)
 
+    def release(self) -> None:
+        """See the contract: the transport is gone."""
+        self._broken = True
+        for stream in self._streams.values():
+            stream.drop_output()
+        self._waiting.clear()
+        self._out.clear()
+        self._h2.clear_outbound_data_buffer()
+
     def data_to_send(self) -> bytes:
         if self._waiting:
             for sid in list(self._waiting):

@@ -460,6 +460,11 @@ class HTTP11Connection:
         """Graceful shutdown: the current (or next) response says Connection: close."""
         self._closing = True
 
+    def release(self) -> None:
+        """See the contract: the transport is gone."""
+        self._broken = True
+        self._out.clear()
+
     def data_to_send(self) -> bytes:
         out = b"".join(self._out)
         self._out.clear()

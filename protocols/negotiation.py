@@ -156,6 +156,11 @@ class OpeningConnection:
         """Nothing is in progress, so the connection may close at once (and so may its successor)."""
         self._closing = True
 
+    def release(self) -> None:
+        """See the contract: nothing is queued here but the bytes read so far."""
+        self._buffer = b""
+        self._closing = True
+
     def data_to_send(self) -> bytes:
         return b""
 

@@ -39,8 +39,9 @@ from protocols import (
 from .common import Handler, logger
 
 __all__ = [
-    "GATHERED_BODY_BYTES", "PASSES_THROUGH", "BodyInbox", "ParkedResponses", "body_too_late", "Deadline", "call_handler", "check_response", "deliver",
-    "error_response", "gather_body_first", "handler_failed", "logger", "start_response",
+    "GATHERED_BODY_BYTES", "PASSES_THROUGH", "BodyInbox", "ParkedResponses", "abandoned", "body_too_late",
+    "Deadline", "call_handler", "check_response", "deliver", "error_response", "gather_body_first",
+    "handler_failed", "logger", "start_response",
 ]
 
 
@@ -179,6 +180,20 @@ def gather_body_first(request: Request, proto: ServerConnection, stream_id: int)
     if proto.expects_continue(stream_id):
         proto.send_continue(stream_id)
     return True
+
+
+def abandoned(proto: ServerConnection, stream_id: int) -> bool:
+    """Has the client given up on this stream before its handler started? Then do not start it.
+
+    An HTTP/2 client may open a stream and reset it at once, thousands of
+    times a second (CVE-2023-44487, "rapid reset"): each reset frees its
+    slot under the stream limit, while the request waits in the pool's
+    queue. Skipping the handler of a stream already reset makes each such
+    request cost a queue entry, not a handler's run. (One-at-a-time
+    connections have nothing to skip: a client that closes is noticed when
+    the answer is written.)
+    """
+    return proto.multiplexed and proto.stream_reset(stream_id)
 
 
 def body_too_late(proto: ServerConnection) -> HTTPError:

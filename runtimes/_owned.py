@@ -368,6 +368,7 @@ class OwnedConnection:
             self.transport.close()
         with self.streams.lock:
             self.streams.fail_all(ClientDisconnected("connection closed"))
+            self.streams.proto.release()  # queued responses go now, not when a cycle is collected
         if self._stream_pool is not None:
             self._stream_pool.close()
         self.on_close(self)

@@ -45,6 +45,7 @@ from protocols import (
 from ._lifecycle import (
     BodyInbox,
     ParkedResponses,
+    abandoned,
     body_too_late,
     call_handler,
     deliver,
@@ -178,6 +179,14 @@ class StreamSet:
             self.proto.abort_stream(stream_id)
         return bool(late)
 
+    def body_arriving(self, stream_id: int) -> bool:
+        """Will this stream's handler wait for body bytes still to come? (A pool gives those a share of its workers.)
+
+        Read without the lock: a body that ends meanwhile only looks unfinished.
+        """
+        inbox = self.inboxes.get(stream_id) if self.inboxes else None
+        return inbox is not None and not inbox.settled
+
     def input_wanted_now(self) -> bool:
         """Should the reader keep reading? (A reactor stops while the answer is all it waits for.)
 
@@ -218,6 +227,10 @@ class StreamSet:
             if self.inboxes and (inbox := self.inboxes.get(stream_id)) is not None:
                 request.body = RequestBody(inbox.read_chunk)
             try:
+                if self.proto.multiplexed:
+                    with self.lock:
+                        if abandoned(self.proto, stream_id):
+                            raise ClientDisconnected("the client reset the stream before its handler ran")
                 self.write_response(stream_id, call_handler(self.handler, request))
             except (ClientDisconnected, OSError):
                 with self.lock:

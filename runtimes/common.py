@@ -86,6 +86,15 @@ class Config:
     #: A hard cap on requests waiting for a worker, a bound on the queue's
     #: memory; past it: 503 + Retry-After whatever their wait.
     max_queued_requests: int = 16384
+    #: Workers that may wait on clients' request bodies at once (uploads too
+    #: large to gather before the handler runs); 0: half of ``max_workers``.
+    #: More such requests wait for a share, shed by ``max_queue_wait`` as well,
+    #: so clients trickling uploads cannot take every worker.
+    max_upload_workers: int = 0
+    #: Blocks this large or larger are given back to the OS as soon as they are
+    #: freed (glibc's mmap threshold, fixed instead of rising after each free:
+    #: see runtimes/_memory.py); 0 leaves the allocator as it is. Process-wide.
+    mmap_threshold: int = 128 * 1024
     #: Event-loop runtimes: run blocking handlers on worker threads ("thread")
     #: or on the loop itself ("inline": fast if they never block).
     blocking_handlers: str = "thread"

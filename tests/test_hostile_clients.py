@@ -308,3 +308,44 @@ def test_h2_response_parked_behind_a_shut_window_is_reset(serve):
     assert b"\x00\x00\x04\x03\x00\x00\x00\x00\x01" in received, "the parked response was never reset"
     assert elapsed < 5, f"reset only after {elapsed:.1f} s"
     assert _hello_ok(handle)
+
+
+def test_responses_queued_for_a_client_that_leaves_are_freed_at_once(serve):
+    """Twenty 1 MiB responses parked behind a shut HTTP/2 window, then the client closes: the
+    server lets go of them when the connection closes, without waiting for the cycle collector
+    (with it switched off here, a connection's reference cycles would keep them for good), and
+    no idle worker thread keeps the last job it ran (a pool thread's first job used to live as
+    long as the thread, in its Thread's arguments)."""
+    import gc
+    import tracemalloc
+
+    from hyperframe.frame import SettingsFrame
+
+    handle = serve(lambda request: Response(b"x" * MIB))
+    gc.collect()
+    gc.disable()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        sock = connect(handle)
+        sock.sendall(opening({SettingsFrame.INITIAL_WINDOW_SIZE: 0})
+                     + b"".join(request_frames(i, [(":method", "GET"), (":path", "/"), (":scheme", "http"),
+                                                   (":authority", "x")]) for i in range(1, 41, 2)))
+        deadline = time.monotonic() + 10
+        while tracemalloc.get_traced_memory()[0] - before < 20 * MIB and time.monotonic() < deadline:
+            time.sleep(0.05)
+        held = tracemalloc.get_traced_memory()[0] - before
+        sock.close()
+        deadline = time.monotonic() + 10  # the connection closes, its streams' threads (or tasks) finish
+        while (left := _large_blocks(tracemalloc.take_snapshot())) and time.monotonic() < deadline:
+            time.sleep(0.1)
+    finally:
+        tracemalloc.stop()
+        gc.enable()
+    assert held >= 20 * MIB, f"only {held / MIB:.1f} MiB were ever queued"
+    assert not left, f"{len(left)} responses of 1 MiB still held after the client left"
+
+
+def _large_blocks(snapshot) -> list:
+    """Memory blocks of 1 MiB or more allocated since tracing began (the responses, here)."""
+    return [trace for trace in snapshot.traces if trace.size >= MIB]

@@ -202,19 +202,40 @@ def test_overload_past_the_queue_gets_503_with_retry_after(serve, client):
     assert client.get(handle.url).text == "slow"
 
 
+def _concurrent_gets(handle, n: int, path: str) -> None:
+    """``n`` requests at once, each on its own connection, all answered "ok"."""
+    socks = [connect(handle) for _ in range(n)]
+    for sock in socks:
+        sock.sendall(b"GET %s HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n" % path.encode())
+    for sock in socks:
+        assert read_until_closed(sock).endswith(b"ok")
+        sock.close()
+
+
 def test_pool_grows_on_demand_and_idle_workers_exit(serve):
     handle = serve(lambda request: (time.sleep(0.2), Response("ok"))[1], worker_keep_alive=0.3)
     if not handle.runtime.uses_worker_pool:
         pytest.skip("no worker pool")
     assert handle.stats()["workers_alive"] == 0  # starts empty
-    socks = [connect(handle) for _ in range(5)]
-    for sock in socks:
-        sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-    for sock in socks:
-        assert read_until_closed(sock).endswith(b"ok")
-        sock.close()
+    _concurrent_gets(handle, 5, "/")
     assert handle.stats()["workers_peak"] == 5
     assert wait_for(lambda: handle.stats()["workers_alive"] == 0, timeout=5)
+
+
+def test_idle_workers_exit_under_a_light_steady_load(serve, client):
+    """After a burst, a trickle of requests is served by the worker that went idle last, so the
+    rest of the burst's workers stay asleep long enough to exit (not one woken at random each time)."""
+    handle = serve(lambda request: (time.sleep(0.2 if request.path == "/burst" else 0), Response("ok"))[1],
+                   worker_keep_alive=0.5)
+    if not handle.runtime.uses_worker_pool:
+        pytest.skip("no worker pool")
+    _concurrent_gets(handle, 6, "/burst")
+    assert handle.stats()["workers_peak"] == 6
+    until = time.monotonic() + 2.0
+    while time.monotonic() < until:  # one request every 50 ms: ten times faster than keep_alive
+        assert client.get(handle.url + "/").text == "ok"
+        time.sleep(0.05)
+    assert handle.stats()["workers_alive"] <= 2, handle.stats()
 
 
 def test_stalled_half_request_lines_do_not_affect_others(serve, client):

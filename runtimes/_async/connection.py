@@ -109,6 +109,8 @@ class Connection:
                 logger.exception("connection failed")
         finally:
             self.server.forget(self)
+            # Queued responses go now, not when a cycle holding them is collected.
+            (self.streams.proto if self.streams is not None else self.proto).release()
             if self.expired is SEND:  # what it did not read is dropped, not trickled out
                 self.transport.abort()
             with anyio.CancelScope(shield=True):  # a cancelled connection still closes cleanly

@@ -56,6 +56,7 @@ from protocols import (
 from .._lifecycle import (
     PASSES_THROUGH,
     BodyInbox,
+    abandoned,
     body_too_late,
     call_handler,
     check_response,
@@ -86,8 +87,15 @@ class Host(Protocol):
     #: The loop's token, for a handler's thread to ask the loop for body bytes.
     token: Any
 
-    async def run_in_pool(self, fn: Callable[..., Any], *args: Any) -> Any:
-        """``fn(*args)`` on a worker thread; raises :class:`PoolFull` when none can take it."""
+    async def run_in_pool(self, fn: Callable[..., Any], *args: Any, waits_on_client: bool = False,
+                          unless: Callable[[], bool] | None = None) -> Any:
+        """``fn(*args)`` on a worker thread; raises :class:`PoolFull` when none can take it.
+
+        ``waits_on_client``: ``fn`` will wait for the client's bytes (the pool
+        gives such jobs a share of its workers). ``unless()``, asked on the
+        worker just before ``fn`` would start: True skips it, and the await
+        raises ClientDisconnected.
+        """
 
     def count_overload(self) -> None:
         """A request was refused because the pool was full (a statistic)."""
@@ -215,7 +223,9 @@ async def answer(host: Host, carrier: Carrier, started: RequestReceived, body: A
                 response = handler_failed(exc, request)
         else:
             try:
-                response = await host.run_in_pool(call_handler, handler, request)
+                response = await host.run_in_pool(
+                    call_handler, handler, request, waits_on_client=body is not None and not body.settled,
+                    unless=(lambda: abandoned(proto, stream_id)) if proto.multiplexed else None)
             except PoolFull:  # refused, so that the client may retry: 503 (HTTP/1.1) or REFUSED_STREAM
                 host.count_overload()
                 proto.refuse_stream(stream_id)

@@ -27,6 +27,8 @@ import anyio.abc
 import anyio.from_thread
 import anyio.lowlevel
 
+from protocols import ClientDisconnected
+
 from .._pool import WorkerPool
 from ..common import Runtime, is_async_handler, logger, thread_count
 from .connection import Connection
@@ -126,7 +128,7 @@ class AsyncServer:
     async def run(self, ready: Callable[[], None]) -> None:
         config = self.config
         self.pool = WorkerPool(config.max_workers, config.worker_keep_alive, config.max_queued_requests,
-                               config.max_queue_wait)
+                               config.max_queue_wait, config.max_upload_workers)
         self.call_soon_threadsafe = self.runtime.thread_notifier()
         self._stop = anyio.Event()
         self._all_closed = anyio.Event()
@@ -194,18 +196,23 @@ class AsyncServer:
         if self.stopping and not self.connections:
             self._all_closed.set()
 
-    async def run_in_pool(self, fn: Callable[..., Any], *args: Any) -> Any:
-        """Run ``fn(*args)`` on a pool thread and await its result.
+    async def run_in_pool(self, fn: Callable[..., Any], *args: Any, waits_on_client: bool = False,
+                          unless: Callable[[], bool] | None = None) -> Any:
+        """Run ``fn(*args)`` on a pool thread and await its result (see ``exchange.Host``).
 
         Raises :class:`PoolFull` when the pool's queue is full. If the
         awaiting task is cancelled (a forced shutdown) it stops waiting; the
-        thread finishes, or not, on its own.
+        thread finishes, or not, on its own. ``unless`` reads the loop's
+        state from the worker without the loop: a stale answer only runs
+        ``fn`` for nothing, as it would have run anyway.
         """
         done = anyio.Event()
         outcome: list[tuple[bool, Any]] = []
 
         def job() -> None:
             try:
+                if unless is not None and unless():
+                    raise ClientDisconnected("the client gave up before the job started")
                 outcome.append((True, fn(*args)))
             except BaseException as exc:
                 outcome.append((False, exc))
@@ -214,7 +221,7 @@ class AsyncServer:
             except RuntimeError:
                 pass  # the loop is gone: nobody is waiting any more
 
-        if not self.pool.submit(job):
+        if not self.pool.submit(job, waits_on_client):
             raise PoolFull
         await done.wait()
         ok, value = outcome[0]

@@ -219,6 +219,8 @@ class Connection:
         self.closed = True  # under the lock: no worker sends on a reused descriptor
         self.writable.notify_all()
         self.streams.fail_all(ClientDisconnected("connection closed"))
+        self.streams.proto.release()  # queued responses go now, not when a cycle holding them is collected
+        self.out.clear()
 
     # -- the Owner interface, for the workers (see _sync.Owner) -------------------------
 

@@ -30,7 +30,7 @@ class HybridRuntime(Runtime):
         self.selector = selectors.DefaultSelector()
         self.connections: dict[int, Connection] = {}
         self.pool = WorkerPool(config.max_workers, config.worker_keep_alive, config.max_queued_requests,
-                               config.max_queue_wait)
+                               config.max_queue_wait, config.max_upload_workers)
         self._calls: deque[Callable[[], None]] = deque()
         self._wake_pending = False
         self.waker = Waker()
@@ -87,7 +87,7 @@ class HybridRuntime(Runtime):
     def dispatch(self, connection: Connection, stream: RequestReceived) -> None:
         """A request (or HTTP/2 stream) to a worker; if none can take it, refuse it (503 / REFUSED_STREAM)."""
         streams = connection.streams
-        if not self.pool.submit(lambda: streams.serve(stream)):
+        if not self.pool.submit(lambda: streams.serve(stream), streams.body_arriving(stream.stream_id)):
             self.overloaded += 1
             streams.turn_away(stream)
 
