@@ -116,3 +116,27 @@ def _close(sock: socket.socket) -> None:
         sock.close()
     except OSError:
         pass
+
+
+def test_uploads_whose_connection_ended_while_held_back_do_not_stall_the_server(serve, client):
+    """Trickled uploads on 2 workers (one share) with a 1 s body deadline: the uploads held back
+    start only after their connections have timed out and closed. Their handlers' body reads
+    must fail at once (on an event loop such a read used to spin on the closed socket, holding
+    the loop for good), and everyone else must still be served."""
+    handle = serve(lambda request: Response(f"{len(request.read())} bytes"), max_workers=2, io_timeout=1,
+                   max_queue_wait=10)
+    if not handle.runtime.uses_worker_pool or handle.runtime.pins_connections:
+        pytest.skip("no shared pool of request workers")
+    uploads = [connect(handle) for _ in range(4)]
+    try:
+        for sock in uploads:
+            sock.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\npart" % MIB)
+        time.sleep(3.5)  # every deadline has passed; the held-back handlers have started and failed
+        assert client.get(handle.url + "/").text == "0 bytes"
+        deadline = time.monotonic() + 10
+        while handle.stats()["waiting_on_clients"] and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert handle.stats()["waiting_on_clients"] == 0, handle.stats()
+    finally:
+        for sock in uploads:
+            _close(sock)

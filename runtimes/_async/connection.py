@@ -46,6 +46,7 @@ from typing import Protocol
 import anyio
 
 from protocols import (
+    ClientDisconnected,
     Event,
     ProtocolSwitched,
     RequestReceived,
@@ -245,6 +246,12 @@ class Connection:
         proto.receive_data(data)
         for event in proto.events():  # the protocol switches between requests, never mid-body
             body.absorb(event)
+        if not data:
+            # The client closed, or we did (its deadline passed while the body's reader was
+            # queued for a worker). Either way no more bytes will come: without this, a reader
+            # started after the protocol had reported the close would loop on b"" forever,
+            # never yielding, and hold the whole event loop.
+            body.fail(ClientDisconnected("the connection closed mid-body"))
         return True
 
     # 4. As a stream set's line -----------------------------------------------------
