@@ -3,9 +3,17 @@
 :class:`~.http11.HTTP11Connection` is policy: limits, the strict reading of
 RFC 9112, keep-alive, framing of responses. Turning bytes into a request line,
 header fields and body bytes is the parser's job, and more than one parser can
-do it (h11 in pure Python; httptools, a C parser, some day). Each is wrapped in
-an adapter implementing :class:`RequestParser`, so that the policy is written
-once and a new parser brings only its adapter.
+do it: h11 in pure Python (:class:`H11Parser`, here) and llhttp in C, through
+httptools (:class:`~.h1_httptools.HttptoolsParser`, the ``fast`` extra). Each
+is wrapped in an adapter implementing :class:`RequestParser`, so that the
+policy is written once and a new parser brings only its adapter.
+:func:`parser_factory` turns a :attr:`~.limits.Limits.http1_parser` choice
+(:data:`HTTP1_PARSERS`) into one.
+
+Both adapters read request *heads* only. Bodies are decoded by :mod:`.h1_body`
+whichever parser read the head, and a head ends at its first blank line by
+one rule for both, so where one request ends and the next begins never
+depends on the parser.
 
 The interface is shaped by the per-request hot path: :meth:`~RequestParser.next_event`
 returns a plain tuple, a ``bytes`` object or a module-level signal, which the
@@ -24,8 +32,9 @@ from .errors import ProtocolError
 from .h1_body import BodyDecoder, ChunkedDecoder, FramingError, LengthDecoder
 
 __all__ = [
-    "CONNECTION_CLOSED", "END_OF_MESSAGE", "H11Parser", "NEED_DATA", "PAUSED",
+    "CONNECTION_CLOSED", "END_OF_MESSAGE", "H11Parser", "HTTP1_PARSERS", "NEED_DATA", "PAUSED",
     "ParseError", "ParserEvent", "ParserFactory", "RequestHead", "RequestParser", "Signal",
+    "body_decoder", "parser_factory",
 ]
 
 
@@ -110,7 +119,51 @@ class RequestParser(Protocol):
 ParserFactory = Callable[[int], RequestParser]
 
 
-class H11Parser:
+def body_decoder(fields: list[tuple[bytes, bytes]], budget: int, received: bytes, closed: bool) -> BodyDecoder:
+    """The decoder for the body a head announces, given the bytes after the head.
+
+    The framing is read from the head as the connection has judged it: at
+    most one Transfer-Encoding, and it is ``chunked``; Content-Length values
+    are digits, and repeats agree. Whether that framing is acceptable at all
+    (both headers, chunked in HTTP/1.0) is the connection's judgement, made
+    before it asks for the body. ``budget`` is the chunked framing budget
+    (see :mod:`.h1_body`).
+    """
+    length = 0
+    for name, value in fields:
+        name = name.lower()
+        if name == b"transfer-encoding":
+            return ChunkedDecoder(budget, received, closed)
+        if name == b"content-length":
+            length = int(value)
+    return LengthDecoder(length, received, closed)
+
+
+class _BodyReading:
+    """What both adapters do once a head's body has started: hand out what :mod:`.h1_body` decodes.
+
+    A subclass has the slots ``_ended`` (END_OF_MESSAGE has been returned)
+    and ``_body`` (the decoder).
+    """
+
+    __slots__ = ()
+
+    def _body_event(self, body: BodyDecoder) -> ParserEvent:
+        try:
+            data = body.read()
+        except FramingError as exc:
+            raise ParseError(exc.message, exc.status) from None
+        if data:
+            return data
+        if data is None:
+            return NEED_DATA
+        if self._ended:
+            return PAUSED
+        self._ended = True
+        return END_OF_MESSAGE
+
+
+class H11Parser(_BodyReading):
     """:class:`RequestParser` on h11 for request heads, and :mod:`.h1_body` for bodies.
 
     h11 parses one request head per ``h11.Connection``; :meth:`start_next`
@@ -161,43 +214,12 @@ class H11Parser:
         return NEED_DATA if event is h11.NEED_DATA else PAUSED
 
     def _start_body(self, fields: list[tuple[bytes, bytes]]) -> BodyDecoder:
-        """Take the bytes after the head away from h11 and give them to a body decoder.
-
-        The framing is read from the head as h11 validated it: at most one
-        Transfer-Encoding, and it is ``chunked``; Content-Length values are
-        digits, and repeats agree. Whether that framing is acceptable at all
-        (both headers, chunked in HTTP/1.0) is the connection's judgement,
-        made before it asks for the body.
-        """
+        """Take the bytes after the head away from h11 and give them to a body decoder."""
         received, closed = self._conn.trailing_data
-        length = 0
-        for name, value in fields:
-            name = name.lower()
-            if name == b"transfer-encoding":
-                body: BodyDecoder = ChunkedDecoder(self._max_head, received, closed)
-                break
-            if name == b"content-length":
-                length = int(value)
-        else:
-            body = LengthDecoder(length, received, closed)
         self._expects_continue = self._conn.they_are_waiting_for_100_continue
-        self._body = body
+        self._body = body = body_decoder(fields, self._max_head, received, closed)
         self.receive_data = body.receive_data
         return body
-
-    def _body_event(self, body: BodyDecoder) -> ParserEvent:
-        try:
-            data = body.read()
-        except FramingError as exc:
-            raise ParseError(exc.message, exc.status) from None
-        if data:
-            return data
-        if data is None:
-            return NEED_DATA
-        if self._ended:
-            return PAUSED
-        self._ended = True
-        return END_OF_MESSAGE
 
     def buffered(self) -> bytes:
         if self._body is not None:
@@ -225,3 +247,38 @@ class H11Parser:
         if self._body is not None:
             return self._expects_continue and not self._body.received
         return self._conn.they_are_waiting_for_100_continue
+
+
+# -- choosing a parser ------------------------------------------------------------------
+
+#: The values of :attr:`~.limits.Limits.http1_parser` (and ``--http1-parser``):
+#: ``"h11"`` (pure Python, always installed), ``"httptools"`` (llhttp, C:
+#: ``pip install astra[fast]``), ``"auto"`` (httptools when it can be imported, else h11).
+HTTP1_PARSERS = ("h11", "httptools", "auto")
+
+_FACTORIES: dict[str, ParserFactory] = {"h11": H11Parser}
+
+
+def parser_factory(choice: str) -> ParserFactory:
+    """The parser an :data:`HTTP1_PARSERS` choice names.
+
+    Raises ValueError for an unknown choice and ImportError for
+    ``"httptools"`` when httptools is not installed. Resolved once per choice
+    (``"auto"`` tries the import once), so a connection pays a dict lookup.
+    """
+    factory = _FACTORIES.get(choice)
+    if factory is None:
+        if choice not in HTTP1_PARSERS:
+            raise ValueError(f"http1_parser must be one of {HTTP1_PARSERS}, not {choice!r}")
+        try:
+            from .h1_httptools import HttptoolsParser
+        except ImportError as exc:
+            if choice == "httptools":
+                raise ImportError(
+                    f"the httptools HTTP/1 parser needs httptools ({exc}): pip install 'astra[fast]'"
+                ) from exc
+            factory = H11Parser
+        else:
+            factory = HttptoolsParser
+        _FACTORIES[choice] = factory
+    return factory

@@ -3,9 +3,9 @@
 :class:`HTTP11Connection` implements :class:`~.contract.ServerConnection`:
 received bytes become request events, responses become bytes to send. It
 never touches a socket, and it does not parse either: a
-:class:`~.h1_parser.RequestParser` (h11's adapter unless another is given)
-turns bytes into request heads and body bytes, and :mod:`.h1_wire` writes
-responses. What is left here is what a server decides, whichever parser runs:
+:class:`~.h1_parser.RequestParser` (the one ``limits.http1_parser`` names:
+h11's or llhttp's adapter) turns bytes into request heads and body bytes, and
+:mod:`.h1_wire` writes responses. What is left here is what a server decides, whichever parser runs:
 
 - **Limits**: 431 for a large head, 413 for a large body.
 - **A strict reading of RFC 9112** where parsers are lenient: bare CR or LF
@@ -45,7 +45,7 @@ from .events import (
     ProtocolSwitched,
     RequestReceived,
 )
-from .h1_parser import CONNECTION_CLOSED, END_OF_MESSAGE, H11Parser, ParserFactory
+from .h1_parser import CONNECTION_CLOSED, END_OF_MESSAGE, ParserFactory, parser_factory
 from .h1_wire import CONTINUE, LAST_CHUNK, SERVER_NAME, chunk, encode_head, error_response_bytes
 from .headers import VALID_HOST as _VALID_HOST, Headers  # RFC 9112 3.2: any other Host gets a 400
 from .limits import Limits
@@ -85,8 +85,9 @@ class HTTP11Connection:
     pipelined request waits in the parser until the response before it has
     ended, which is what keeps pipelined responses in order.
 
-    ``parser`` makes the request parser (:class:`~.h1_parser.H11Parser` by
-    default); ``upgrade`` is the hook offered the first request if it asks
+    ``parser`` makes the request parser (by default the one
+    ``limits.http1_parser`` names, see :func:`~.h1_parser.parser_factory`);
+    ``upgrade`` is the hook offered the first request if it asks
     to switch protocols (none: requests are never upgraded).
     """
 
@@ -98,12 +99,12 @@ class HTTP11Connection:
         info: ConnectionInfo,
         limits: Limits | None = None,
         *,
-        parser: ParserFactory = H11Parser,
+        parser: ParserFactory | None = None,
         upgrade: UpgradeHook | None = None,
     ) -> None:
         self.info = info
         self.limits = limits = limits or Limits()
-        self._parser = parser(limits.max_header_bytes)
+        self._parser = (parser or parser_factory(limits.http1_parser))(limits.max_header_bytes)
         self._upgrade = upgrade  # cleared once the first request has been seen
         self._out: list[bytes] = []
         self._eof = False  # the client closed its side

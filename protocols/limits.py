@@ -32,6 +32,14 @@ class Limits:
     #: this many unread bytes are read and dropped to keep the connection
     #: alive; a larger (or chunked) remainder closes the connection instead.
     max_drain_bytes: int = 64 * 1024
+    #: Not a limit: which parser reads HTTP/1.1 request heads. ``"h11"`` (pure
+    #: Python, always installed), ``"httptools"`` (llhttp, in C: ``pip install
+    #: astra[fast]``) or ``"auto"`` (httptools when it can be imported). The
+    #: policy (every limit here, the strict reading of RFC 9112, keep-alive) and
+    #: the body decoder are the same whichever parser runs; see ``h1_parser``.
+    #: It travels with the limits because they are what every runtime hands
+    #: to the protocol layer for each connection.
+    http1_parser: str = "h11"
 
     # -- HTTP/2 --------------------------------------------------------------
     #: Streams (requests) in progress at once on one connection. A stream
@@ -48,3 +56,10 @@ class Limits:
     #: beyond one for every two responses completed; past it the connection
     #: is closed with GOAWAY ENHANCE_YOUR_CALM (the rapid-reset attack).
     max_client_resets: int = 100
+
+    def __post_init__(self) -> None:
+        # An unknown choice (ValueError) or a missing httptools (ImportError)
+        # fails here, when the server is configured, not at its first connection.
+        from .h1_parser import parser_factory
+
+        parser_factory(self.http1_parser)

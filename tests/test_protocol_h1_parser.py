@@ -1,6 +1,8 @@
-"""The HTTP/1 parser interface: h11's adapter, and the connection's policy over any parser."""
+"""The HTTP/1 parser interface: h11's and llhttp's adapters, choosing one, and the policy over any parser."""
 
 from __future__ import annotations
+
+import sys
 
 import pytest
 
@@ -15,6 +17,10 @@ from protocols import (
     RequestReceived,
     Response,
 )
+from astra import Server
+from astra.cli import build_parser
+from protocols import h1_parser
+from protocols.h1_httptools import HttptoolsParser, _Fields
 from protocols.h1_parser import (
     CONNECTION_CLOSED,
     END_OF_MESSAGE,
@@ -23,30 +29,36 @@ from protocols.h1_parser import (
     H11Parser,
     ParseError,
     RequestParser,
+    parser_factory,
 )
 
-from .conftest import parse_responses
+from .conftest import connect, parse_responses, read_until_closed
 
 INFO = ConnectionInfo(("10.0.0.1", 1234), ("10.0.0.2", 80))
 
 
-# -- H11Parser -----------------------------------------------------------------------
+# -- both adapters: H11Parser and HttptoolsParser -------------------------------------
 
 
-def test_h11_parser_is_a_request_parser():
-    assert isinstance(H11Parser(1024), RequestParser)
+@pytest.fixture(params=[H11Parser, HttptoolsParser], ids=["h11", "httptools"])
+def Parser(request):
+    return request.param
 
 
-def test_head_is_a_plain_tuple_of_bytes_with_fields_as_received():
-    parser = H11Parser(1024)
+def test_parsers_are_request_parsers(Parser):
+    assert isinstance(Parser(1024), RequestParser)
+
+
+def test_head_is_a_plain_tuple_of_bytes_with_fields_as_received(Parser):
+    parser = Parser(1024)
     parser.receive_data(b"GET /a?b HTTP/1.1\r\nHost: x\r\nX-Mixed-Case: v\r\n\r\n")
     head = parser.next_event()
     assert type(head) is tuple
     assert head == (b"GET", b"/a?b", b"1.1", [(b"Host", b"x"), (b"X-Mixed-Case", b"v")])
 
 
-def test_body_end_pause_and_next_request():
-    parser = H11Parser(1024)
+def test_body_end_pause_and_next_request(Parser):
+    parser = Parser(1024)
     parser.receive_data(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nab")
     assert type(parser.next_event()) is tuple
     assert parser.next_event() == b"ab" and parser.next_event() is NEED_DATA
@@ -60,23 +72,23 @@ def test_body_end_pause_and_next_request():
     assert parser.next_event()[1] == b"/2"
 
 
-def test_need_data_on_a_partial_head_and_nothing_left_over():
-    parser = H11Parser(1024)
+def test_need_data_on_a_partial_head_and_nothing_left_over(Parser):
+    parser = Parser(1024)
     parser.receive_data(b"GET / HTTP/1.1\r\nHo")
     assert parser.next_event() is NEED_DATA
     assert parser.buffered() == b"GET / HTTP/1.1\r\nHo"
-    parser = H11Parser(1024)
+    parser = Parser(1024)
     parser.receive_data(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
     parser.next_event()
     parser.next_event()
     assert parser.start_next() is False
 
 
-def test_connection_closed_between_requests():
-    parser = H11Parser(1024)
+def test_connection_closed_between_requests(Parser):
+    parser = Parser(1024)
     parser.receive_data(b"")
     assert parser.next_event() is CONNECTION_CLOSED
-    parser = H11Parser(1024)
+    parser = Parser(1024)
     parser.receive_data(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
     parser.receive_data(b"")
     parser.next_event()
@@ -85,8 +97,8 @@ def test_connection_closed_between_requests():
     assert parser.next_event() is CONNECTION_CLOSED
 
 
-def test_waiting_for_continue():
-    parser = H11Parser(1024)
+def test_waiting_for_continue(Parser):
+    parser = Parser(1024)
     parser.receive_data(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nExpect: 100-continue\r\n\r\n")
     parser.next_event()
     assert parser.waiting_for_continue
@@ -100,12 +112,145 @@ def test_waiting_for_continue():
     (b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\n\r\n", 501),
     (b"GET / HTTP/1.1\r\nX: " + b"a" * 2000, 431),
 ])
-def test_parse_errors_carry_a_status_and_are_protocol_errors(data, status):
-    parser = H11Parser(1024)
+def test_parse_errors_carry_a_status_and_are_protocol_errors(Parser, data, status):
+    parser = Parser(1024)
     parser.receive_data(data)
     with pytest.raises(ParseError) as caught:
         parser.next_event()
     assert caught.value.status == status and isinstance(caught.value, ProtocolError)
+
+
+def test_a_waiting_client_is_seen_in_the_head_of_either_parser(Parser):
+    for expect, version, waits in ((b"100-continue", b"1.1", True), (b"foo, 100-Continue ", b"1.1", True),
+                                   (b"100-continue", b"1.0", False), (b"100-continuex", b"1.1", False)):
+        parser = Parser(1024)
+        parser.receive_data(
+            b"POST / HTTP/%s\r\nHost: x\r\nExpect: %s\r\nContent-Length: 1\r\n\r\n" % (version, expect))
+        parser.next_event()
+        assert parser.waiting_for_continue is waits, (expect, version)
+        assert parser.next_event() is NEED_DATA and parser.waiting_for_continue is waits
+
+
+# -- HttptoolsParser: what llhttp reads, and what it leaves to h11 ----------------------
+
+
+def httptools_head(raw: bytes):
+    parser = HttptoolsParser(4096)
+    parser.receive_data(raw)
+    return parser.next_event()
+
+
+def test_llhttp_values_lose_their_surrounding_whitespace_and_keep_being_empty():
+    head = httptools_head(b"GET / HTTP/1.1\r\nA:  a b\t \r\nB:\r\nC: \t\r\nHost: x\r\n\r\n")
+    assert head[3] == [(b"A", b"a b"), (b"B", b""), (b"C", b""), (b"Host", b"x")]
+
+
+@pytest.mark.parametrize("raw, head", [
+    # llhttp refuses these, h11 (and RFC 9110) accept them: h11's reading is the answer.
+    (b"FOO /x HTTP/1.1\r\nHost: x\r\n\r\n", (b"FOO", b"/x", b"1.1", [(b"Host", b"x")])),
+    (b"GET / HTTP/1.2\r\nHost: x\r\n\r\n", (b"GET", b"/", b"1.2", [(b"Host", b"x")])),
+    (b"CONNECT / HTTP/1.1\r\nHost: x\r\n\r\n", (b"CONNECT", b"/", b"1.1", [(b"Host", b"x")])),
+    (b"POST / HTTP/1.0\r\nContent-Length: 2, 2\r\nContent-Length: 2\r\n\r\n",
+     (b"POST", b"/", b"1.0", [(b"Content-Length", b"2")])),
+    (b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n",
+     (b"GET", b"/", b"1.1", [(b"Host", b"x"), (b"Upgrade", b"websocket"), (b"Connection", b"Upgrade")])),
+    (b"GET / HTTP/1.0\r\n\r\n", (b"GET", b"/", b"1.0", [])),
+])
+def test_heads_are_read_as_h11_reads_them(raw, head):
+    assert httptools_head(raw) == head
+    h11_parser = H11Parser(4096)
+    h11_parser.receive_data(raw)
+    assert h11_parser.next_event() == head
+
+
+@pytest.mark.parametrize("raw, status", [
+    (b"GET  / HTTP/1.1\r\nHost: x\r\n\r\n", 400),  # llhttp takes runs of spaces
+    (b"GET /\r\nHost: x\r\n\r\n", 400),  # and HTTP/0.9's request line
+    (b"GET / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n", 501),
+    (b"GET / HTTP/1.1\r\nX : y\r\n\r\n", 400),
+    (b"POST / HTTP/1.1\r\nContent-Length: 000000000000000000005\r\n\r\n", 400),  # llhttp: 5
+    (b"\r\nGET / HTTP/1.1\r\n\r\n", 400),
+])
+def test_heads_are_refused_as_h11_refuses_them(raw, status):
+    for parser in (HttptoolsParser(4096), H11Parser(4096)):
+        parser.receive_data(raw)
+        with pytest.raises(ParseError) as caught:
+            parser.next_event()
+        assert caught.value.status == status, parser
+
+
+def test_a_bad_first_byte_is_refused_before_the_head_is_complete():
+    for first in (b"\x16\x03\x01", b"\r\n", b" GET"):
+        parser = HttptoolsParser(1024)
+        parser.receive_data(first)
+        with pytest.raises(ParseError):
+            parser.next_event()
+
+
+def test_a_field_llhttp_loses_sends_the_head_to_h11(monkeypatch):
+    # The safety net: llhttp's reading must have one field per line, or h11 reads the head.
+    def lossy(self, name, value):
+        if name != b"Transfer-Encoding":
+            self.fields.append((name, value))
+
+    monkeypatch.setattr(_Fields, "on_header", lossy)
+    head = httptools_head(b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n")
+    assert head[3] == [(b"Host", b"x"), (b"Transfer-Encoding", b"chunked")]
+
+
+def test_llhttp_never_sees_a_body_byte_nor_the_next_request():
+    parser = HttptoolsParser(1024)
+    parser.receive_data(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabcGET /2 HTTP/1.1\r\nHost: x\r\n\r\n")
+    head = parser.next_event()
+    assert head[:2] == (b"POST", b"/") and parser.buffered() == b"abcGET /2 HTTP/1.1\r\nHost: x\r\n\r\n"
+    assert parser.next_event() == b"abc" and parser.next_event() is END_OF_MESSAGE
+    assert parser.buffered() == b"GET /2 HTTP/1.1\r\nHost: x\r\n\r\n"
+    assert parser.start_next() and parser.next_event()[1] == b"/2"
+
+
+# -- choosing a parser: Limits.http1_parser, Server, the command line -------------------
+
+
+def test_limits_name_the_parser_and_the_connection_uses_it():
+    for choice, parser in (("h11", H11Parser), ("httptools", HttptoolsParser), ("auto", HttptoolsParser)):
+        assert type(HTTP11Connection(INFO, Limits(http1_parser=choice))._parser) is parser
+    assert type(HTTP11Connection(INFO)._parser) is H11Parser  # the default
+    with pytest.raises(ValueError):
+        Limits(http1_parser="llhttp")
+
+
+def test_auto_is_h11_without_httptools(monkeypatch):
+    monkeypatch.setattr(h1_parser, "_FACTORIES", {"h11": H11Parser})
+    monkeypatch.setitem(sys.modules, "httptools", None)  # import httptools now raises ImportError
+    monkeypatch.delitem(sys.modules, "protocols.h1_httptools")
+    assert parser_factory("auto") is H11Parser
+    with pytest.raises(ImportError, match="astra\\[fast\\]"):
+        Limits(http1_parser="httptools")
+
+
+def test_the_option_reaches_the_limits():
+    assert build_parser().parse_args(["m:h", "--http1-parser", "httptools"]).http1_parser == "httptools"
+    assert build_parser().parse_args(["m:h"]).http1_parser is None  # Limits' default then
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["m:h", "--http1-parser", "llhttp"])
+    assert Server("127.0.0.1", 0, http1_parser="auto").config.limits.http1_parser == "auto"
+
+
+def test_every_runtime_serves_through_httptools(serve):
+    # The wiring, end to end: the option travels in the limits to every runtime's
+    # HTTP/1.1 connections. (The behaviour itself is tested sans-IO, with both parsers.)
+    def handler(request):
+        return Response(b"%s %s %s" % (request.method.encode(), request.target.encode(), request.body.read()))
+
+    handle = serve(handler, http1_parser="httptools", http="1")
+    with connect(handle) as sock:
+        sock.sendall(b"POST /a HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n"
+                     b"GET /b HTTP/1.1\r\nHost: x\r\n\r\n"
+                     b"POST /c HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n"
+                     b"0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n")
+        responses = parse_responses(read_until_closed(sock))
+    assert [(r.status_code, body) for r, body in responses[:2]] == [(200, b"POST /a abc"), (200, b"GET /b ")]
+    assert [r.status_code for r, _ in responses[2:]] == [400]
 
 
 # -- the policy is the connection's, whatever the parser -----------------------------

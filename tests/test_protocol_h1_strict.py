@@ -7,11 +7,16 @@ bad framing are never served as a request of their own.
 
 :func:`drive` plays a well-behaved runtime (it answers every complete request
 and feeds the next piece of input); the fuzz tests use it too.
+
+Every test runs with each HTTP/1 parser (:data:`H1_PARSERS`, by the autouse
+fixture :func:`h1_parser`, which ``test_protocol_http11`` imports too): the
+policy, and so every status and every request boundary here, must not depend
+on the parser.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 import pytest
@@ -29,7 +34,7 @@ from protocols import (
 )
 
 from protocols.h1_body import ChunkedDecoder, FramingError, LengthDecoder
-from protocols.h1_parser import END_OF_MESSAGE, PAUSED, H11Parser, ParseError
+from protocols.h1_parser import END_OF_MESSAGE, PAUSED, ParseError, parser_factory
 from protocols.response import CONNECT_REFUSAL
 
 from .conftest import header, parse_responses
@@ -38,6 +43,25 @@ from .fuzzing import bytewise
 INFO = ConnectionInfo(("10.0.0.1", 1234), ("10.0.0.2", 80))
 #: More events than any test input can honestly produce: reaching it means a loop.
 MAX_EVENTS = 10_000
+
+#: The HTTP/1 parsers the policy is tested over: h11's adapter and llhttp's (httptools).
+H1_PARSERS = ["h11", "httptools"]
+#: The parser of the running test (set by :func:`h1_parser`).
+PARSER = "h11"
+
+
+@pytest.fixture(autouse=True, params=H1_PARSERS)
+def h1_parser(request) -> Iterator[str]:
+    """Run the test with each parser; :func:`limits` and :func:`drive` pick it up."""
+    global PARSER
+    PARSER = request.param
+    yield PARSER
+    PARSER = "h11"
+
+
+def limits(**values: int) -> Limits:
+    """:class:`Limits` with the running test's parser."""
+    return Limits(http1_parser=PARSER, **values)
 
 
 @dataclass
@@ -66,11 +90,12 @@ class Outcome:
 def drive(pieces: Iterable[bytes], limits: Limits | None = None, *, eof: bool = False) -> Outcome:
     """Feed ``pieces`` one receive_data call each, answering each complete request with 200.
 
-    Raises AssertionError when the connection produces an implausible number
-    of events (a loop) or breaks the event contract; any other exception is
-    the connection's own and propagates.
+    ``limits`` name the parser too (by default the running test's, see
+    :func:`h1_parser`). Raises AssertionError when the connection produces an
+    implausible number of events (a loop) or breaks the event contract; any
+    other exception is the connection's own and propagates.
     """
-    conn = HTTP11Connection(INFO, limits or Limits())
+    conn = HTTP11Connection(INFO, limits or Limits(http1_parser=PARSER))
     outcome = Outcome()
     count = 0
     pieces = list(pieces)
@@ -116,8 +141,8 @@ def drive(pieces: Iterable[bytes], limits: Limits | None = None, *, eof: bool = 
     return outcome
 
 
-def serve(raw: bytes, **limits: int) -> Outcome:
-    return drive([raw], Limits(**limits))
+def serve(raw: bytes, **values: int) -> Outcome:
+    return drive([raw], limits(**values))
 
 
 def refused(outcome: Outcome, status: int = 400) -> None:
@@ -171,7 +196,7 @@ def test_trailer_fields_are_dropped_not_merged_into_the_headers():
 
 
 def test_small_chunks_are_coalesced_into_one_body_event():
-    conn = HTTP11Connection(INFO)
+    conn = HTTP11Connection(INFO, limits())
     conn.receive_data(chunked(b"".join(b"1\r\n%c\r\n" % c for c in b"abcdefgh")))
     events = conn.events()
     assert [type(e) for e in events] == [RequestReceived, BodyReceived]
@@ -318,7 +343,7 @@ def test_client_closing_mid_body_is_a_disconnect():
 
 
 def test_100_continue_is_awaited_until_the_first_chunk_byte():
-    conn = HTTP11Connection(INFO)
+    conn = HTTP11Connection(INFO, limits())
     conn.receive_data(chunked(b"").replace(b"\r\n\r\n", b"\r\nExpect: 100-continue\r\n\r\n"))
     started, = conn.events()
     assert conn.expects_continue(started.stream_id)
@@ -342,6 +367,8 @@ SMUGGLING = {
     "TE in HTTP/1.0": (b"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n" + NEXT, 400),
     "TE chunked twice": (b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
                          b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n" + NEXT, 501),
+    "TE chunked after another coding": (b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n"
+                                        b"0\r\n\r\n" + NEXT, 501),
     "TE not last chunked": (b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked, identity\r\n\r\n"
                             b"0\r\n\r\n" + NEXT, 501),
     "TE obs-fold": (b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding:\r\n chunked\r\n\r\n0\r\n\r\n" + NEXT, 400),
@@ -441,7 +468,7 @@ def test_data_before_bad_framing_is_handed_out_before_the_error():
 
 
 def test_the_parser_keeps_its_contract_around_a_decoded_body():
-    parser = H11Parser(1024)
+    parser = parser_factory(PARSER)(1024)
     parser.receive_data(chunked(b"3\r\nabc\r\n0\r\n\r\nGET /2 HTTP/1.1\r\nHost: x\r\n\r\n"))
     assert type(parser.next_event()) is tuple
     data = parser.next_event()
@@ -453,7 +480,7 @@ def test_the_parser_keeps_its_contract_around_a_decoded_body():
 
 
 def test_parser_errors_in_a_body_are_parse_errors_with_a_status():
-    parser = H11Parser(64)
+    parser = parser_factory(PARSER)(64)
     parser.receive_data(chunked(b"0\r\nX: " + b"v" * 100))
     parser.next_event()
     with pytest.raises(ParseError) as caught:
@@ -471,5 +498,5 @@ def test_the_head_limit_does_not_depend_on_the_reads():
     head = b"GET /00/0000/000000?0000000 HTTP/1.1\r\n0: x\x80\r\nHost: example.com\r\n\r\n"
     for limit, failed in ((len(head), None), (len(head) - 1, 431)):
         for cut in range(1, len(head)):
-            outcome = drive([head[:cut], head[cut:]], Limits(max_header_bytes=limit))
+            outcome = drive([head[:cut], head[cut:]], limits(max_header_bytes=limit))
             assert outcome.failed == failed, (limit, cut)

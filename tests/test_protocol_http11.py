@@ -1,4 +1,7 @@
-"""The HTTP/1.1 protocol layer alone: bytes in, events out, no sockets."""
+"""The HTTP/1.1 protocol layer alone: bytes in, events out, no sockets.
+
+Every test runs with each HTTP/1 parser (the ``h1_parser`` fixture).
+"""
 
 from __future__ import annotations
 
@@ -13,19 +16,19 @@ from protocols import (
     ConnectionInfo,
     Headers,
     HTTP11Connection,
-    Limits,
     ProtocolFailed,
     RequestReceived,
     Response,
 )
 
 from .conftest import header, parse_responses
+from .test_protocol_h1_strict import h1_parser, limits  # noqa: F401 (h1_parser: an autouse fixture)
 
 INFO = ConnectionInfo(("10.0.0.1", 1234), ("10.0.0.2", 80))
 
 
-def new_conn(**limits) -> HTTP11Connection:
-    return HTTP11Connection(INFO, Limits(**limits))
+def new_conn(**values) -> HTTP11Connection:
+    return HTTP11Connection(INFO, limits(**values))
 
 
 def feed(conn: HTTP11Connection, data: bytes):
