@@ -34,12 +34,8 @@ def test_clients_trickling_large_uploads_take_only_a_share_of_the_pool(serve, cl
         return Response("ok")
 
     handle = serve(handler, max_workers=4)
-    if not handle.runtime.uses_worker_pool or handle.runtime.pins_connections:
-        pytest.skip("no shared pool of request workers")
-    uploads = [connect(handle) for _ in range(6)]
+    uploads = _trickled_uploads(handle, 6, "/upload")
     try:
-        for sock in uploads:
-            sock.sendall(b"POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\npart" % MIB)
         time.sleep(0.3)
         for _ in range(10):
             assert client.get(handle.url + "/").text == "ok"
@@ -125,12 +121,8 @@ def test_uploads_whose_connection_ended_while_held_back_do_not_stall_the_server(
     the loop for good), and everyone else must still be served."""
     handle = serve(lambda request: Response(f"{len(request.read())} bytes"), max_workers=2, io_timeout=1,
                    max_queue_wait=10)
-    if not handle.runtime.uses_worker_pool or handle.runtime.pins_connections:
-        pytest.skip("no shared pool of request workers")
-    uploads = [connect(handle) for _ in range(4)]
+    uploads = _trickled_uploads(handle, 4, "/")
     try:
-        for sock in uploads:
-            sock.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\npart" % MIB)
         time.sleep(3.5)  # every deadline has passed; the held-back handlers have started and failed
         assert client.get(handle.url + "/").text == "0 bytes"
         deadline = time.monotonic() + 10
@@ -140,3 +132,14 @@ def test_uploads_whose_connection_ended_while_held_back_do_not_stall_the_server(
     finally:
         for sock in uploads:
             _close(sock)
+
+
+def _trickled_uploads(handle, n: int, path: str) -> list[socket.socket]:
+    """``n`` connections, each having declared a 1 MiB upload to ``path`` and sent 4 bytes of it
+    (skips the test on runtimes without a shared pool of request workers)."""
+    if not handle.runtime.uses_worker_pool or handle.runtime.pins_connections:
+        pytest.skip("no shared pool of request workers")
+    uploads = [connect(handle) for _ in range(n)]
+    for sock in uploads:
+        sock.sendall(b"POST %s HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\npart" % (path.encode(), MIB))
+    return uploads
