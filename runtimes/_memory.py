@@ -13,17 +13,40 @@ Setting the threshold explicitly turns the adjustment off. The cost is an
 mmap and its page faults for each large buffer (tens of microseconds per
 MiB): small against the time it takes to send a MiB, nothing for small
 responses. Not glibc (musl, macOS): nothing to do.
+
+The threshold does not cover what is freed in the middle of malloc's heaps:
+small blocks, and with a thread per connection each thread's allocations
+come from one of up to eight arenas per core. After a crowd of connections
+has come and gone (the soak's three attacks at once: 418 threads), their
+freed blocks leave whole pages free but kept. ``malloc_trim`` hands such
+pages back (glibc madvises them away in every arena). Measured on
+``threaded``, four rounds of three attacks at once: RSS +9 MiB after them,
++3.8 MiB with :class:`HeapTrimmer`, which calls it once a crowd has gone (16
+connections or more, down to a quarter of them), not on a timer:
+a trim walks every arena under its lock (a millisecond or so here), so it
+is done rarely, and only when there is something to give back.
 """
 
 from __future__ import annotations
 
 import ctypes
 import ctypes.util
+from collections.abc import Callable
 
-__all__ = ["fix_mmap_threshold"]
+__all__ = ["HeapTrimmer", "fix_mmap_threshold", "trim_heap"]
 
 _M_MMAP_THRESHOLD = -3  # from glibc's malloc.h
 _done: set[int] = set()
+
+
+def _libc():
+    try:
+        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+    except OSError:
+        return None
+
+
+_LIBC = _libc()
 
 
 def fix_mmap_threshold(size: int) -> bool:
@@ -33,13 +56,50 @@ def fix_mmap_threshold(size: int) -> bool:
     """
     if size <= 0 or _done:
         return False
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):
+    mallopt = getattr(_LIBC, "mallopt", None)
+    if mallopt is None:
         return False
     mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
     if mallopt(_M_MMAP_THRESHOLD, size) != 1:
         return False
     _done.add(size)
     return True
+
+
+def trim_heap() -> bool:
+    """Give the OS the free pages of malloc's heaps (glibc's ``malloc_trim``); False where there is none."""
+    malloc_trim = getattr(_LIBC, "malloc_trim", None)
+    if malloc_trim is None:
+        return False
+    malloc_trim.argtypes = [ctypes.c_size_t]
+    malloc_trim(0)
+    return True
+
+
+class HeapTrimmer:
+    """Trims the heap (:func:`trim_heap`) when the open connections fall to a quarter of their peak.
+
+    The count at a trim is the next peak: 400 connections leaving trim at
+    100, 25 and 6 left.
+
+    A runtime reports its count of open connections as it changes; a peak
+    below ``crowd`` connections is no crowd (its memory is small, and a
+    server that trims on every close would pay for it on every close).
+    Counts may come from several threads: a race costs a trim more or less.
+    """
+
+    __slots__ = ("crowd", "peak", "_trim")
+
+    def __init__(self, crowd: int = 16, trim: Callable[[], object] = trim_heap) -> None:
+        self.crowd = crowd
+        self.peak = 0
+        self._trim = trim
+
+    def opened(self, count: int) -> None:
+        if count > self.peak:
+            self.peak = count
+
+    def closed(self, count: int) -> None:
+        if self.peak >= self.crowd and count <= self.peak // 4:
+            self.peak = count
+            self._trim()

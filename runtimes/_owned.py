@@ -43,6 +43,7 @@ from collections.abc import Callable
 
 from protocols import ClientDisconnected, RequestReceived, error_response_bytes, server_connection
 
+from ._memory import HeapTrimmer
 from ._pool import WorkerPool
 from ._sync import StreamSet
 from ._transport import SocketTransport
@@ -381,6 +382,7 @@ class OwnedConnections:
         self._lock = threading.Lock()
         self._all_closed = threading.Condition(self._lock)
         self._open: set[OwnedConnection] = set()
+        self._trimmer = HeapTrimmer()  # a crowd of threads leaves freed pages behind: see _memory
 
     def __len__(self) -> int:
         return len(self._open)
@@ -388,6 +390,7 @@ class OwnedConnections:
     def add(self, connection: OwnedConnection) -> None:
         with self._lock:
             self._open.add(connection)
+            self._trimmer.opened(len(self._open))
 
     def forget(self, connection: OwnedConnection) -> None:
         """A connection closed (its thread calls this, as the connection's ``on_close``)."""
@@ -395,6 +398,8 @@ class OwnedConnections:
             self._open.discard(connection)
             if not self._open:
                 self._all_closed.notify_all()
+            left = len(self._open)
+        self._trimmer.closed(left)
 
     def drain(self, timeout: float) -> None:
         """Idle connections close now, busy ones after their response; past ``timeout``, force the rest."""

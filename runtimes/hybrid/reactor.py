@@ -10,6 +10,7 @@ from collections.abc import Callable
 
 from protocols import ClientDisconnected, RequestReceived
 
+from .._memory import HeapTrimmer
 from .._pool import WorkerPool
 from .._transport import SocketTransport, reject_connection
 from ..common import LISTENER, WAKE, Runtime, Waker, accept_backlog, logger, thread_count, watch_listeners
@@ -29,6 +30,7 @@ class HybridRuntime(Runtime):
         self.stopping = False
         self.selector = selectors.DefaultSelector()
         self.connections: dict[int, Connection] = {}
+        self.trimmer = HeapTrimmer()  # freed pages go back once a crowd of connections has gone
         self.pool = WorkerPool(config.max_workers, config.worker_keep_alive, config.max_queued_requests,
                                config.max_queue_wait, config.max_upload_workers)
         self._calls: deque[Callable[[], None]] = deque()
@@ -116,6 +118,7 @@ class HybridRuntime(Runtime):
             connection = Connection(self, transport, self.config, self.handler)
             self.connections[transport.fd] = connection
             self.selector.register(transport.fd, READ, connection)
+            self.trimmer.opened(len(self.connections))
 
     # Selector interest and closing: reactor thread only -------------------
 
@@ -151,6 +154,7 @@ class HybridRuntime(Runtime):
                 connection.registered = 0
             connection.transport.close()
         self.connections.pop(connection.transport.fd, None)
+        self.trimmer.closed(len(self.connections))
 
     # 2. Shutdown -----------------------------------------------------------
 
