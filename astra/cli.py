@@ -14,7 +14,7 @@ import threading
 import time
 from collections.abc import Sequence
 
-from protocols.h1_parser import HTTP1_PARSERS
+from protocols.h1_parser import Http1Parser
 
 from .registry import DEFAULT_RUNTIME, available_runtimes
 from .server import Server, parse_address
@@ -43,7 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--runtime", default=DEFAULT_RUNTIME, choices=available_runtimes())
     p.add_argument("--http", choices=["auto", "1", "2"],
                    help="protocols: auto (HTTP/1.1 plus HTTP/2 by preface or h2c Upgrade), 1 or 2 only")
-    p.add_argument("--http1-parser", choices=HTTP1_PARSERS,
+    p.add_argument("--http1-parser", type=Http1Parser, choices=list(Http1Parser),
                    help="HTTP/1.1 request parser: h11, httptools (llhttp: pip install 'astra[fast]') "
                         "or auto (httptools when installed); default h11")
     p.add_argument("--max-connections", type=int)

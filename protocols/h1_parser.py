@@ -24,6 +24,7 @@ object allocated per occurrence and an ``isinstance`` chain.
 from __future__ import annotations
 
 from collections.abc import Callable
+from enum import StrEnum
 from typing import Protocol, Union, runtime_checkable
 
 import h11
@@ -32,7 +33,7 @@ from .errors import ProtocolError
 from .h1_body import BodyDecoder, ChunkedDecoder, FramingError, LengthDecoder
 
 __all__ = [
-    "CONNECTION_CLOSED", "END_OF_MESSAGE", "H11Parser", "HTTP1_PARSERS", "NEED_DATA", "PAUSED",
+    "CONNECTION_CLOSED", "END_OF_MESSAGE", "H11Parser", "Http1Parser", "NEED_DATA", "PAUSED",
     "ParseError", "ParserEvent", "ParserFactory", "RequestHead", "RequestParser", "Signal",
     "body_decoder", "parser_factory",
 ]
@@ -251,29 +252,39 @@ class H11Parser(_BodyReading):
 
 # -- choosing a parser ------------------------------------------------------------------
 
-#: The values of :attr:`~.limits.Limits.http1_parser` (and ``--http1-parser``):
-#: ``"h11"`` (pure Python, always installed), ``"httptools"`` (llhttp, C:
-#: ``pip install astra[fast]``), ``"auto"`` (httptools when it can be imported, else h11).
-HTTP1_PARSERS = ("h11", "httptools", "auto")
+class Http1Parser(StrEnum):
+    """Which parser reads HTTP/1.1 request heads (:attr:`~.limits.Limits.http1_parser`, ``--http1-parser``).
 
-_FACTORIES: dict[str, ParserFactory] = {"h11": H11Parser}
+    A :class:`~enum.StrEnum`, so the plain strings (``"httptools"``) still
+    work where a choice is given in code or on the command line.
+    """
+
+    H11 = "h11"  #: pure Python, always installed
+    HTTPTOOLS = "httptools"  #: llhttp, in C: ``pip install astra[fast]``
+    AUTO = "auto"  #: httptools when it can be imported, else h11
 
 
-def parser_factory(choice: str) -> ParserFactory:
-    """The parser an :data:`HTTP1_PARSERS` choice names.
+_FACTORIES: dict[Http1Parser, ParserFactory] = {Http1Parser.H11: H11Parser}
+
+
+def parser_factory(choice: Http1Parser | str) -> ParserFactory:
+    """The parser class a :class:`Http1Parser` choice names.
 
     Raises ValueError for an unknown choice and ImportError for
-    ``"httptools"`` when httptools is not installed. Resolved once per choice
-    (``"auto"`` tries the import once), so a connection pays a dict lookup.
+    ``httptools`` when httptools is not installed. Resolved once per choice
+    (``auto`` tries the import once), so a connection pays a dict lookup.
     """
     factory = _FACTORIES.get(choice)
     if factory is None:
-        if choice not in HTTP1_PARSERS:
-            raise ValueError(f"http1_parser must be one of {HTTP1_PARSERS}, not {choice!r}")
+        try:
+            choice = Http1Parser(choice)
+        except ValueError:
+            raise ValueError(f"http1_parser must be one of {[p.value for p in Http1Parser]}, "
+                             f"not {choice!r}") from None
         try:
             from .h1_httptools import HttptoolsParser
         except ImportError as exc:
-            if choice == "httptools":
+            if choice is Http1Parser.HTTPTOOLS:
                 raise ImportError(
                     f"the httptools HTTP/1 parser needs httptools ({exc}): pip install 'astra[fast]'"
                 ) from exc

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .h1_parser import Http1Parser, parser_factory
+
 __all__ = ["Limits"]
 
 
@@ -32,14 +34,13 @@ class Limits:
     #: this many unread bytes are read and dropped to keep the connection
     #: alive; a larger (or chunked) remainder closes the connection instead.
     max_drain_bytes: int = 64 * 1024
-    #: Not a limit: which parser reads HTTP/1.1 request heads. ``"h11"`` (pure
-    #: Python, always installed), ``"httptools"`` (llhttp, in C: ``pip install
-    #: astra[fast]``) or ``"auto"`` (httptools when it can be imported). The
+    #: Not a limit: which parser reads HTTP/1.1 request heads, a
+    #: :class:`~.h1_parser.Http1Parser` (or its value as a string). The
     #: policy (every limit here, the strict reading of RFC 9112, keep-alive) and
     #: the body decoder are the same whichever parser runs; see ``h1_parser``.
     #: It travels with the limits because they are what every runtime hands
     #: to the protocol layer for each connection.
-    http1_parser: str = "h11"
+    http1_parser: Http1Parser = Http1Parser.H11
 
     # -- HTTP/2 --------------------------------------------------------------
     #: Streams (requests) in progress at once on one connection. A stream
@@ -60,6 +61,5 @@ class Limits:
     def __post_init__(self) -> None:
         # An unknown choice (ValueError) or a missing httptools (ImportError)
         # fails here, when the server is configured, not at its first connection.
-        from .h1_parser import parser_factory
-
         parser_factory(self.http1_parser)
+        object.__setattr__(self, "http1_parser", Http1Parser(self.http1_parser))  # "h11" -> Http1Parser.H11
