@@ -10,11 +10,14 @@ NUL would let a handler (or whoever controls its inputs) split the response.
 
 from __future__ import annotations
 
+import time
+
 from ._dates import http_date
 from .headers import is_token
 from .response import reason_phrase
 
-__all__ = ["status_line", "encode_head", "chunk", "error_response_bytes", "LAST_CHUNK", "CONTINUE", "SERVER_NAME"]
+__all__ = ["status_line", "encode_head", "encode_response_head", "chunk", "error_response_bytes", "LAST_CHUNK",
+           "CONTINUE", "SERVER_NAME"]
 
 SERVER_NAME = "astra"
 
@@ -51,6 +54,43 @@ def encode_head(status: int, headers: list[tuple[str, str]]) -> bytes:
     if text.count("\n") != len(headers) + 2 or text.count("\r") != len(headers) + 2 or "\0" in text:
         raise ValueError("header value contains CR, LF or NUL")
     return text.encode("latin-1")
+
+
+#: Encoded heads by (status, fields), Date and Server excepted: a handler
+#: tends to answer with the same few heads, and encoding and checking one
+#: costs more than looking it up. Bounded: emptied when full, so a handler
+#: whose heads never repeat (a fresh cookie each time) only pays a lookup.
+_HEADS: dict[tuple, bytes] = {}
+_HEADS_MAX = 512
+_date_second = -1
+_date_tails = (b"", b"")
+
+
+def encode_response_head(status: int, fields: list[tuple[str, str]], framing: bytes, add_server: bool) -> bytes:
+    """A response head: ``fields`` (checked and encoded as :func:`encode_head` does), then
+    ``framing`` (the server's own field lines, encoded), Date, and Server if ``add_server``.
+
+    Raises ValueError as :func:`encode_head` does; such a head is never remembered.
+    """
+    key = (status, *fields)
+    head = _HEADS.get(key)
+    if head is None:
+        head = encode_head(status, fields)[:-2]  # its blank line comes after Date
+        if len(_HEADS) >= _HEADS_MAX:
+            _HEADS.clear()
+        _HEADS[key] = head
+    return head + framing + _date_tail(add_server)
+
+
+def _date_tail(add_server: bool) -> bytes:
+    """The Date field (and Server), and the blank line: made once a second."""
+    global _date_second, _date_tails
+    now = int(time.time())
+    if now != _date_second:
+        date = f"date: {http_date()}\r\n"
+        _date_tails = ((date + "\r\n").encode("ascii"), f"{date}server: {SERVER_NAME}\r\n\r\n".encode("ascii"))
+        _date_second = now
+    return _date_tails[add_server]
 
 
 def error_response_bytes(

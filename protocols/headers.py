@@ -52,7 +52,7 @@ class Headers:
     ``(name, value)`` pairs in order, duplicates included.
     """
 
-    __slots__ = ("_items",)
+    __slots__ = ("_items", "_raw")
 
     def __init__(self, items: HeaderPairs | Mapping[str, str] | None = None) -> None:
         if items is None:
@@ -68,6 +68,25 @@ class Headers:
         headers = cls.__new__(cls)
         headers._items = items
         return headers
+
+    @classmethod
+    def _parsed(cls, raw: list[tuple[bytes, bytes]]) -> Headers:
+        """Fields as a parser read them (names lower-case already), decoded when first looked at.
+
+        Many handlers never look at a request's headers; decoding a dozen
+        names and values they will not read was a tenth of the protocol's
+        work for a small request.
+        """
+        headers = cls.__new__(cls)
+        headers._raw = raw
+        return headers
+
+    def __getattr__(self, name: str) -> list[tuple[str, str]]:
+        # Called only for a slot never set: ``_items`` of headers made by _parsed, on first use.
+        if name != "_items":
+            raise AttributeError(name)
+        items = self._items = [(key.decode("latin-1"), value.decode("latin-1")) for key, value in self._raw]
+        return items
 
     # -- reading -----------------------------------------------------------
 

@@ -154,7 +154,9 @@ class RequestBody:
         return self._done and not self._buffer
 
 
-_NO_BODY_SOURCE = None
+#: The body of every request that has none. Shared: reading an empty body
+#: changes nothing in it, and a runtime gives a request with a body its own.
+_NO_BODY = RequestBody()
 
 
 class Request:
@@ -186,7 +188,7 @@ class Request:
         self.headers = headers
         self.http_version = http_version
         self.connection = connection or ConnectionInfo(None, None)
-        self.body = body if body is not None else RequestBody(_NO_BODY_SOURCE)
+        self.body = body if body is not None else _NO_BODY
         self._path: str | None = None
         self._query = ""
         self._query_params: dict[str, list[str]] | None = None

@@ -24,6 +24,7 @@ __all__ = ["Body", "Response", "ResponseBuilder", "BodyContent", "CONNECT_REFUSA
 BodyContent = Union[bytes, bytearray, memoryview, str, Iterable[bytes], BinaryIO, "Body", None]
 
 CHUNK_SIZE = 64 * 1024
+_TEXT_PLAIN = "text/plain; charset=utf-8"  # a str body's type, unless the handler names another
 
 
 class Body:
@@ -71,6 +72,15 @@ class Body:
     @classmethod
     def empty(cls) -> Body:
         return cls(b"")
+
+    @classmethod
+    def _of_bytes(cls, data: bytes) -> Body:
+        """An in-memory body from bytes, without the checks of ``Body(content)``."""
+        body = cls.__new__(cls)
+        body.data = data
+        body.length = len(data)
+        body._stream = None
+        return body
 
     @property
     def is_stream(self) -> bool:
@@ -218,15 +228,25 @@ class Response:
         headers: Headers | dict[str, str] | Iterable[tuple[str, str]] | None = None,
         content_type: str | None = None,
     ) -> None:
-        self.status = int(status)
-        if isinstance(headers, Headers):
+        self.status = status if type(status) is int else int(status)
+        if headers is None and content_type is None:  # Response("text") or Response(b"data"): the usual
+            kind = type(body)
+            if kind is str:
+                self.headers = Headers._trusted([("content-type", _TEXT_PLAIN)])
+                self.body = Body._of_bytes(body.encode("utf-8"))
+                return
+            self.headers = Headers()
+            if kind is bytes:
+                self.body = Body._of_bytes(body)
+                return
+        elif isinstance(headers, Headers):
             self.headers = headers
         else:
             self.headers = Headers(headers)
         if content_type is not None:
             self.headers["content-type"] = content_type
         elif isinstance(body, str) and "content-type" not in self.headers:
-            self.headers.add("content-type", "text/plain; charset=utf-8")
+            self.headers.add("content-type", _TEXT_PLAIN)
         self.body = body if isinstance(body, Body) else Body(body)
 
     def __repr__(self) -> str:
