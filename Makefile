@@ -16,6 +16,7 @@ REPEAT    ?=
 PEERS     ?=
 RESUME    ?=
 CLAIM     ?=
+PARSERS   ?=
 
 .PHONY: test experiment claims bench venv tools clean fuzz
 
@@ -50,9 +51,15 @@ experiment: venv tools
 claims: venv tools
 	$(PY) -m experiments.claims $(if $(CLAIM),--claim $(CLAIM))
 
-# The walking-skeleton benchmark: hello world at 1 and 64 connections against peers.
+# Hello world, astra on every runtime with both HTTP/1 parsers, against uvicorn, granian,
+# hypercorn, waitress and the raw floors, at 1, 64 and 1,000 connections, three interleaved
+# rounds (~30 min; `$(PY) -m experiments.hello_bench --dry-run` prints the plan). Optional:
+# CONC=64 RUNTIMES=threaded PARSERS=httptools PEERS=granian-wsgi DURATION=5 REPEAT=3.
 bench: venv tools
-	$(PY) -m experiments.hello_bench
+	$(PY) -m experiments.hello_bench \
+	  $(if $(CONC),--conns $(CONC)) $(if $(RUNTIMES),--runtimes $(RUNTIMES)) \
+	  $(if $(PARSERS),--parsers $(PARSERS)) $(if $(PEERS),--peers $(PEERS)) \
+	  $(if $(DURATION),--duration $(DURATION)) $(if $(REPEAT),--repeat $(REPEAT))
 
 clean:
 	rm -rf $(VENV) .pytest_cache

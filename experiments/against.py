@@ -215,27 +215,27 @@ def ratio_summary(pairs: list[tuple[dict, dict]], key: str) -> dict | None:
             "per_round": {str(k): ratio for k, ratio in per_round}}
 
 
-def compare_against(runs: list[dict], runtimes: list[str], trees: list[OldTree]) -> list[dict]:
+def compare_against(runs: list[dict], pairs: list[tuple[str, str, str, OldTree]]) -> list[dict]:
     """Pair each round's run of today's server with the same round's run of the old one.
 
-    Rounds interleave the two, so a ratio within a round compares runs seconds
+    ``pairs``: (runtime, today's server, the old server, its tree). Rounds
+    interleave the two, so a ratio within a round compares runs seconds
     apart; the spread of those ratios says how far to trust their median.
     """
     found = {(r["server"], r["conns"], r["round"]): r for r in runs}
     conns = sorted({r["conns"] for r in runs})
     rounds = sorted({r["round"] for r in runs})
     comparisons = []
-    for tree, runtime, c in ((t, r, c) for t in trees for r in runtimes for c in conns):
-        new, old = f"astra-{runtime}", tree.server(runtime)
-        pairs = [(found[new, c, k], found[old, c, k]) for k in rounds
-                 if (new, c, k) in found and (old, c, k) in found]
-        rps = ratio_summary(pairs, "requests_per_s")
+    for (runtime, new, old, tree), c in ((pair, c) for pair in pairs for c in conns):
+        matched = [(found[new, c, k], found[old, c, k]) for k in rounds
+                   if (new, c, k) in found and (old, c, k) in found]
+        rps = ratio_summary(matched, "requests_per_s")
         if rps is None:
-            continue  # not in that tree, or one side failed in every round
+            continue  # one side failed in every round
         comparisons.append({
             "runtime": runtime, "server": new, "against": old, "ref": tree.ref, "commit": tree.commit,
-            "conns": c, "rounds": len(pairs), "requests_per_s": rps,
-            "cpu_us_per_request": ratio_summary(pairs, "cpu_us_per_request"),
+            "conns": c, "rounds": len(matched), "requests_per_s": rps,
+            "cpu_us_per_request": ratio_summary(matched, "cpu_us_per_request"),
             "target": 1 - REGRESSION_TOLERANCE, "met": rps["ratio"] >= 1 - REGRESSION_TOLERANCE,
         })
     return comparisons

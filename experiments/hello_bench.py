@@ -1,39 +1,55 @@
-"""The walking-skeleton benchmark: hello world, astra against its peers.
+"""``make bench``: hello world, astra on every runtime and both HTTP/1 parsers, against its peers.
 
-``python -m experiments.hello_bench [--conns 1,64] [--duration 5] [--runtimes threaded]``
+``python -m experiments.hello_bench [--conns 1,64,1000] [--repeat 3] [--runtimes threaded] [--parsers h11]``
 
-Every server (astra on each of its runtimes, then the peers: the standard
-library's ThreadingHTTPServer, hypercorn, waitress and uvicorn with h11) is
-started fresh in its own subprocess, polled until it answers a GET with 200,
-and driven with ``wrk -t1 -cN`` for each connection count N. The method, and why:
+Every server is started fresh in its own subprocess, polled until it answers
+a GET with 200, and driven with ``wrk -t1 -cN`` for each connection count N:
+astra on each runtime with ``--http1-parser h11`` and ``httptools``
+(``astra-threaded/h11``, ...), the peers a user would pick instead (uvicorn
+with httptools and uvloop, and with h11; granian's WSGI and ASGI, one
+worker; hypercorn; waitress) and the raw-socket floors. ``--dry-run`` prints
+the plan and its duration. ``experiments/bench_servers.py`` has the server
+table, how each peer is configured and which floor is each runtime's own;
+``experiments/bench_report.py`` the report and the targets. The method, and why:
 
 * Pinning. The server runs on CPU 0 and wrk on CPU 1 (``taskset -c``), so the
   load generator never steals the server's core and the numbers say what one
   core of server buys. Without taskset we run unpinned and say so.
-* Warm-up. Each measured run follows a discarded 1 s run at the same
-  concurrency: imports, caches, thread pools and the CPU's clocks settle first.
-* Same-run peers. Absolute requests/s depend on the machine, its load and its
-  mood; ratios between servers measured minutes apart on the same box much
-  less so. So the peers are measured in every run, and the ratios are the result.
+* One wrk thread, also at 1,000 connections. wrk has one core; a second
+  thread would share it, adding switches and no CPU. Instead wrk's own CPU
+  time is measured per run (``wrk_cpu_share``): a run where wrk was busy 90%
+  of its core or more is flagged, since the server may be faster than it
+  shows. On the project's 2-core machine wrk reached 82-93% of its core
+  against floor-threads at 51,000-55,000 req/s (64 connections), so the
+  floors' requests/s, and perhaps granian's, are lower bounds; their CPU per
+  request, which the floor multiples use, is not affected.
+* Warm-up. Each measured run follows a discarded run (``--warmup`` s) at the
+  same concurrency: imports, caches, thread pools and the CPU's clocks settle.
+* Rounds, interleaved. Round 1 goes through every server, then round 2...: a
+  noisy minute on a shared machine lands on all of them rather than on one.
+  Each server is restarted every round. Medians are reported with their
+  range, and every ratio (the targets, CPU over the floor) is taken within a
+  round first: two servers minutes apart on the same box.
+* Same-run peers. Absolute requests/s depend on the machine and its load;
+  ratios between servers measured in the same run much less so.
 
 wrk reports through ``experiments/wrk_json.lua`` (one ``JSON {...}`` line).
 Server CPU time (user+sys from /proc/PID/stat, over the server's process tree)
 is sampled around each measured run to give CPU-microseconds per request. The
 pause before each measured run, when neither server nor wrk works, doubles as
-a check on the box: CPUs busy then (``other``) belong to someone else, and
-numbers measured next to them are suspect.
-Results go to ``results/hello_bench-<timestamp>.json`` and ``-latest.json``.
+a check on the box: CPUs busy then (``other``) belong to someone else.
+Results go to ``results/hello_bench-<timestamp>.json`` and ``.md`` (and
+``-latest.json`` / ``-latest.md``).
 
 ``--against REF`` (repeatable, or comma-separated) measures astra as it was at
 commit REF in the same run: REF's tree is checked out with ``git worktree
 add --detach`` in a temporary directory (removed at exit), and each runtime
 measured that REF's registry also has runs from there as
-``astra-<runtime>@<short REF>``, on this interpreter and venv (the same
-dependencies), right after today's server in every round. The report adds,
-per runtime, today's req/s and CPU-us per request over REF's: the median of
-the per-round ratios and their range (the machinery, and how the old tree
-is kept from importing today's code: ``experiments/against.py``). The
-regression check, e.g.::
+``astra-<runtime>/<parser>@<short REF>`` (``astra-<runtime>@<short REF>``, h11
+only, for a commit without ``--http1-parser``), on this interpreter and venv,
+right after today's server in every round. The report adds, per runtime,
+today's req/s and CPU-us per request over REF's: the median of the per-round
+ratios and their range (``experiments/against.py``). The regression check::
 
     python -m experiments.hello_bench --conns 64 --repeat 3 --against 6c80265 --peers ''
 """
@@ -43,11 +59,11 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib.metadata
-import importlib.util
 import json
 import os
 import platform
 import re
+import resource
 import shutil
 import subprocess
 import sys
@@ -57,86 +73,68 @@ from datetime import datetime
 from pathlib import Path
 
 from astra import available_runtimes
-from astra.registry import load_runtime
 
-from .against import (OldTree, compare_against, inside, isolation_note, materialize, old_server,
+# OldTree and old_server are re-exported: tests reach the --against machinery through this module.
+from .against import (OldTree, compare_against, inside, isolation_note, materialize, old_server,  # noqa: F401
                       report_against, resolve_refs, sigterm_exits)
+from .bench_report import check_targets, markdown, print_report, summarise
+from .bench_servers import (DEFAULT_PEERS, FLOOR_OF, PACKAGES, PARSERS, PEERS, VARIANTS, choose_servers,
+                            variant_available)
 from .servers import ServerProcess, busy_cpus, cpu_us
 
 ROOT = Path(__file__).resolve().parent.parent
 LUA_SCRIPT = Path(__file__).resolve().with_name("wrk_json.lua")
 RESULTS_DIR = ROOT / "results"
-BASELINE = "astra-threaded"
-PEERS = ("stdlib", "stdlib-tuned", "hypercorn", "hypercorn-trio", "waitress", "uvicorn-h11",
-         "floor-threads", "floor-asyncio", "floor-trio")
-DEFAULT_PEERS = ("stdlib", "stdlib-tuned", "hypercorn", "waitress", "uvicorn-h11")
 SERVER_CPU, WRK_CPU = 0, 1
-
-
-def handler_for(runtime: str, kind: str) -> str:
-    """The hello handler to serve: ``async def`` where asked for and the runtime can await it."""
-    if kind == "async" and load_runtime(runtime).supports_async:
-        return "experiments.apps:hello_async"
-    return "experiments.apps:hello"
-
-
-def server_table(runtimes: list[str], handler: str = "sync") -> dict[str, tuple[str | None, list[str]]]:
-    """name -> (package it needs, argv with "{port}"). Peers run as ``python -m``
-    with this interpreter: the entry points of the hypercorn / waitress-serve /
-    uvicorn scripts, without a PATH lookup."""
-    py, bind = sys.executable, "127.0.0.1:{port}"
-    astra = {f"astra-{name}": (None, [py, "-m", "astra", handler_for(name, handler), "--bind", bind,
-                                      "--runtime", name]) for name in runtimes}
-    return astra | {
-        "stdlib": (None, [py, "-m", "experiments.peers", "stdlib", "{port}"]),
-        "stdlib-tuned": (None, [py, "-m", "experiments.peers", "stdlib-tuned", "{port}"]),
-        # asyncio worker, h11 for HTTP/1.1; hypercorn's access log is off unless asked for.
-        "hypercorn": ("hypercorn", [py, "-m", "hypercorn", "experiments.peers:asgi_hello", "-b", bind,
-                                    "-k", "asyncio"]),
-        "hypercorn-trio": ("hypercorn", [py, "-m", "hypercorn", "experiments.peers:asgi_hello", "-b", bind,
-                                         "-k", "trio"]),
-        "waitress": ("waitress", [py, "-m", "waitress", f"--listen={bind}", "experiments.peers:wsgi_hello"]),
-        **{floor: (None, [py, "-m", "experiments.peers", floor, "{port}"])
-           for floor in ("floor-threads", "floor-asyncio", "floor-trio")},
-        "uvicorn-h11": ("uvicorn", [py, "-m", "uvicorn", "experiments.peers:asgi_hello", "--host", "127.0.0.1",
-                                    "--port", "{port}", "--http", "h11", "--loop", "asyncio",
-                                    "--no-access-log", "--log-level", "warning"]),
-    }
-
+START_STOP_S = 2.5  # a server's start, readiness poll and stop, roughly (granian and hypercorn are the slow ones)
 
 
 def run_wrk(url: str, conns: int, seconds: int, pin: bool) -> dict:
+    """One wrk run; adds wrk's own CPU share of the run (its children's rusage: wrk is our only child waited)."""
     cmd = (["taskset", "-c", str(WRK_CPU)] if pin else []) + [
         "wrk", "-t1", f"-c{conns}", f"-d{seconds}s", "--latency", "--timeout", "10s",
         "-s", str(LUA_SCRIPT), url]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 60)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     for line in out.stdout.splitlines():
         if line.startswith("JSON "):
-            return json.loads(line[5:])
+            result = json.loads(line[5:])
+            used = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+            result["wrk_cpu_share"] = round(used / max(result["duration_us"] / 1e6, 1e-3), 3)
+            return result
     raise RuntimeError(f"no JSON line from wrk (status {out.returncode}): {out.stderr.strip()[-300:]}")
 
 
+def measure_levels(name: str, server: ServerProcess, args, pin: bool) -> list[dict]:
+    rows = []
+    for conns in args.conns:
+        run_wrk(server.url, conns, args.warmup, pin)  # warm-up, discarded
+        other = busy_cpus(args.pause)  # the server idles, wrk is gone: who else is busy?
+        before = cpu_us(server.proc.pid)
+        r = run_wrk(server.url, conns, args.duration, pin)
+        cpu = cpu_us(server.proc.pid) - before
+        r.update(server=name, conns=conns, server_cpu_us=round(cpu), other_cpus=round(other, 2),
+                 cpu_us_per_request=cpu / r["requests"] if r["requests"] else None)
+        rows.append(r)
+        print(f"  c={conns}: {r['requests_per_s']:,.0f} req/s, p99 {r['latency_us']['p99']:,} us, "
+              f"{r['cpu_us_per_request'] or 0:.1f} cpu-us/req, wrk {r['wrk_cpu_share']:.0%}", flush=True)
+        if server.proc.poll() is not None:
+            print(f"  ! {name} died during the run (status {server.proc.returncode})")
+            break
+        time.sleep(args.pause)
+    return rows
+
+
 def measure(name: str, argv: list[str], args, pin: bool, **spawn) -> list[dict]:
-    """``spawn``: ServerProcess's ``cwd`` and ``env``, for a server run from an old tree."""
+    """Every connection count on one fresh server. ``spawn``: ServerProcess's ``cwd`` and ``env``,
+    for a server run from an old tree."""
     rows: list[dict] = []
     with tempfile.TemporaryFile("w+") as log:
         server = ServerProcess(argv, cpus=[SERVER_CPU] if pin else None, log=log, **spawn)
         try:
             server.wait_ready()
-            for conns in args.conns:
-                run_wrk(server.url, conns, args.warmup, pin)  # warm-up, discarded
-                other = busy_cpus(args.pause)  # the server idles, wrk is gone: who else is busy?
-                before = cpu_us(server.proc.pid)
-                r = run_wrk(server.url, conns, args.duration, pin)
-                cpu = cpu_us(server.proc.pid) - before
-                r.update(server=name, conns=conns, server_cpu_us=round(cpu), other_cpus=round(other, 2),
-                         cpu_us_per_request=cpu / r["requests"] if r["requests"] else None)
-                rows.append(r)
-                print(f"  c={conns}: {r['requests_per_s']:,.0f} req/s", flush=True)
-                if server.proc.poll() is not None:
-                    print(f"  ! {name} died during the run (status {server.proc.returncode})")
-                    break
-                time.sleep(args.pause)
+            rows = measure_levels(name, server, args, pin)
         except Exception as exc:  # one failed server must not sink the comparison
             print(f"  ! {name}: {exc}")
         finally:
@@ -152,87 +150,6 @@ def measure(name: str, argv: list[str], args, pin: bool, **spawn) -> list[dict]:
     return rows
 
 
-# Reporting -----------------------------------------------------------------------
-
-def median_rows(runs: list[dict]) -> list[dict]:
-    """One row per (server, conns): the run with the median requests/s, plus the spread."""
-    groups: dict[tuple[str, int], list[dict]] = {}
-    for run in runs:
-        groups.setdefault((run["server"], run["conns"]), []).append(run)
-    rows = []
-    for group in groups.values():
-        ordered = sorted(group, key=lambda r: r["requests_per_s"])
-        median = dict(ordered[(len(ordered) - 1) // 2])
-        median["rounds"] = len(group)
-        median["requests_per_s_all"] = [r["requests_per_s"] for r in group]
-        rows.append(median)
-    return rows
-
-
-def spread(row: dict) -> str:
-    values = row.get("requests_per_s_all") or []
-    if len(values) < 2 or not row["requests_per_s"]:
-        return "-"
-    return f"{(max(values) - min(values)) / row['requests_per_s']:.0%}"
-
-
-def fmt_us(us: float) -> str:
-    return f"{us / 1000:.2f}ms" if us >= 1000 else f"{us:.0f}us"
-
-
-def report(rows: list[dict]) -> list[dict]:
-    base = {r["conns"]: r["requests_per_s"] for r in rows if r["server"] == BASELINE}
-    w = max([16, *(len(r["server"]) + 1 for r in rows)])  # astra-threaded@6c80265 is longer than 16
-    print(f"\n{'server':<{w}}{'conns':>6}{'req/s':>10}{'p50':>10}{'p99':>10}{'errors':>8}"
-          f"{'cpu-us/req':>12}{'astra/x':>9}{'other':>7}{'spread':>8}")
-    for r in rows:
-        ratio = f"{base[r['conns']] / r['requests_per_s']:.2f}x" if r["requests_per_s"] and r["conns"] in base else "-"
-        cpu = "-" if r["cpu_us_per_request"] is None else f"{r['cpu_us_per_request']:.1f}"
-        print(f"{r['server']:<{w}}{r['conns']:>6}{r['requests_per_s']:>10,.0f}{fmt_us(r['latency_us']['p50']):>10}"
-              f"{fmt_us(r['latency_us']['p99']):>10}{sum(r['errors'].values()):>8}{cpu:>12}{ratio:>9}"
-              f"{r['other_cpus']:>7.2f}{spread(r):>8}")
-    print(f"(astra/x: {BASELINE} req/s over this server's at the same conns; "
-          "other: CPUs busy just before the run, server idle, no wrk; "
-          "spread: (max - min) / median req/s over the rounds)\n")
-    # The targets the issues set: (astra server, peer, conns, metric, target).
-    # "rps" is astra's requests/s over the peer's; "p99" the peer's p99 over astra's.
-    checks = [
-        ("astra-threaded", "hypercorn", 64, "rps", 2.0),
-        ("astra-threaded", "waitress", 64, "rps", 1.0),
-        ("astra-threaded", "stdlib", 1, "rps", None),
-        ("astra-threaded", "stdlib-tuned", 64, "rps", None),
-        ("astra-hybrid", "waitress", 64, "rps", 1.0),
-        ("astra-hybrid", "waitress", 1000, "rps", 1.0),
-        ("astra-hybrid", "waitress", 1000, "p99", 10.0),
-        ("astra-asyncio", "hypercorn", 64, "rps", 2.0),
-        ("astra-asyncio", "hypercorn", 1000, "rps", 2.0),
-        ("astra-trio", "hypercorn-trio", 64, "rps", 2.0),
-        ("astra-trio", "hypercorn-trio", 1000, "rps", 2.0),
-        ("astra-threaded", "floor-threads", 64, "rps", None),
-        ("astra-asyncio", "floor-asyncio", 64, "rps", None),
-        ("astra-trio", "floor-trio", 64, "rps", None),
-    ]
-    found = {(r["server"], r["conns"]): r for r in rows}
-    ratios = []
-    for ours, peer, conns, metric, target in checks:
-        mine, theirs = found.get((ours, conns)), found.get((peer, conns))
-        label = f"{ours} vs {peer} @ {conns} conns ({metric}):"
-        if not mine or not theirs:
-            continue
-        if metric == "rps":
-            ratio = mine["requests_per_s"] / theirs["requests_per_s"] if theirs["requests_per_s"] else float("inf")
-        else:
-            ratio = theirs["latency_us"]["p99"] / max(mine["latency_us"]["p99"], 1)
-        verdict = "" if target is None else f"  (target >= {target:g}x: {'met' if ratio >= target else 'NOT met'})"
-        print(f"{label:<52} {ratio:.2f}x{verdict}")
-        ratios.append({"astra": ours, "peer": peer, "conns": conns, "metric": metric,
-                       "ratio": ratio, "target": target})
-    if any(r["other_cpus"] > 0.2 for r in rows):
-        print("WARNING: something else was using the machine around some runs (see 'other'): "
-              "treat those rows with care, or run again on a quiet box")
-    return ratios
-
-
 def version(package: str) -> str | None:
     try:
         return importlib.metadata.version(package)
@@ -240,53 +157,81 @@ def version(package: str) -> str | None:
         return None
 
 
-# Choosing the servers ------------------------------------------------------------
+# The machine ---------------------------------------------------------------------
 
-def choose_servers(runtimes: list[str], peers: list[str], handler: str,
-                   trees: list[OldTree]) -> dict[str, tuple[list[str], dict]]:
-    """name -> (argv, spawn options), in round order: each old astra right after today's."""
-    table = server_table(runtimes, handler)
-    servers: dict[str, tuple[list[str], dict]] = {}
-    for runtime in runtimes:
-        servers[f"astra-{runtime}"] = (table[f"astra-{runtime}"][1], {})
-        for tree in trees:
-            if old := old_server(tree, runtime, handler):
-                servers[tree.server(runtime)] = old
-    for name, (package, server_argv) in table.items():
-        if name.startswith("astra-") or name not in peers:
-            continue
-        if package and importlib.util.find_spec(package) is None:
-            print(f"skipping {name}: package {package!r} is not installed")
-            continue
-        servers[name] = (server_argv, {})
-    return servers
+def ensure_limits(conns: int) -> list[str]:
+    """Raise our open-file limit (wrk and the servers inherit it) and say what could still cap ``conns``."""
+    notes = []
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)  # RLIM_INFINITY is -1
+    if 0 <= soft < conns + 256:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        soft = hard
+    if 0 <= soft < conns + 256:
+        notes.append(f"open-file limit {soft} is below {conns} connections plus headroom: expect connect errors")
+    try:
+        somaxconn = int(Path("/proc/sys/net/core/somaxconn").read_text())
+    except (OSError, ValueError):
+        somaxconn = None
+    if somaxconn is not None and somaxconn < conns:
+        notes.append(f"somaxconn is {somaxconn} (< {conns}): listen backlogs are capped there, and a burst of "
+                     f"{conns} connections may wait out SYN retransmits")
+    notes.append(f"limits: open files {soft}, somaxconn {somaxconn}; astra and the floors listen with a backlog "
+                 "of 4096, hypercorn is given 4096, uvicorn has 2048, granian and waitress 1024")
+    return notes
+
+
+def method_notes(args) -> list[str]:
+    floors = ", ".join(f"{rt} -> {FLOOR_OF[rt]}" for rt in args.runtimes if rt in FLOOR_OF)
+    notes = [f"own floors: {floors}; why: experiments/bench_servers.py. floor-selectors is the least any "
+             "selector design costs (hybrid's floor minus its hand-off to a worker thread)",
+             "wrk -t1 at every level, also at 1,000 connections: wrk has CPU 1 only, and a second thread "
+             "would share that core; 'wrk CPU' says when wrk itself may have been the limit (the floors "
+             "can be: their requests/s is then a lower bound, their CPU per request is not affected)",
+             "astra's asyncio runtime runs with --loop asyncio, the loop floor-asyncio runs on; granian uses "
+             f"its --loop auto default (uvloop {'installed' if version('uvloop') else 'not installed'})"]
+    if "waitress" in args.peers and any(c > 100 for c in args.conns):
+        notes.append("waitress keeps its connection_limit of 100 (its default): past 100 open connections it "
+                     "stops accepting, so at more connections the others wait in its backlog")
+    return notes
 
 
 # Command line -------------------------------------------------------------------
 
+def split(value: str | None) -> list[str]:
+    return [x.strip() for x in (value or "").split(",") if x.strip()]
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m experiments.hello_bench", description=__doc__.split("\n")[0])
-    p.add_argument("--conns", default="1,64", help="comma-separated connection counts (default 1,64)")
+    p.add_argument("--conns", default="1,64,1000", help="comma-separated connection counts (default 1,64,1000)")
     p.add_argument("--duration", type=int, default=5, help="seconds per measured run (default 5)")
     p.add_argument("--warmup", type=int, default=1, help="seconds of discarded warm-up per run (default 1)")
-    p.add_argument("--pause", type=float, default=1.0, help="seconds of rest between runs (default 1)")
-    p.add_argument("--repeat", type=int, default=1, help="rounds over all servers; the median is reported")
+    p.add_argument("--pause", type=float, default=1.0, help="seconds of rest before and after a run (default 1)")
+    p.add_argument("--repeat", type=int, default=3, help="rounds over all servers (default 3); medians reported")
     p.add_argument("--runtimes", help="comma-separated astra runtimes (default: all available)")
+    p.add_argument("--parsers", default=",".join(PARSERS),
+                   help=f"comma-separated HTTP/1 parsers for astra (default {','.join(PARSERS)})")
     p.add_argument("--peers", default=",".join(DEFAULT_PEERS),
                    help=f"comma-separated peers ('' for none; known: {', '.join(PEERS)})")
-    p.add_argument("--handler", choices=["sync", "async"], default="sync",
-                   help="astra's hello handler: plain def, or async def on runtimes that await it")
+    p.add_argument("--handler", choices=["sync", "async"], default="async",
+                   help="astra's hello handler: async def on runtimes that await it, def elsewhere "
+                        "(default), or plain def everywhere (sync)")
     p.add_argument("--against", action="append", default=[], metavar="REF",
                    help="also measure astra as of git commit-ish REF, in the same rounds "
                         "(repeat, or comma-separate, for several)")
-    p.add_argument("--results-dir", type=Path, default=RESULTS_DIR, help="where the JSON goes (default results/)")
+    p.add_argument("--results-dir", type=Path, default=RESULTS_DIR, help="where the results go (default results/)")
+    p.add_argument("--dry-run", action="store_true", help="print the servers and the expected duration, and stop")
     args = p.parse_args(argv)
-    args.conns = [int(c) for c in args.conns.split(",") if c.strip()]
-    available = available_runtimes()
-    args.runtimes = [r.strip() for r in (args.runtimes or "").split(",") if r.strip()] or available
+    args.conns = [int(c) for c in split(args.conns)]
+    available = [*available_runtimes(), *VARIANTS]
+    measured = [rt for rt in available if variant_available(rt)]
+    args.runtimes = split(args.runtimes) or measured
     if unknown := set(args.runtimes) - set(available):
         p.error(f"unknown runtime(s) {', '.join(sorted(unknown))}; available: {', '.join(available)}")
-    args.peers = [x.strip() for x in args.peers.split(",") if x.strip()]
+    args.parsers = split(args.parsers)
+    if unknown := set(args.parsers) - set(PARSERS):
+        p.error(f"unknown parser(s) {', '.join(sorted(unknown))}; known: {', '.join(PARSERS)}")
+    args.peers = split(args.peers)
     if unknown := set(args.peers) - set(PEERS):
         p.error(f"unknown peer(s) {', '.join(sorted(unknown))}; known: {', '.join(PEERS)}")
     try:
@@ -296,40 +241,70 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def metadata(args, pin: bool) -> dict:
+def expected_seconds(args, servers: int) -> float:
+    """servers x rounds x (start/stop + conns x (warm-up + pause + measured + pause))."""
+    level = args.warmup + args.duration + 2 * args.pause + 0.5  # + wrk's start and its connections
+    return servers * args.repeat * (START_STOP_S + len(args.conns) * level)
+
+
+def git_state() -> tuple[str | None, bool]:
+    def git(*argv: str) -> str | None:
+        out = subprocess.run(["git", "-C", str(ROOT), *argv], capture_output=True, text=True)
+        return out.stdout.strip() if out.returncode == 0 else None
+    status = git("status", "--porcelain", "--untracked-files=no")
+    return git("rev-parse", "--short", "HEAD"), bool(status)
+
+
+def metadata(args, pin: bool, notes: list[str]) -> dict:
     wrk_v = subprocess.run(["wrk", "-v"], capture_output=True, text=True)  # exits 1, prints to stdout
+    commit, dirty = git_state()
     return {
-        "date": datetime.now().astimezone().isoformat(timespec="seconds"),
+        "date": datetime.now().astimezone().isoformat(timespec="seconds"), "commit": commit, "dirty": dirty,
         "wrk_version": next(iter((wrk_v.stdout + wrk_v.stderr).splitlines()), "").strip(),
         "python_version": sys.version, "cpu_count": os.cpu_count(), "uname": " ".join(platform.uname()),
-        "h11_version": version("h11"), "peer_versions": {p: version(p) for p in ("hypercorn", "waitress", "uvicorn")},
+        "versions": {p: version(p) for p in PACKAGES}, "h11_version": version("h11"),
         "pinned": pin, "server_cpu": SERVER_CPU if pin else None, "wrk_cpu": WRK_CPU if pin else None,
-        "conns": args.conns, "duration_s": args.duration, "warmup_s": args.warmup, "repeat": args.repeat,
-        "handler": args.handler,
+        "conns": args.conns, "duration_s": args.duration, "warmup_s": args.warmup, "pause_s": args.pause,
+        "repeat": args.repeat, "runtimes": args.runtimes, "parsers": args.parsers, "peers": args.peers,
+        "handler": args.handler, "own_floors": FLOOR_OF,
         "wrk_command": "wrk -t1 -cN -dDs --latency --timeout 10s -s experiments/wrk_json.lua URL",
-        "against_trees": [tree.describe() for tree in args.trees],
+        "against_trees": [tree.describe() for tree in args.trees], "notes": notes,
     }
 
 
 def write_results(results_dir: Path, document: dict) -> None:
     results_dir.mkdir(parents=True, exist_ok=True)
-    text = json.dumps(document, indent=2) + "\n"
-    path = results_dir / f"hello_bench-{datetime.now().strftime('%Y%m%d-%H%M%S')}.json"
-    path.write_text(text)
-    (results_dir / "hello_bench-latest.json").write_text(text)
-    shown = path.relative_to(ROOT) if inside(path, ROOT) else path
-    print(f"\nwrote {shown} and {shown.with_name('hello_bench-latest.json')}")
+    stem = f"hello_bench-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
+    text, report = json.dumps(document, indent=2) + "\n", markdown(document)
+    for name in (stem, "hello_bench-latest"):
+        (results_dir / f"{name}.json").write_text(text)
+        (results_dir / f"{name}.md").write_text(report)
+    shown = results_dir.relative_to(ROOT) if inside(results_dir, ROOT) else results_dir
+    print(f"\nwrote {shown}/{stem}.json and .md (and hello_bench-latest.json, .md)")
+
+
+def run_rounds(servers: dict[str, tuple[list[str], dict]], args, pin: bool) -> list[dict]:
+    """Round 1 through every server, then round 2...: a noisy minute on a shared machine lands on
+    all of them rather than on one; an old astra comes right after today's, so each pair shares its minute."""
+    runs: list[dict] = []
+    for round_no in range(1, args.repeat + 1):
+        for name, (server_argv, spawn) in servers.items():
+            print(f"measuring {name} (round {round_no}/{args.repeat}) ...", flush=True)
+            for row in measure(name, server_argv, args, pin, **spawn):
+                runs.append(row | {"round": round_no})
+    return runs
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    if shutil.which("wrk") is None:
+    if shutil.which("wrk") is None and not args.dry_run:
         print("wrk is not installed (`make tools` installs it)", file=sys.stderr)
         return 2
     pin = shutil.which("taskset") is not None and {SERVER_CPU, WRK_CPU} <= os.sched_getaffinity(0)
     print(f"pinning: server on CPU {SERVER_CPU}, wrk on CPU {WRK_CPU}" if pin else
           "NOTE: taskset or CPUs 0-1 unavailable: running UNPINNED, server and wrk share the CPUs")
-    runs: list[dict] = []
+    notes = ensure_limits(max(args.conns, default=1)) + method_notes(args)
+    print("\n".join(f"note: {n}" for n in notes))
     # The worktrees live as long as this block: removed on return, error, Ctrl-C or SIGTERM.
     with contextlib.ExitStack() as stack:
         stack.enter_context(sigterm_exits())
@@ -337,20 +312,19 @@ def main(argv: list[str] | None = None) -> int:
             isolation_note()
         for tree in args.trees:
             materialize(tree, stack)
-        servers = choose_servers(args.runtimes, args.peers, args.handler, args.trees)
-        # Rounds go through every server in turn, so a noisy minute on a shared
-        # machine lands on all of them rather than on one; an old astra comes
-        # right after today's, so each pair shares its minute.
-        for round_no in range(1, args.repeat + 1):
-            for name, (server_argv, spawn) in servers.items():
-                print(f"measuring {name} (round {round_no}/{args.repeat}) ...", flush=True)
-                for row in measure(name, server_argv, args, pin, **spawn):
-                    runs.append(row | {"round": round_no})
-    rows = median_rows(runs)
-    ratios = report(rows)
-    against = compare_against(runs, args.runtimes, args.trees)
+        servers, pairs = choose_servers(args.runtimes, args.parsers, args.peers, args.handler, args.trees)
+        minutes = expected_seconds(args, len(servers)) / 60
+        print(f"plan: {len(servers)} servers x {len(args.conns)} levels x {args.repeat} rounds, "
+              f"~{minutes:.0f} min: {', '.join(servers)}", flush=True)
+        if args.dry_run:
+            return 0
+        runs = run_rounds(servers, args, pin)
+    rows = summarise(runs)
+    checks = check_targets(runs, args.runtimes, set(servers), args.conns)
+    print_report(rows, checks)
+    against = compare_against(runs, pairs)
     report_against(against)
-    write_results(args.results_dir, {"metadata": metadata(args, pin), "results": rows, "ratios": ratios,
+    write_results(args.results_dir, {"metadata": metadata(args, pin, notes), "results": rows, "checks": checks,
                                      "against": against, "runs": runs})
     return 0 if rows else 1
 

@@ -5,6 +5,12 @@
 * ``python -m experiments.peers stdlib PORT``: the standard library's
   ``ThreadingHTTPServer`` on 127.0.0.1:PORT, as shipped (keep-alive on);
   ``stdlib-tuned`` is the same with Nagle off and a real listen backlog.
+* ``python -m experiments.peers floor-NAME PORT``: the raw-socket floors
+  (a canned response, no HTTP): ``floor-threads`` (a thread per connection),
+  ``floor-selectors`` (one selector thread answering), ``floor-reactor-pool``
+  (a selector thread reading, pool threads sending), ``floor-asyncio``
+  (an ``asyncio.Protocol``), ``floor-uvloop`` (the same on uvloop) and
+  ``floor-trio`` (trio streams).
 
 Every app answers any request with ``200 Hello World!`` (text/plain, with a
 Content-Length), as ``experiments.apps:hello`` does on astra.
@@ -12,6 +18,7 @@ Content-Length), as ``experiments.apps:hello`` does on astra.
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import sys
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -138,7 +145,14 @@ def _recv(sock: socket.socket) -> bytes:
         return b""
 
 
-def floor_asyncio(port: int) -> None:
+def floor_uvloop(port: int) -> None:
+    """floor-asyncio on uvloop's loop."""
+    import uvloop
+
+    floor_asyncio(port, uvloop.new_event_loop)
+
+
+def floor_asyncio(port: int, loop_factory=None) -> None:
     import asyncio
 
     class Canned(asyncio.Protocol):
@@ -154,7 +168,11 @@ def floor_asyncio(port: int) -> None:
         print(f"listening on http://127.0.0.1:{server.sockets[0].getsockname()[1]}", flush=True)
         await server.serve_forever()
 
-    asyncio.run(main())
+    if loop_factory is None:
+        asyncio.run(main())
+    else:
+        with asyncio.Runner(loop_factory=loop_factory) as runner:
+            runner.run(main())
 
 
 def floor_trio(port: int) -> None:
@@ -177,7 +195,111 @@ def floor_trio(port: int) -> None:
     trio.run(main)
 
 
-FLOORS = {"floor-threads": floor_threads, "floor-asyncio": floor_asyncio, "floor-trio": floor_trio}
+class _Reactor:
+    """One thread, one selector, non-blocking sockets: the core of the selector floors.
+
+    ``answer(sock, count)`` is called with each connection's complete requests
+    as they arrive; ``answer(sock, 0)`` once, at end of stream, for the closing.
+    """
+
+    def __init__(self, port: int, answer) -> None:
+        import selectors
+
+        self.listener = socket.create_server(("127.0.0.1", port), backlog=4096)
+        self.listener.setblocking(False)
+        self.selector = selectors.DefaultSelector()
+        self.selector.register(self.listener, selectors.EVENT_READ, None)
+        self.answer = answer
+
+    def run(self) -> None:
+        print(f"listening on http://127.0.0.1:{self.listener.getsockname()[1]}", flush=True)
+        while True:
+            for key, _ in self.selector.select():
+                if key.data is None:
+                    self._accept()
+                else:
+                    self._read(key.fileobj, key.data)
+
+    def _accept(self) -> None:
+        import selectors
+
+        while True:  # the whole backlog per wake-up, as astra's reactors do
+            try:
+                sock, _ = self.listener.accept()
+            except BlockingIOError:
+                return
+            sock.setblocking(False)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            self.selector.register(sock, selectors.EVENT_READ, [b""])  # [pending bytes], mutable
+
+    def _read(self, sock: socket.socket, state: list[bytes]) -> None:
+        try:
+            data = sock.recv(65536)
+        except BlockingIOError:
+            return
+        except ConnectionError:
+            data = b""
+        if not data:
+            self.selector.unregister(sock)
+            self.answer(sock, 0)
+            return
+        count, state[0] = _requests_in(data, state[0])
+        if count:
+            self.answer(sock, count)
+
+
+def _send_or_close(sock: socket.socket, count: int) -> None:
+    """Answer ``count`` requests, or close at end of stream (count 0).
+
+    A hello response is ~100 bytes: the kernel always takes it whole from a
+    client that reads (wrk, curl), so a floor needs no write buffering. A
+    send that would block, or fails, shuts the socket down instead of closing
+    it: the reactor, which still watches it, then reads end of stream,
+    unregisters it and only then has it closed.
+    """
+    if not count:
+        sock.close()
+        return
+    try:
+        sock.sendall(CANNED * count)
+    except OSError:
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)
+
+
+def floor_selectors(port: int) -> None:
+    """A selector reactor that answers on its own thread: the least any reactor design costs."""
+    _Reactor(port, _send_or_close).run()
+
+
+def floor_reactor_pool(port: int, workers: int = 4) -> None:
+    """hybrid's shape without HTTP: the reactor reads, a pool thread sends.
+
+    Handing each request from the reactor thread to a worker (a queue put, a
+    thread woken, the GIL changing hands) is what the design pays for letting
+    handlers block; this floor includes it, so hybrid's distance from it is its
+    own code. Four workers: on one core more only add GIL contention. Closing
+    goes through the pool too, after the reactor has unregistered the socket
+    (a send racing the close hits a closed socket object: EBADF, never
+    another connection's reused descriptor).
+    """
+    import queue
+    import threading
+
+    jobs: queue.SimpleQueue = queue.SimpleQueue()
+
+    def work() -> None:
+        while True:
+            _send_or_close(*jobs.get())
+
+    for _ in range(workers):
+        threading.Thread(target=work, daemon=True).start()
+    _Reactor(port, lambda sock, count: jobs.put((sock, count))).run()
+
+
+FLOORS = {"floor-threads": floor_threads, "floor-selectors": floor_selectors,
+          "floor-reactor-pool": floor_reactor_pool, "floor-asyncio": floor_asyncio, "floor-uvloop": floor_uvloop,
+          "floor-trio": floor_trio}
 
 
 def serve_stdlib(variant: str, port: int) -> None:

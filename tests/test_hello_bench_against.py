@@ -91,17 +91,18 @@ def test_against_head_end_to_end(tmp_path):
                            capture_output=True, text=True, check=True).stdout.strip()
     out = subprocess.run(
         [sys.executable, "-m", "experiments.hello_bench", "--conns", "1", "--duration", "1", "--warmup", "1",
-         "--pause", "0.2", "--runtimes", "threaded", "--peers", "", "--against", "HEAD",
-         "--results-dir", str(tmp_path)],  # not results/: its -latest.json is tracked
+         "--pause", "0.2", "--repeat", "1", "--runtimes", "threaded", "--parsers", "h11", "--peers", "",
+         "--against", "HEAD", "--results-dir", str(tmp_path)],  # not results/: its -latest.json is tracked
         cwd=ROOT, capture_output=True, text=True, timeout=60,
     )
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
     document = json.loads((tmp_path / "hello_bench-latest.json").read_text())
-    old = f"astra-threaded@{short}"
-    assert [r["server"] for r in document["results"]] == ["astra-threaded", old]
+    # HEAD has --http1-parser, so its server is named for the parser, as today's is.
+    old = f"astra-threaded/h11@{short}"
+    assert [r["server"] for r in document["results"]] == ["astra-threaded/h11", old]
     assert all(r["requests"] > 0 for r in document["results"])
     entry, = document["against"]
-    assert (entry["server"], entry["against"], entry["conns"], entry["rounds"]) == ("astra-threaded", old, 1, 1)
+    assert (entry["server"], entry["against"], entry["conns"], entry["rounds"]) == ("astra-threaded/h11", old, 1, 1)
     assert entry["requests_per_s"]["ratio"] > 0 and entry["cpu_us_per_request"]["ratio"] > 0
     assert entry["requests_per_s"]["min"] <= entry["requests_per_s"]["ratio"] <= entry["requests_per_s"]["max"]
     tree, = document["metadata"]["against_trees"]
