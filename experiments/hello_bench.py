@@ -187,8 +187,12 @@ def method_notes(args) -> list[str]:
              "wrk -t1 at every level, also at 1,000 connections: wrk has CPU 1 only, and a second thread "
              "would share that core; 'wrk CPU' says when wrk itself may have been the limit (the floors "
              "can be: their requests/s is then a lower bound, their CPU per request is not affected)",
-             "astra's asyncio runtime runs with --loop asyncio, the loop floor-asyncio runs on; granian uses "
-             f"its --loop auto default (uvloop {'installed' if version('uvloop') else 'not installed'})"]
+             "astra's asyncio runtime runs with --loop asyncio, the loop floor-asyncio runs on, and as "
+             "asyncio+uvloop with --loop uvloop (floor-uvloop's); granian uses its --loop auto default "
+             f"(uvloop {'installed' if version('uvloop') else 'not installed'})",
+             "astra's handler: " + ("async def on the event loops, def on the thread runtimes"
+                                     if args.handler == "async" else
+                                     "a plain def everywhere (on the event loops it runs on a worker thread)")]
     if "waitress" in args.peers and any(c > 100 for c in args.conns):
         notes.append("waitress keeps its connection_limit of 100 (its default): past 100 open connections it "
                      "stops accepting, so at more connections the others wait in its backlog")
