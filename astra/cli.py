@@ -45,7 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="protocols: auto (HTTP/1.1 plus HTTP/2 by preface or h2c Upgrade), 1 or 2 only")
     p.add_argument("--http1-parser", type=Http1Parser, choices=list(Http1Parser),
                    help="HTTP/1.1 request parser: h11, httptools (llhttp: pip install 'astra[fast]') "
-                        "or auto (httptools when installed); default h11")
+                        "or auto (httptools when installed, the default)")
     p.add_argument("--max-connections", type=int)
     p.add_argument("--max-concurrent-streams", type=int, help="HTTP/2 streams in progress per connection")
     p.add_argument("--stream-window", type=int, help="HTTP/2 initial stream flow-control window (bytes)")

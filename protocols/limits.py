@@ -35,12 +35,13 @@ class Limits:
     #: alive; a larger (or chunked) remainder closes the connection instead.
     max_drain_bytes: int = 64 * 1024
     #: Not a limit: which parser reads HTTP/1.1 request heads, a
-    #: :class:`~.h1_parser.Http1Parser` (or its value as a string). The
+    #: :class:`~.h1_parser.Http1Parser` (or its value as a string); by
+    #: default httptools when it is installed, else h11 (``auto``). The
     #: policy (every limit here, the strict reading of RFC 9112, keep-alive) and
     #: the body decoder are the same whichever parser runs; see ``h1_parser``.
     #: It travels with the limits because they are what every runtime hands
     #: to the protocol layer for each connection.
-    http1_parser: Http1Parser = Http1Parser.H11
+    http1_parser: Http1Parser = Http1Parser.AUTO
 
     # -- HTTP/2 --------------------------------------------------------------
     #: Streams (requests) in progress at once on one connection. A stream
