@@ -143,14 +143,14 @@ class OwnedConnection:
                 if deadline is not None and not self.stopping:
                     self.transport.send_all(error_response_bytes(408, "request head not received in time"))
                 return None
-            if deadline is None:
-                deadline = time.monotonic() + config.header_timeout
             ready = self._absorb(data)
             if ready or streams.proto.multiplexed:
                 return ready
             if not data:  # the client closed its side (or a shutdown stopped our reading) without a request
                 self.flush(True)
                 return None
+            if deadline is None:  # a head has begun (only now: most arrive whole, in one read)
+                deadline = time.monotonic() + config.header_timeout
 
     def _request_already_here(self) -> list[RequestReceived] | None:
         """Shutting down: answer a request whose bytes have arrived, but wait for none (None: close).
