@@ -15,6 +15,7 @@ import time
 from collections.abc import Sequence
 
 from protocols.h1_parser import Http1Parser
+from runtimes.common import Loop
 
 from .registry import DEFAULT_RUNTIME, available_runtimes
 from .server import Server, parse_address
@@ -61,7 +62,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="workers that may wait on clients' large request bodies at once (default: half of --max-workers)")
     p.add_argument("--blocking-handlers", choices=["thread", "inline"],
                    help="event-loop runtimes: run blocking handlers on threads (default) or on the loop")
-    p.add_argument("--loop", choices=["auto", "asyncio", "uvloop"], help="the asyncio runtime's event loop")
+    p.add_argument("--loop", type=Loop, choices=list(Loop),
+                   help="the asyncio runtime's event loop: asyncio, uvloop (pip install 'astra[fast]') "
+                        "or auto (uvloop when installed; the default)")
     p.add_argument("--async-streams", choices=["native", "anyio"],
                    help="the asyncio runtime's streams (native asyncio.Protocol, or anyio's)")
     p.add_argument("--thread-stack-size", type=int, help="bytes per thread stack")

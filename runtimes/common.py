@@ -18,18 +18,30 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any
 
 from protocols import Limits, Request
 
 __all__ = [
-    "LISTENER", "WAKE", "Config", "Handler", "Runtime", "Waker", "accept_backlog", "bind_listeners", "discard_unread", "is_async_handler", "logger",
+    "LISTENER", "WAKE", "Config", "Handler", "Loop", "Runtime", "Waker", "accept_backlog", "bind_listeners", "discard_unread", "is_async_handler", "logger",
     "socket_address", "thread_count", "watch_listeners",
 ]
 
 logger = logging.getLogger("astra")
 
 Handler = Callable[[Request], Any]
+
+
+class Loop(StrEnum):
+    """The asyncio runtime's event loop (:attr:`Config.loop`, ``--loop``).
+
+    A :class:`~enum.StrEnum`, so the plain strings (``"uvloop"``) work too.
+    """
+
+    AUTO = "auto"  #: uvloop when it can be imported, else asyncio's own
+    ASYNCIO = "asyncio"  #: asyncio's own loop, in Python over ``selectors``
+    UVLOOP = "uvloop"  #: libuv's, in C: ``pip install 'astra[fast]'``
 
 
 @dataclass(frozen=True)
@@ -98,11 +110,15 @@ class Config:
     #: Event-loop runtimes: run blocking handlers on worker threads ("thread")
     #: or on the loop itself ("inline": fast if they never block).
     blocking_handlers: str = "thread"
-    #: The asyncio runtime's loop: "auto" (uvloop when installed), "asyncio" or "uvloop".
-    loop: str = "auto"
+    #: The asyncio runtime's loop (the other runtimes ignore it).
+    loop: Loop = Loop.AUTO
     #: The asyncio runtime's streams: "native" (on asyncio.Protocol) or "anyio"
     #: (anyio's own, as the trio runtime uses), to measure what the edge costs.
     async_streams: str = "native"
+
+    def __post_init__(self) -> None:
+        # An unknown loop fails when the server is configured, not when it starts.
+        object.__setattr__(self, "loop", Loop(self.loop))  # "uvloop" -> Loop.UVLOOP
 
 
 class Runtime:

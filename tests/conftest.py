@@ -2,13 +2,17 @@
 
 Every behavioural test takes the ``serve`` fixture, which is parametrized over
 ``astra.available_runtimes()``: registering a runtime makes the whole suite
-run against it. Tests that talk through the ``client`` fixture (httpx) are
+run against it. The asyncio runtime runs twice when uvloop is installed,
+on asyncio's own loop (``asyncio``) and on uvloop's (``asyncio-uvloop``):
+its default then is uvloop, and a loop nobody tests is a runtime nobody
+tests. Tests that talk through the ``client`` fixture (httpx) are
 parametrized over the protocols too: HTTP/1.1, and HTTP/2 with prior
 knowledge on the same port.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import socket
 import time
 
@@ -19,8 +23,33 @@ import pytest
 from astra import Server, available_runtimes
 
 
-@pytest.fixture(params=available_runtimes())
-def runtime(request) -> str:
+class RuntimeUnderTest(str):
+    """A registered runtime's name (it compares as that name) and the options of the variant under test."""
+
+    def __new__(cls, name: str, **options) -> RuntimeUnderTest:
+        self = super().__new__(cls, name)
+        self.options = options
+        return self
+
+
+def _runtimes_under_test() -> list:
+    params = []
+    for name in available_runtimes():
+        if name == "asyncio":
+            params.append(pytest.param(RuntimeUnderTest(name, loop="asyncio"), id=name))
+            if importlib.util.find_spec("uvloop"):
+                params.append(pytest.param(RuntimeUnderTest(name, loop="uvloop"), id="asyncio-uvloop"))
+        else:
+            params.append(pytest.param(RuntimeUnderTest(name), id=name))
+    return params
+
+
+#: Every runtime the behavioural tests run on (``pytest.param``s of :class:`RuntimeUnderTest`).
+RUNTIMES_UNDER_TEST = _runtimes_under_test()
+
+
+@pytest.fixture(params=RUNTIMES_UNDER_TEST)
+def runtime(request) -> RuntimeUnderTest:
     return request.param
 
 
@@ -47,6 +76,8 @@ def serve(runtime):
 
     def start(handler, **options):
         options.setdefault("shutdown_timeout", 3.0)
+        for name, value in runtime.options.items():
+            options.setdefault(name, value)
         handle = Server("127.0.0.1", 0, runtime=runtime, **options).start(handler)
         handles.append(handle)
         return handle

@@ -9,13 +9,13 @@ import time
 import anyio
 import pytest
 
-from astra import HTTPError, Response, available_runtimes
+from astra import HTTPError, Response
 from astra.registry import load_runtime
 
-from .conftest import connect, read_until_closed
+from .conftest import RUNTIMES_UNDER_TEST, connect, read_until_closed
 
 
-ASYNC_RUNTIMES = [name for name in available_runtimes() if load_runtime(name).supports_async]
+ASYNC_RUNTIMES = [param for param in RUNTIMES_UNDER_TEST if load_runtime(param.values[0]).supports_async]
 
 
 @pytest.fixture(params=ASYNC_RUNTIMES)

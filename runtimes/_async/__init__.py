@@ -24,22 +24,31 @@ Read it in this order; each module imports only the ones above it:
 4. ``connection.py``: :class:`~.connection.Connection`, one connection's
    life as a task: requests one at a time on the hot path, a protocol
    switch, the hand-over to a stream set; its deadlines.
-5. ``server.py``: :class:`~.server.AsyncRuntime` starts the loop;
+5. ``waiting.py``: :class:`~.waiting.WaitingRoom`, where an accepted
+   socket waits for its first byte with no transport, task or protocol
+   state (one ``epoll`` set for all of them), so that a burst of
+   connections, or thousands that stay silent, cost next to nothing.
+6. ``server.py``: :class:`~.server.AsyncRuntime` starts the loop;
    :class:`~.server.AsyncServer` accepts, sweeps deadlines, runs blocking
    handlers on the same elastic, bounded ``WorkerPool`` the hybrid runtime
    uses (so the two differ only in how sockets wait, and overload gets the
    same 503), and shuts down gracefully. To connections it is the small
    :class:`~.connection.Server` interface.
 
-Deadlines, one owner each (the module docstrings say more): the connection
-task owns HEAD and IDLE on HTTP/1.1, the stream set owns IDLE on HTTP/2; a
+Deadlines, one owner each (the module docstrings say more): the waiting
+room owns HEAD until the first byte, then hands it to the connection; the
+connection task owns HEAD and IDLE on HTTP/1.1, the stream set owns IDLE on HTTP/2; a
 body read owns BODY; the sender owns SEND. None costs a cancel scope on the
 hot path: one sweeper task checks them all every tick.
 
 The backend edges supply the loop's own thread-safe "call this soon"
 (:meth:`~.server.AsyncRuntime.thread_notifier`: asyncio's
 ``call_soon_threadsafe``, trio's ``TrioToken.run_sync_soon``), which a
-worker uses to say its handler is done without waiting for the loop.
+worker uses to say its handler is done without waiting for the loop; and,
+where the loop's own are cheaper than anyio's, what each connection costs:
+its transport (:meth:`~.server.AsyncRuntime.open_transport`), its task
+(:meth:`~.server.AsyncRuntime.connection_tasks`) and its cancel scope
+(:meth:`~.server.AsyncRuntime.cancel_scope`). The defaults are anyio's.
 """
 
 from .server import AsyncRuntime

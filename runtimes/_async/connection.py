@@ -41,6 +41,7 @@ IDLE and SEND close quietly.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Protocol
 
 import anyio
@@ -65,10 +66,22 @@ __all__ = ["Connection", "Server"]
 HEAD, BODY, IDLE, SEND = Deadline.HEAD, Deadline.BODY, Deadline.IDLE, Deadline.SEND
 
 
+class Scope(Protocol):
+    """A cancel scope: ``cancel()`` ends what runs inside it, and the scope swallows that."""
+
+    def __enter__(self) -> Scope: ...
+
+    def __exit__(self, *exc_info: object) -> bool | None: ...
+
+    def cancel(self) -> None: ...
+
+
 class Server(Host, Protocol):
     """What a connection needs from the server (``server.AsyncServer``), besides what its exchanges need."""
 
     config: Config
+    #: A new cancel scope, the loop's own where it has one (anyio's costs more per connection).
+    cancel_scope: Callable[[], Scope]
 
     def forget(self, connection: Connection) -> None:
         """The connection has closed."""
@@ -77,7 +90,7 @@ class Server(Host, Protocol):
 class Connection:
     """One client connection, served by one task."""
 
-    def __init__(self, server: Server, transport: AsyncTransport) -> None:
+    def __init__(self, server: Server, transport: AsyncTransport, head_deadline: float) -> None:
         self.server = server
         self.config = config = server.config
         self.io_timeout = config.io_timeout
@@ -86,8 +99,10 @@ class Connection:
         self.transport = transport
         self.receive = transport.receive  # a Line's reads are the transport's, unwrapped
         self.proto = server_connection(transport.info, config.limits, config.http)
-        self.scope: anyio.CancelScope | None = None
-        self.deadline: float | None = time.monotonic() + config.header_timeout
+        self.scope: Scope | None = None
+        # HEAD runs from the connect, not from now: the connection may have waited for its
+        # first byte in the server's waiting room (``waiting.py``).
+        self.deadline: float | None = head_deadline
         self.deadline_kind = HEAD
         self.send_deadline: float | None = None
         self.expired: Deadline | None = None
@@ -98,7 +113,7 @@ class Connection:
 
     async def serve(self) -> None:
         try:
-            with anyio.CancelScope() as self.scope:
+            with self.server.cancel_scope() as self.scope:
                 if self.proto.multiplexed:
                     await self._serve_streams(self.proto.events())
                 else:
@@ -114,8 +129,7 @@ class Connection:
             (self.streams.proto if self.streams is not None else self.proto).release()
             if self.expired is SEND:  # what it did not read is dropped, not trickled out
                 self.transport.abort()
-            with anyio.CancelScope(shield=True):  # a cancelled connection still closes cleanly
-                await self.transport.aclose()
+            await self.transport.aclose()  # never interrupted: a cancelled connection still closes
 
     def check(self, now: float) -> None:
         """The sweeper's tick: end the connection if one of its deadlines has passed."""
@@ -163,7 +177,9 @@ class Connection:
                 for event in events[1:]:
                     body.absorb(event)
             await answer(self.server, self, started, body)
-            self.body = None
+            # An idle keep-alive connection holds no request: at thousands of
+            # connections the last one's objects would add up, for the collector too.
+            events = started = body = self.body = None
             if self.proto.should_close:
                 await self.flush()
                 return

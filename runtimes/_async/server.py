@@ -6,12 +6,19 @@ to stop, then shuts down gracefully: idle connections close at once, busy
 ones finish (HTTP/2 ones after a GOAWAY), and whatever is still running
 after ``shutdown_timeout`` is cancelled.
 
+A connection's life here: the accept loop takes the whole backlog at
+each wake-up, each socket waits in the
+:class:`~.waiting.WaitingRoom` until its first byte, and only then does the
+edge give it a transport (:meth:`AsyncRuntime.open_transport`) and a task
+(:meth:`AsyncRuntime.connection_tasks`, the loop's own: anyio's task
+handles cost several times more, in time and in objects, and nothing here
+needs them). A burst of connections therefore costs an ``accept`` and a
+dict entry each until they speak.
+
 To its connections the server is the small ``connection.Server``
 interface (the handler and how to call it, the pool, whether it is
 stopping); to the server a connection is :class:`Connection` with three
 calls: ``serve``, ``check`` (the sweeper's tick) and ``close_if_idle``.
-Each connection reaches the server through an
-:class:`~.transport.AsyncTransport`, which the edge's listener makes.
 """
 
 from __future__ import annotations
@@ -19,7 +26,8 @@ from __future__ import annotations
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from typing import Any
 
 import anyio
@@ -31,13 +39,17 @@ from protocols import ClientDisconnected
 
 from .._pool import WorkerPool
 from ..common import Runtime, is_async_handler, logger, thread_count
-from .connection import Connection
+from .connection import Connection, Scope
 from .exchange import PoolFull
 from .transport import AnyioTransport, AsyncTransport, reject
+from .waiting import waiting_room
 
-__all__ = ["AsyncRuntime", "AsyncServer"]
+__all__ = ["AsyncRuntime", "AsyncServer", "Spawn"]
 
 SWEEP_INTERVAL = 0.1  # how often deadlines are checked (timeouts are this precise)
+
+#: Start ``fn(*args)`` as a task of its own (a connection's), cancelled when the server's tasks are.
+Spawn = Callable[..., Any]
 
 
 class AsyncRuntime(Runtime):
@@ -59,36 +71,28 @@ class AsyncRuntime(Runtime):
         """Called on the loop: a function other threads use to run a callback on it."""
         raise NotImplementedError
 
-    async def serve_listener(self, sock: socket.socket,
-                             on_transport: Callable[[AsyncTransport], None]) -> None:
-        """Accept connections on ``sock`` and hand each to ``on_transport``, until cancelled.
+    async def open_transport(self, sock: socket.socket) -> AsyncTransport:
+        """An accepted socket, with bytes to read, behind the transport seam.
 
-        This default puts anyio's socket streams behind the transport seam
+        This default puts anyio's socket streams behind it
         (:class:`~.transport.AnyioTransport`); an edge may bring its own
         :class:`~.transport.AsyncTransport`.
-
-        Each time the listener is readable, the whole backlog is accepted
-        before yielding. anyio's ``listener.accept()`` takes one connection per
-        trip round the scheduler, and with hundreds of busy connection tasks
-        per trip that starved newcomers: at 1,000 connections the trio runtime
-        had accepted only about half of them after six seconds.
         """
-        sock.setblocking(False)
-        try:
-            while True:
-                await anyio.wait_readable(sock)
-                while True:
-                    try:
-                        client, _ = sock.accept()
-                    except (BlockingIOError, InterruptedError):
-                        break
-                    except OSError as exc:  # EMFILE and friends: back off, do not spin
-                        logger.warning("accept failed: %s", exc)
-                        await anyio.sleep(0.05)
-                        break
-                    on_transport(AnyioTransport(await anyio.abc.SocketStream.from_socket(client)))
-        finally:
-            sock.close()
+        return await AnyioTransport.open(sock)
+
+    def cancel_scope(self) -> Scope:
+        """A connection's cancel scope (see ``connection.py``); an edge may bring a cheaper one."""
+        return anyio.CancelScope()
+
+    @asynccontextmanager
+    async def connection_tasks(self) -> AsyncIterator[Spawn]:
+        """Where connections' tasks run: yields a :data:`Spawn`, and waits for its tasks on exit.
+
+        This default is an anyio task group; an edge brings its loop's own,
+        cheaper one (a connection needs no task handle).
+        """
+        async with anyio.create_task_group() as group:
+            yield group.start_soon
 
     def serve(self, ready: Callable[[], None]) -> None:
         self.server = AsyncServer(self)
@@ -118,9 +122,12 @@ class AsyncServer:
         self.handler = runtime.handler
         self.handler_is_async = is_async_handler(runtime.handler)
         self.inline = self.config.blocking_handlers == "inline"
+        self.cancel_scope = runtime.cancel_scope
         self.token = None
         self.stopping = False
         self.connections: set[Connection] = set()
+        self.room = waiting_room(self.config.header_timeout)
+        self.starting = 0  # handed a task, not yet a Connection (its transport is being made)
         self.accepted = 0
         self.rejected = 0
         self.overloaded = 0
@@ -132,10 +139,11 @@ class AsyncServer:
         self.call_soon_threadsafe = self.runtime.thread_notifier()
         self._stop = anyio.Event()
         self._all_closed = anyio.Event()
+        self._not_accepting = anyio.Event()
         self.token = anyio.lowlevel.current_token()
         try:
             async with anyio.create_task_group() as tasks:
-                self.tasks = tasks
+                self.spawn: Spawn = await tasks.start(self._host_connections)
                 tasks.start_soon(self._sweep)
                 accepting = anyio.CancelScope()
                 tasks.start_soon(self._accept, accepting)
@@ -147,12 +155,21 @@ class AsyncServer:
                 await self._drain(tasks)
         finally:
             self.pool.close()
+            if self.room is not None:
+                self.room.close()
+
+    async def _host_connections(self, *, task_status: anyio.abc.TaskStatus[Spawn]) -> None:
+        async with self.runtime.connection_tasks() as spawn:
+            task_status.started(spawn)
+            await anyio.sleep_forever()
 
     async def _sweep(self) -> None:
         """Every connection's deadlines, checked by one task (see ``connection.py``)."""
         while True:
             await anyio.sleep(SWEEP_INTERVAL)
             now = time.monotonic()
+            if self.room is not None:
+                self.room.expire(now)
             for connection in list(self.connections):
                 connection.check(now)
 
@@ -161,29 +178,102 @@ class AsyncServer:
         self.stopping = True
         self._stop.set()
 
-    async def _accept(self, scope: anyio.CancelScope) -> None:
-        with scope:
-            async with anyio.create_task_group() as listeners:
-                for sock in self.runtime.listeners:
-                    listeners.start_soon(self.runtime.serve_listener, sock, self._on_transport)
+    # Accepting ---------------------------------------------------------------------
 
-    def _on_transport(self, transport: AsyncTransport) -> None:
+    async def _accept(self, scope: anyio.CancelScope) -> None:
+        try:
+            with scope:
+                async with anyio.create_task_group() as accepting:
+                    for sock in self.runtime.listeners:
+                        accepting.start_soon(self._listen, sock)
+                    if self.room is not None:
+                        accepting.start_soon(self.room.serve, self._start)
+        finally:
+            self._not_accepting.set()
+
+    async def _listen(self, sock: socket.socket) -> None:
+        """Accept connections on ``sock`` until cancelled, the whole backlog per wake-up.
+
+        Taking one connection per trip round the loop starved newcomers
+        behind busy connections (at 1,000 connections the trio runtime had
+        accepted only half of them after six seconds); an accepted socket
+        costs little until it speaks, so the batch can be large.
+        """
+        sock.setblocking(False)
+        batch = self.config.backlog  # the most the kernel can have queued: all of it, while it is cheap
+        try:
+            while True:
+                await anyio.wait_readable(sock)
+                for _ in range(batch):
+                    try:
+                        client, _ = sock.accept()
+                    except (BlockingIOError, InterruptedError):
+                        break
+                    except OSError as exc:  # EMFILE and friends: back off, do not spin
+                        logger.warning("accept failed: %s", exc)
+                        await anyio.sleep(0.05)
+                        break
+                    self._arrived(client)
+        finally:
+            sock.close()
+
+    def open_connections(self) -> int:
+        room = self.room  # stats() reads this from another thread, while a shutdown may clear it
+        return len(self.connections) + self.starting + (len(room) if room is not None else 0)
+
+    def _arrived(self, sock: socket.socket) -> None:
         self.accepted += 1
-        if self.stopping or len(self.connections) >= self.config.max_connections:
+        sock.setblocking(False)
+        if self.stopping or self.open_connections() >= self.config.max_connections:
             self.rejected += 1
-            self.tasks.start_soon(reject, transport)
+            self.spawn(self._refuse, sock)
+        elif self.room is not None:
+            self.room.add(sock)
+        else:
+            self._start(sock, time.monotonic() + self.config.header_timeout)
+
+    def _start(self, sock: socket.socket, head_deadline: float) -> None:
+        """The client has spoken (or closed): now the connection gets its task and transport."""
+        self.starting += 1
+        self.spawn(self._serve_socket, sock, head_deadline)
+
+    async def _serve_socket(self, sock: socket.socket, head_deadline: float) -> None:
+        transport = None
+        try:
+            transport = await self.runtime.open_transport(sock)
+        except Exception:
+            pass  # the client has gone already: nothing to serve, nothing to log
+        finally:  # cancelled too (a forced shutdown)
+            self.starting -= 1
+            if transport is None:
+                sock.close()
+                self._maybe_all_closed()
+        if transport is None:
             return
-        connection = Connection(self, transport)
+        connection = Connection(self, transport, head_deadline)
         self.connections.add(connection)
-        self.tasks.start_soon(connection.serve)
+        await connection.serve()
+
+    async def _refuse(self, sock: socket.socket) -> None:
+        try:
+            transport = await self.runtime.open_transport(sock)
+        except Exception:
+            sock.close()
+            return
+        await reject(transport)
+
+    # Stopping ----------------------------------------------------------------------
 
     async def _drain(self, tasks: anyio.abc.TaskGroup) -> None:
         """Close idle connections; let busy ones finish; then cancel the rest."""
-        await anyio.sleep(0)  # let the accept task close the listener
+        await self._not_accepting.wait()  # the listeners are closed, the waiting room no longer watched
+        if self.room is not None:
+            self.room.close()
+            self.room = None
         for connection in list(self.connections):
             connection.close_if_idle()
         with anyio.move_on_after(self.config.shutdown_timeout):
-            if self.connections:
+            if self.connections or self.starting:
                 await self._all_closed.wait()
         if self.connections:
             logger.warning("shutdown timeout: cancelling %d busy connections", len(self.connections))
@@ -193,7 +283,10 @@ class AsyncServer:
 
     def forget(self, connection: Connection) -> None:
         self.connections.discard(connection)
-        if self.stopping and not self.connections:
+        self._maybe_all_closed()
+
+    def _maybe_all_closed(self) -> None:
+        if self.stopping and not self.connections and not self.starting:
             self._all_closed.set()
 
     async def run_in_pool(self, fn: Callable[..., Any], *args: Any, waits_on_client: bool = False,
@@ -235,7 +328,7 @@ class AsyncServer:
     def stats(self) -> dict[str, int]:
         pool = getattr(self, "pool", None)
         return {
-            "connections_open": len(self.connections),
+            "connections_open": self.open_connections(),
             "connections_accepted": self.accepted,
             "connections_rejected": self.rejected,
             "requests_overloaded": self.overloaded,

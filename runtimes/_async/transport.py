@@ -7,13 +7,16 @@ stream stays behind it: anyio's exceptions, the raw socket under it,
 TLS transport (``ssl.MemoryBIO`` between the protocol and the socket)
 implements the same four members and slots in without touching the driver.
 
-Two transports exist today:
+Three transports exist today, each made when a connection's first bytes
+arrive (``waiting.py``), from the accepted socket:
 
-- :class:`AnyioTransport`, over anyio's ``SocketStream`` (the trio runtime's,
-  and the asyncio runtime's with ``async_streams="anyio"``);
+- :class:`AnyioTransport`, over anyio's ``SocketStream`` (the default, and
+  the asyncio runtime's with ``async_streams="anyio"``);
 - ``asyncio_runtime.ProtocolStream``, which sits directly on an
   ``asyncio.Protocol`` and *is* a transport (no wrapper: a wrapper would add
-  an await to every read and write of the fastest path).
+  an await to every read and write of the fastest path);
+- ``trio_runtime.TrioTransport``, straight on the socket and trio's
+  readiness waits.
 
 A transport does not time out: the driver's deadlines do (see
 ``connection.py``), so a read or write costs no cancel scope.
@@ -67,7 +70,8 @@ class AsyncTransport(Protocol):
     async def aclose(self) -> None:
         """Close the connection (our last bytes are delivered, not reset). Never raises.
 
-        The caller shields it from cancellation: a cancelled connection closes too.
+        Not interrupted by cancellation either (a cancelled connection closes
+        too): a transport whose close must wait shields the wait itself.
         """
 
     def abort(self) -> None:
@@ -83,15 +87,19 @@ class AnyioTransport:
 
     __slots__ = ("stream", "sock", "info")
 
-    def __init__(self, stream: anyio.abc.SocketStream) -> None:
+    def __init__(self, stream: anyio.abc.SocketStream, sock: socket.socket) -> None:
         self.stream = stream
-        self.sock = stream.extra(anyio.abc.SocketAttribute.raw_socket)
+        self.sock = sock  # the accepted socket under the stream
         # Small responses leave at once; the protocol already batches what it can.
-        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.info = ConnectionInfo(
-            socket_address(stream.extra(anyio.abc.SocketAttribute.remote_address)),
-            socket_address(stream.extra(anyio.abc.SocketAttribute.local_address)),
-        )
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        # From the socket, not ``stream.extra()``: that builds anyio's table of
+        # attributes on every call, a tenth of a new connection's cost on trio.
+        self.info = ConnectionInfo(socket_address(sock.getpeername()), socket_address(sock.getsockname()))
+
+    @classmethod
+    async def open(cls, sock: socket.socket) -> AnyioTransport:
+        """An accepted socket behind anyio's stream, and that behind the seam."""
+        return cls(await anyio.abc.SocketStream.from_socket(sock), sock)
 
     async def receive(self, max_bytes: int = RECV_SIZE) -> bytes:
         try:
@@ -106,14 +114,13 @@ class AnyioTransport:
         # trio's streams read only when asked: what the client sent that
         # nobody read is still in the kernel, and would turn our FIN into a
         # reset that may destroy our last words (a 400, a GOAWAY) in flight.
-        # (On asyncio the raw socket is asyncio's wrapper, and its transport
-        # has read eagerly anyway.)
-        if isinstance(self.sock, socket.socket):
-            discard_unread(self.sock)
-        try:
-            await self.stream.aclose()
-        except OSError:
-            pass
+        # (asyncio's transport has read eagerly: there is little or nothing left.)
+        discard_unread(self.sock)
+        with anyio.CancelScope(shield=True):
+            try:
+                await self.stream.aclose()
+            except OSError:
+                pass
 
     def abort(self) -> None:
         try:
@@ -130,5 +137,4 @@ async def reject(transport: AsyncTransport) -> None:
             await transport.send(error_response_bytes(503, "too many connections", [("retry-after", "1")]))
         except DISCONNECTS:
             pass
-    with anyio.CancelScope(shield=True):
-        await transport.aclose()
+    await transport.aclose()
