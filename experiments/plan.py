@@ -20,6 +20,12 @@ __all__ = ["Plan", "ladder", "SHARD_CONNECTIONS"]
 SHARD_CONNECTIONS = 9_000
 #: Levels from this many connections on get a fairness run (h2load --h1).
 FAIRNESS_FROM = 100
+#: The fairness run lasts long enough for a server that answers this many
+#: requests per second, shared fairly, to answer every client at least once:
+#: at 25,000 connections a 3 s window gives a client of a fair server doing
+#: 5,000 requests/s a 60% chance of an answer, so "slowest client: 0"
+#: would say more about the window than about the server.
+FAIR_SERVER_RATE = 2_000
 SERVER_START_S = 2.0  # typical start-up and readiness check, per server process
 
 
@@ -71,8 +77,14 @@ class Plan:
         on HTTP/2 the measured h2load run reports them itself."""
         return bool(self.fairness_duration) and self.proto == "h1"
 
+    def fairness_seconds(self, conc: int) -> float:
+        """The fairness run at ``conc`` connections: ``fairness_duration``, longer where the level needs it."""
+        if conc < FAIRNESS_FROM or not self.separate_fairness_run:
+            return 0.0
+        return max(self.fairness_duration, conc / FAIR_SERVER_RATE)
+
     def level_seconds(self, conc: int) -> float:
-        fairness = self.fairness_duration if conc >= FAIRNESS_FROM and self.separate_fairness_run else 0
+        fairness = self.fairness_seconds(conc)
         # Opening thousands of connections is not free either: ~1 s per 10,000.
         return self.warmup + self.duration + fairness + self.pause + 0.5 + conc / 10_000
 
@@ -93,7 +105,7 @@ class Plan:
                if self.shards > 1 else ""),
             f"each level: {self.warmup:g} s warm-up (discarded), {self.duration:g} s measured"
             + (f", {self.fairness_duration:g} s fairness run (h2load --h1) from {FAIRNESS_FROM} connections"
-               if self.separate_fairness_run else "")
+               f" (at least 1 s per {FAIR_SERVER_RATE:,} connections)" if self.separate_fairness_run else "")
             + f", {self.pause:g} s pause",
             f"rounds:     {self.repeat} (median reported)",
             f"pinning:    servers on CPU {','.join(map(str, self.server_cpus))}, "

@@ -430,7 +430,8 @@ def measure_fairness(plan: Plan, targets: list[Target], conc: int, cost: dict) -
         return {"skipped": f"only {established:,} of {conc:,} connections were established during "
                            "the measured run: clients starved before fairness could be measured"}
     try:
-        return run_h2load(targets, conc, plan.fairness_duration, h1=True, cpus=plan.client_cpus, timeout=10)
+        window = plan.fairness_seconds(conc)
+        return run_h2load(targets, conc, window, h1=True, cpus=plan.client_cpus, timeout=10) | {"window_s": window}
     except LoadGenError as exc:  # keep the level's wrk figures
         return {"error": f"h2load: {exc}"}
 
