@@ -44,12 +44,13 @@ from .events import (
     ProtocolSwitched,
     RequestReceived,
 )
+from .h1_checks import connect_refused, content_length_value, other_target_form
 from .h1_parser import CONNECTION_CLOSED, END_OF_MESSAGE, ParserFactory, parser_factory
 from .h1_wire import CONTINUE, LAST_CHUNK, SERVER_NAME, chunk, encode_response_head, error_response_bytes
 from .headers import VALID_HOST as _VALID_HOST, Headers  # RFC 9112 3.2: any other Host gets a 400
 from .limits import Limits
 from .request import ConnectionInfo, Request
-from .response import CONNECT_REFUSAL, Response, response_length
+from .response import Response, response_length
 
 if TYPE_CHECKING:
     from .contract import ServerConnection
@@ -72,9 +73,6 @@ _NO_BODY_STATUSES = frozenset({204, 304})
 _CONTROL = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
 # A field line continued on the next (RFC 9112 5.2: a server rejects it).
 _OBSOLETE_FOLD = re.compile(rb"\n[ \t]")
-# Absolute-form request-target: scheme, authority (no userinfo), then an
-# optional path and query; never a fragment (RFC 9112 3.2.2, RFC 9110 4.2).
-_ABSOLUTE_FORM = re.compile(rb"(?i:https?)://([^/?#@]+)([/?][^#]*)?")
 # Framing is ours to decide; a handler's own values would contradict it.
 _FRAMING_HEADERS = frozenset({"transfer-encoding", "content-length"})
 
@@ -229,10 +227,10 @@ class HTTP11Connection:
         if version != b"1.1" and not version.startswith(b"1."):  # another protocol's greeting, perhaps
             raise ProtocolError(f"HTTP/{version.decode('ascii', 'replace')} is not supported here", status=505)
         if method == b"CONNECT":
-            raise _connect_refused()
+            raise connect_refused()
         # Origin-form ("/path?query") is the common case and needs no more checks;
         # its test is an index, not startswith(), which costs three times as much.
-        authority = None if target[0] == 47 else _other_target_form(method, target)  # 47: "/"
+        authority = None if target[0] == 47 else other_target_form(method, target)  # 47: "/"
         hosts = 0
         content_length: int | None = None
         chunked = False
@@ -246,7 +244,7 @@ class HTTP11Connection:
                     raise ProtocolError("invalid Host header")
                 self._valid_host = value  # a keep-alive client names the same host each time
             elif name == b"content-length":
-                content_length = _content_length(value, content_length)
+                content_length = content_length_value(value, content_length)
             elif name == b"transfer-encoding":
                 # Only chunked, once: any other coding we could not decode.
                 if chunked or value.lower() != b"chunked":
@@ -496,45 +494,3 @@ class HTTP11Connection:
         """Once data_to_send is flushed, close the socket."""
         return self._broken or self._finished or (self._closing and not self._in_request)
 
-
-def _connect_refused() -> ProtocolError:
-    """CONNECT's answer: :data:`~.response.CONNECT_REFUSAL`, as on HTTP/2 (it says why Allow is empty)."""
-    error = ProtocolError(CONNECT_REFUSAL.reason, status=CONNECT_REFUSAL.status)
-    error.headers.update(CONNECT_REFUSAL.headers)
-    return error
-
-
-def _other_target_form(method: bytes, target: bytes) -> bytes | None:
-    """Check a request-target that is not origin-form (RFC 9112 3.2); return its authority, if any.
-
-    Absolute-form (``http://host/path``) is accepted from any client, as RFC
-    9112 3.2.2 requires, with an ``http`` or ``https`` scheme, a valid
-    non-empty host and no userinfo; the authority it names is returned so the
-    caller can make it the Host. Asterisk-form (``*``) is OPTIONS' alone.
-    Authority-form belongs to CONNECT, refused before this. Anything else
-    (``foo``, ``../x``) would reach a handler as a path that is not one: 400.
-    """
-    if target == b"*":
-        if method != b"OPTIONS":
-            raise ProtocolError("the asterisk request-target is only for OPTIONS")
-        return None
-    match = _ABSOLUTE_FORM.fullmatch(target)
-    if match is None:
-        raise ProtocolError("invalid request-target")
-    authority = match.group(1)
-    if not _VALID_HOST.fullmatch(authority) or authority.startswith(b":"):
-        raise ProtocolError("invalid authority in the request-target")
-    return authority
-
-
-def _content_length(value: bytes, previous: int | None) -> int:
-    """A Content-Length value, checked here rather than trusted to the parser.
-
-    Repeats of one value are allowed (RFC 9110 8.6), different values are not.
-    """
-    if not value.isdigit():
-        raise ProtocolError("invalid Content-Length")
-    length = int(value)
-    if previous is not None and previous != length:
-        raise ProtocolError("conflicting Content-Length headers")
-    return length
