@@ -86,7 +86,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stats-file", help="append the runtime's counters as JSON lines to this file")
     p.add_argument("--stats-interval", type=float, default=1.0, help="seconds between stats lines")
     p.add_argument("--switch-interval", type=float,
-                   help="sys.setswitchinterval: seconds a thread may hold the GIL while others wait (CPython: 0.005)")
+                   help="sys.setswitchinterval: seconds a thread may hold the GIL while others wait "
+                        "(default: CPython's 0.005, stretched by the threaded runtime as its threads grow)")
     p.add_argument("--log-level", default="warning")
     return p
 
@@ -94,13 +95,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    if args.switch_interval is not None:
-        sys.setswitchinterval(args.switch_interval)
     handler = load_handler(args.handler)
     options = {
         name: value for name, value in vars(args).items()
-        if name not in ("handler", "bind", "runtime", "log_level", "stats_file", "stats_interval", "workers",
-                        "switch_interval")
+        if name not in ("handler", "bind", "runtime", "log_level", "stats_file", "stats_interval", "workers")
         and value is not None
     }
     binds = args.bind or ["127.0.0.1:3000"]

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import signal
+import sys
 import threading
 from typing import Any
 
@@ -80,6 +81,8 @@ class Server:
                 "Use an async runtime or a plain def."
             )
         fix_mmap_threshold(self.config.mmap_threshold)
+        if self.config.switch_interval is not None:
+            sys.setswitchinterval(self.config.switch_interval)  # process-wide, like the mmap threshold
         listeners = bind_listeners(self.config)
         runtime = self.runtime_class(handler, self.config, listeners)
         return ServerHandle(runtime, [sock.getsockname() for sock in listeners])

@@ -376,27 +376,60 @@ class OwnedConnection:
 
 
 class OwnedConnections:
-    """The connections a runtime's threads own, for counting them and for a graceful shutdown."""
+    """The connections a runtime's threads own, for counting them and for a graceful shutdown.
+
+    A connection may be counted before it exists: :meth:`reserve` holds a
+    place for one whose thread is still starting (it builds its own
+    connection, see ``threaded``), and that thread then calls
+    :meth:`arrived` or :meth:`abandon`. A shutdown waits for those too.
+    """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._all_closed = threading.Condition(self._lock)
         self._open: set[OwnedConnection] = set()
+        self._starting = 0  # reserved places whose connection has not arrived yet
+        self._draining = False
         self._trimmer = HeapTrimmer()  # a crowd of threads leaves freed pages behind: see _memory
 
     def __len__(self) -> int:
-        return len(self._open)
+        return len(self._open) + self._starting
 
     def add(self, connection: OwnedConnection) -> None:
         with self._lock:
             self._open.add(connection)
             self._trimmer.opened(len(self._open))
 
+    def reserve(self, limit: int) -> bool:
+        """Hold a place for a connection about to start; False at ``limit`` connections."""
+        with self._lock:
+            if len(self._open) + self._starting >= limit:
+                return False
+            self._starting += 1
+            return True
+
+    def arrived(self, connection: OwnedConnection) -> None:
+        """A reserved place is filled. A connection that arrives during a shutdown begins its own."""
+        with self._lock:
+            self._starting -= 1
+            self._open.add(connection)
+            self._trimmer.opened(len(self._open))
+            draining = self._draining
+        if draining:
+            connection.begin_shutdown()
+
+    def abandon(self) -> None:
+        """A reserved place will not be filled (the client left, or no thread could start)."""
+        with self._lock:
+            self._starting -= 1
+            if not self._open and not self._starting:
+                self._all_closed.notify_all()
+
     def forget(self, connection: OwnedConnection) -> None:
         """A connection closed (its thread calls this, as the connection's ``on_close``)."""
         with self._lock:
             self._open.discard(connection)
-            if not self._open:
+            if not self._open and not self._starting:
                 self._all_closed.notify_all()
             left = len(self._open)
         self._trimmer.closed(left)
@@ -404,12 +437,13 @@ class OwnedConnections:
     def drain(self, timeout: float) -> None:
         """Idle connections close now, busy ones after their response; past ``timeout``, force the rest."""
         with self._lock:
+            self._draining = True
             connections = list(self._open)
         for connection in connections:
             connection.begin_shutdown()
         deadline = time.monotonic() + timeout
         with self._lock:
-            while self._open and (left := deadline - time.monotonic()) > 0:
+            while (self._open or self._starting) and (left := deadline - time.monotonic()) > 0:
                 self._all_closed.wait(left)
             stragglers = list(self._open)
         if stragglers:

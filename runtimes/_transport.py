@@ -36,10 +36,13 @@ class SocketTransport:
 
     __slots__ = ("sock", "fd", "info", "_recv_timeout", "_blocking", "_send_timeout", "_send_rate")
 
-    def __init__(self, sock: socket.socket, peer: object) -> None:
+    def __init__(self, sock: socket.socket, peer: object = None) -> None:
+        """``peer``: the client's address as ``accept`` gave it; None to ask the socket."""
         self.sock = sock
         self.fd = sock.fileno()
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if peer is None:
+            peer = sock.getpeername()
         self.info = ConnectionInfo(socket_address(peer), socket_address(sock.getsockname()))
         self._recv_timeout = -1.0
         self._blocking = None

@@ -8,6 +8,8 @@ otherwise repeat lives here.
 
 from __future__ import annotations
 
+import ctypes
+import errno
 import inspect
 import logging
 import os
@@ -24,7 +26,7 @@ from typing import Any
 from protocols import Limits, Request
 
 __all__ = [
-    "LISTENER", "WAKE", "Config", "Handler", "Loop", "Runtime", "Waker", "accept_backlog", "bind_listeners", "discard_unread", "is_async_handler", "logger",
+    "LISTENER", "WAKE", "Config", "Handler", "Loop", "Runtime", "Waker", "accept_backlog", "accept_descriptors", "bind_listeners", "discard_unread", "is_async_handler", "logger",
     "socket_address", "thread_count", "watch_listeners",
 ]
 
@@ -107,6 +109,10 @@ class Config:
     #: freed (glibc's mmap threshold, fixed instead of rising after each free:
     #: see runtimes/_memory.py); 0 leaves the allocator as it is. Process-wide.
     mmap_threshold: int = 128 * 1024
+    #: sys.setswitchinterval for the process (seconds a thread may hold the GIL
+    #: while others wait). None: CPython's own 5 ms, which the thread-per-connection
+    #: runtime stretches when thousands of threads wait (see runtimes/_gil.py).
+    switch_interval: float | None = None
     #: Event-loop runtimes: run blocking handlers on worker threads ("thread")
     #: or on the loop itself ("inline": fast if they never block).
     blocking_handlers: str = "thread"
@@ -269,6 +275,59 @@ def accept_backlog(listener: socket.socket, backoff: float = 0.0) -> Iterator[tu
             if backoff:
                 time.sleep(backoff)
             return
+
+
+def accept_descriptors(listener: socket.socket, backoff: float = 0.0) -> Iterator[int]:
+    """Every connection waiting in a non-blocking listener's backlog, as bare file descriptors,
+    accepted without letting go of the GIL.
+
+    Why a thread runtime needs this: ``socket.accept`` releases the GIL
+    around the system call, like every call in :mod:`socket`, and getting it
+    back means queueing behind every runnable thread. A thread per
+    connection under load has hundreds of them, each holding the GIL for a
+    request's worth of work: at 1,000 busy connections the accept loop got
+    the GIL about 40 times a second and so accepted about 40 connections a
+    second, leaving the rest in the backlog for many seconds. ``accept4``
+    called through :class:`ctypes.PyDLL` keeps the GIL (it cannot block: the
+    listener is non-blocking), so one turn drains the whole backlog. The
+    caller makes each descriptor a socket on the connection's own thread,
+    where the calls that do drop the GIL (``getpeername``, setting the
+    timeout) cost only that thread.
+
+    Where ``accept4`` is missing (not Linux) this is :func:`accept_backlog`.
+    """
+    if _accept4 is None:
+        for sock, _ in accept_backlog(listener, backoff):
+            yield sock.detach()
+        return
+    fd = listener.fileno()
+    while True:
+        conn = _accept4(fd, None, None, socket.SOCK_CLOEXEC)
+        if conn >= 0:
+            yield conn
+            continue
+        code = ctypes.get_errno()
+        if code in (errno.EAGAIN, errno.EWOULDBLOCK):
+            return
+        if code in (errno.EINTR, errno.ECONNABORTED, errno.EPROTO):
+            continue  # a signal, or a client that gave up while queued: take the next
+        logger.warning("accept failed: %s", os.strerror(code))  # EMFILE and its kind
+        if backoff:
+            time.sleep(backoff)
+        return
+
+
+def _gil_holding_accept4() -> Any:
+    try:
+        accept4 = ctypes.PyDLL(None, use_errno=True).accept4
+    except (AttributeError, OSError):
+        return None
+    accept4.argtypes = (ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int)
+    accept4.restype = ctypes.c_int
+    return accept4
+
+
+_accept4 = _gil_holding_accept4()
 
 
 def socket_address(address: Any) -> tuple[str, int] | None:
