@@ -376,7 +376,12 @@ def measure_level(plan: Plan, server: ServerProcess, stats: list[Path], targets:
     if plan.proto == "h2":  # h2load's own per-client rates are the fairness figures
         fairness = {"client_rps": load["client_rps"], "source": "the measured h2load run"}
     else:
+        # The measured run's connections first: still open, they would count against the
+        # fairness run's (at 25,000, 503s past max_connections, or clients that never connect).
+        drained_after = wait_for_drain(stats) if conc >= FAIRNESS_FROM else None
         fairness = measure_fairness(plan, targets, conc, cost)
+        if fairness is not None and drained_after is not None:
+            fairness["drain_before_s"] = drained_after
     return {"load": load, "cost": cost, "fairness": fairness,
             "other_cpus": round(other, 2), "time_wait_before": time_wait, "warmup_drain_s": drained}
 
