@@ -18,11 +18,13 @@ from protocols import (
     ResponseBuilder,
 )
 
+from .asgi import ASGIHandler
 from .registry import available_runtimes
 from .server import Server, ServerHandle
+from .wsgi import WSGIAdapter
 
 __all__ = [
-    "Body", "BodyTooLarge", "ClientDisconnected", "ConnectionInfo", "HTTPError",
+    "ASGIHandler", "Body", "BodyTooLarge", "ClientDisconnected", "ConnectionInfo", "HTTPError",
     "Headers", "Request", "RequestBody", "Response", "ResponseBuilder", "Server",
-    "ServerHandle", "available_runtimes",
+    "ServerHandle", "WSGIAdapter", "available_runtimes",
 ]

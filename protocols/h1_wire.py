@@ -28,7 +28,13 @@ LAST_CHUNK = b"0\r\n\r\n"
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 
 
-def status_line(status: int) -> str:
+def status_line(status: int, reason: str | None = None) -> str:
+    """``HTTP/1.1 200 OK`` and its CRLF; ``reason`` instead of the standard phrase if given
+    (checked for CR and LF with the rest of the head, see encode_head)."""
+    if reason is not None:
+        if not 100 <= status <= 999:
+            raise ValueError(f"invalid status code {status!r}")
+        return f"HTTP/1.1 {status} {reason}\r\n"
     line = _STATUS_LINES.get(status)
     if line is None:
         if not 100 <= status <= 999:
@@ -39,7 +45,7 @@ def status_line(status: int) -> str:
     return line
 
 
-def encode_head(status: int, headers: list[tuple[str, str]]) -> bytes:
+def encode_head(status: int, headers: list[tuple[str, str]], reason: str | None = None) -> bytes:
     """Status line plus header fields plus the blank line, as bytes.
 
     Raises ValueError for a header name that is not a token or a value that
@@ -48,7 +54,7 @@ def encode_head(status: int, headers: list[tuple[str, str]]) -> bytes:
     for name, _ in headers:
         if not is_token(name):
             raise ValueError(f"invalid header name {name!r}")
-    text = status_line(status) + "".join([f"{n}: {v}\r\n" for n, v in headers]) + "\r\n"
+    text = status_line(status, reason) + "".join([f"{n}: {v}\r\n" for n, v in headers]) + "\r\n"
     # One CRLF per field plus the status line and the blank line: any other
     # CR or LF came from a value and would split the response.
     if text.count("\n") != len(headers) + 2 or text.count("\r") != len(headers) + 2 or "\0" in text:
@@ -66,16 +72,17 @@ _date_second = -1
 _date_tails = (b"", b"")
 
 
-def encode_response_head(status: int, fields: list[tuple[str, str]], framing: bytes, add_server: bool) -> bytes:
+def encode_response_head(status: int, fields: list[tuple[str, str]], framing: bytes, add_server: bool,
+                         reason: str | None = None) -> bytes:
     """A response head: ``fields`` (checked and encoded as :func:`encode_head` does), then
     ``framing`` (the server's own field lines, encoded), Date, and Server if ``add_server``.
 
     Raises ValueError as :func:`encode_head` does; such a head is never remembered.
     """
-    key = (status, *fields)
+    key = (status, *fields) if reason is None else (status, ("", reason), *fields)
     head = _HEADS.get(key)
     if head is None:
-        head = encode_head(status, fields)[:-2]  # its blank line comes after Date
+        head = encode_head(status, fields, reason)[:-2]  # its blank line comes after Date
         if len(_HEADS) >= _HEADS_MAX:
             _HEADS.clear()
         _HEADS[key] = head

@@ -378,7 +378,7 @@ class HTTP11Connection:
         if close:
             fields = [(n, v) for n, v in fields if n != "connection"]
             framing += b"connection: close\r\n"
-        head = encode_response_head(status, fields, framing, add_server)
+        head = encode_response_head(status, fields, framing, add_server, response.reason)
 
         self._out.append(head)
         self._responding = True

@@ -216,10 +216,12 @@ class Response:
     ``headers`` may be a dict or a list of pairs; ``content_type`` is a
     shortcut for the ``Content-Type`` header. A ``str`` body defaults to
     ``text/plain; charset=utf-8``. The server adds ``Content-Length`` or
-    chunked framing, ``Date`` and ``Server`` itself.
+    chunked framing, ``Date`` and ``Server`` itself. ``reason`` replaces the
+    standard reason phrase on HTTP/1.1 (a WSGI app's ``"299 Custom"``);
+    HTTP/2 has none.
     """
 
-    __slots__ = ("status", "headers", "body")
+    __slots__ = ("status", "headers", "body", "reason")
 
     def __init__(
         self,
@@ -227,8 +229,10 @@ class Response:
         status: int = 200,
         headers: Headers | dict[str, str] | Iterable[tuple[str, str]] | None = None,
         content_type: str | None = None,
+        reason: str | None = None,
     ) -> None:
         self.status = status if type(status) is int else int(status)
+        self.reason = reason
         if headers is None and content_type is None:  # Response("text") or Response(b"data"): the usual
             kind = type(body)
             if kind is str:

@@ -88,6 +88,24 @@ def test_response_has_length_date_and_server():
     assert not conn.should_close
 
 
+def test_a_reason_phrase_of_the_handlers_own_replaces_the_standard_one():
+    conn = new_conn()
+    feed(conn, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    out = respond(conn, 1, Response("hi", status=299, reason="Custom Thing"))
+    assert out.startswith(b"HTTP/1.1 299 Custom Thing\r\n")
+    feed(conn, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert respond(conn, 3, Response("hi", status=299)).startswith(b"HTTP/1.1 299 \r\n")  # not the cached one
+
+
+@pytest.mark.parametrize("reason", ["OK\r\nX-Injected: 1", "OK\nX: 1", "OK\0"])
+def test_a_reason_phrase_cannot_split_the_response(reason):
+    conn = new_conn()
+    feed(conn, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    with pytest.raises(ValueError):
+        conn.send_response(1, Response("hi", reason=reason))
+    assert conn.data_to_send() == b""
+
+
 def test_pipelined_requests_are_released_one_at_a_time_in_order():
     conn = new_conn()
     events = feed(conn, b"".join(b"GET /%d HTTP/1.1\r\nHost: x\r\n\r\n" % i for i in range(3)))

@@ -19,6 +19,10 @@ To its connections the server is the small ``connection.Server``
 interface (the handler and how to call it, the pool, whether it is
 stopping); to the server a connection is :class:`Connection` with three
 calls: ``serve``, ``check`` (the sweeper's tick) and ``close_if_idle``.
+
+A handler may have a life of its own around the server's: the optional
+``handler.lifespan`` hook (:meth:`AsyncServer.handler_lifespan`), which the
+ASGI adapter uses for its app's startup and shutdown.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ import socket
 import threading
 import time
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
 from typing import Any
 
 import anyio
@@ -142,7 +146,7 @@ class AsyncServer:
         self._not_accepting = anyio.Event()
         self.token = anyio.lowlevel.current_token()
         try:
-            async with anyio.create_task_group() as tasks:
+            async with self.handler_lifespan(), anyio.create_task_group() as tasks:
                 self.spawn: Spawn = await tasks.start(self._host_connections)
                 tasks.start_soon(self._sweep)
                 accepting = anyio.CancelScope()
@@ -157,6 +161,26 @@ class AsyncServer:
             self.pool.close()
             if self.room is not None:
                 self.room.close()
+            for sock in self.runtime.listeners:  # the accept loop closes them; a failed startup never ran it
+                sock.close()
+
+    def handler_lifespan(self) -> AbstractAsyncContextManager[object]:
+        """The handler's own life around the server's: ``handler.lifespan(tasks)``, if it has that hook.
+
+        An optional attribute of the handler: a factory of async context
+        managers. The server enters what it returns on the loop before it
+        accepts the first connection, and leaves it after the drain, once
+        every connection has closed or been cancelled (``shutdown_timeout``).
+        If entering raises, the server does not start and ``start()`` raises
+        that. A handler without the attribute costs nothing here.
+
+        ``tasks`` is :meth:`AsyncRuntime.connection_tasks`, the loop's own
+        and cheapest place for tasks, for a handler whose requests start
+        tasks that outlive its call: the ASGI adapter runs each request's app
+        in one, and its app's lifespan protocol in the hook itself.
+        """
+        lifespan = getattr(self.handler, "lifespan", None)
+        return lifespan(self.runtime.connection_tasks) if lifespan is not None else nullcontext()
 
     async def _host_connections(self, *, task_status: anyio.abc.TaskStatus[Spawn]) -> None:
         async with self.runtime.connection_tasks() as spawn:
