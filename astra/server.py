@@ -11,19 +11,31 @@
 
 ``serve`` blocks until SIGINT or SIGTERM and then shuts down gracefully;
 ``start`` returns a :class:`ServerHandle` at once, for tests and embedding.
+``Server.bind("unix:/run/app.sock")`` listens on a Unix domain socket
+instead (or as well: ``Server.bind("127.0.0.1:3000", "unix:/run/app.sock")``).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import os
 import signal
+import socket
 import sys
 import threading
 from typing import Any
 
 from protocols import Limits
 from runtimes._memory import fix_mmap_threshold
-from runtimes.common import Config, Handler, bind_listeners, is_async_handler
+from runtimes._listeners import bind_listeners
+from runtimes.common import (
+    UNIX_PREFIX,
+    Address,
+    Config,
+    Handler,
+    UnixAddress,
+    is_async_handler,
+)
 
 from .registry import DEFAULT_RUNTIME, load_runtime
 
@@ -33,8 +45,10 @@ _LIMIT_FIELDS = {f.name for f in dataclasses.fields(Limits)}
 _CONFIG_FIELDS = {f.name for f in dataclasses.fields(Config)} - {"host", "port", "limits"}
 
 
-def parse_address(address: str) -> tuple[str, int]:
-    """``"host:port"``, ``":port"``, ``"[::1]:port"`` -> (host, port)."""
+def parse_address(address: str) -> Address:
+    """``"host:port"``, ``":port"``, ``"[::1]:port"`` -> (host, port); ``"unix:PATH"`` -> UnixAddress(PATH)."""
+    if address.startswith(UNIX_PREFIX):
+        return UnixAddress(address[len(UNIX_PREFIX):])
     host, sep, port = address.rpartition(":")
     if not sep:
         raise ValueError(f"address {address!r} needs a port: HOST:PORT")
@@ -51,7 +65,7 @@ class Server:
     plus ``runtime``: the name of the runtime to serve with.
     """
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 3000, *, runtime: str = DEFAULT_RUNTIME,
+    def __init__(self, host: str | UnixAddress = "127.0.0.1", port: int = 3000, *, runtime: str = DEFAULT_RUNTIME,
                  **options: Any) -> None:
         unknown = set(options) - _LIMIT_FIELDS - _CONFIG_FIELDS
         if unknown:
@@ -61,14 +75,19 @@ class Server:
         self.config = Config(host=host, port=port, limits=limits, **settings)
         self.runtime_name = runtime
         self.runtime_class = load_runtime(runtime)
+        #: Sockets already listening for some of the addresses (bound by a parent
+        #: process before it forked: ``--workers`` with a Unix socket), used as they are.
+        self.inherited: dict[Address, socket.socket] = {}
 
     @classmethod
     def bind(cls, address: str, *more: str, **options: Any) -> Server:
-        """``Server.bind("127.0.0.1:3000")``; more addresses listen for the same server."""
-        host, port = parse_address(address)
+        """``Server.bind("127.0.0.1:3000")``, ``Server.bind("unix:/run/app.sock")``; more addresses listen too."""
+        first = parse_address(address)
         if more:
             options["also_bind"] = tuple(parse_address(a) for a in more)
-        return cls(host, port, **options)
+        if isinstance(first, UnixAddress):
+            return cls(first, 0, **options)
+        return cls(*first, **options)
 
     def start(self, handler: Handler) -> ServerHandle:
         """Start serving in a background thread; return once connections are accepted."""
@@ -83,9 +102,19 @@ class Server:
         fix_mmap_threshold(self.config.mmap_threshold)
         if self.config.switch_interval is not None:
             sys.setswitchinterval(self.config.switch_interval)  # process-wide, like the mmap threshold
-        listeners = bind_listeners(self.config)
-        runtime = self.runtime_class(handler, self.config, listeners)
-        return ServerHandle(runtime, [sock.getsockname() for sock in listeners])
+        listeners = bind_listeners(self.config, self.inherited)
+        # Removed at shutdown: the files of the sockets bound here (an inherited one is its parent's).
+        files = socket_files([sock for sock in listeners if sock not in self.inherited.values()])
+        try:
+            addresses = [_bound_address(sock) for sock in listeners]
+            runtime = self.runtime_class(handler, self.config, listeners)
+        except BaseException:
+            for sock in listeners:
+                sock.close()
+            for file in files:
+                file.remove()
+            raise
+        return ServerHandle(runtime, addresses, files)
 
     def serve(self, handler: Handler) -> None:
         """Serve until SIGINT or SIGTERM, then shut down gracefully."""
@@ -105,13 +134,56 @@ class Server:
                 signal.signal(sig, old)
 
 
-class ServerHandle:
-    """A running server: its bound ``address``, ``url``, ``stats()`` and ``shutdown()``."""
+@dataclasses.dataclass(frozen=True)
+class SocketFile:
+    """A Unix socket's file as this server made it: removed at shutdown only if it is still that file."""
 
-    def __init__(self, runtime: Any, addresses: list[tuple]) -> None:
+    path: str
+    device: int
+    inode: int
+
+    def remove(self) -> None:
+        """Delete the file, unless another server has replaced it since (a new socket is a new inode)."""
+        try:
+            st = os.lstat(self.path)
+            if (st.st_dev, st.st_ino) == (self.device, self.inode):
+                os.unlink(self.path)
+        except OSError:
+            pass
+
+
+def socket_files(listeners: list[socket.socket]) -> list[SocketFile]:
+    """The files of the Unix sockets among ``listeners``, to remove when the server stops."""
+    files = []
+    for sock in listeners:
+        if sock.family == socket.AF_UNIX:
+            path = sock.getsockname()
+            if isinstance(path, str) and path:  # not an abstract (bytes) address
+                st = os.lstat(path)
+                files.append(SocketFile(path, st.st_dev, st.st_ino))
+    return files
+
+
+def _bound_address(sock: socket.socket) -> Address:
+    """Where a listener listens: (host, port) with the port the OS picked, or its Unix socket."""
+    name = sock.getsockname()
+    if sock.family == socket.AF_UNIX:
+        return UnixAddress(name)
+    return (name[0], name[1])
+
+
+class ServerHandle:
+    """A running server: its bound ``address``, ``url``, ``stats()`` and ``shutdown()``.
+
+    ``address`` and ``addresses`` are (host, port) pairs, or ``UnixAddress``
+    for Unix sockets, whose files are removed once the server has stopped.
+    """
+
+    def __init__(self, runtime: Any, addresses: list[Address], files: list[SocketFile] = ()) -> None:
         self.runtime = runtime
-        self.addresses: list[tuple[str, int]] = [(a[0], a[1]) for a in addresses]
+        self.addresses = addresses
         self.address = self.addresses[0]
+        self._socket_files = list(files)
         self._ready = threading.Event()
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name=f"astra-{runtime.name}", daemon=True)
@@ -127,6 +199,9 @@ class ServerHandle:
             self._error = exc
             self._ready.set()
             raise
+        finally:
+            for file in self._socket_files:  # the listeners are closed: nobody can connect any more
+                file.remove()
 
     @property
     def url(self) -> str:
@@ -134,7 +209,9 @@ class ServerHandle:
 
     @property
     def urls(self) -> list[str]:
-        return [f"http://{'[' + host + ']' if ':' in host else host}:{port}" for host, port in self.addresses]
+        """``http://host:port`` per TCP address; ``unix:PATH`` for a Unix socket (no URL names one)."""
+        return [str(a) if isinstance(a, UnixAddress) else f"http://{'[' + a[0] + ']' if ':' in a[0] else a[0]}:{a[1]}"
+                for a in self.addresses]
 
     @property
     def running(self) -> bool:

@@ -11,16 +11,23 @@ runtime waits lives here, once, for both protocols:
 - the body inbox, and how a connection's events reach it (:func:`deliver`);
 - the gather-before-dispatch rule (:func:`gather_body_first`);
 - the handler call and its error mapping;
-- what a connection's deadline means when it passes (:class:`Deadline`).
+- what a connection's deadline means when it passes (:class:`Deadline`);
+- what an operator sees: the client behind a trusted proxy
+  (:func:`trusted_proxies`, applied once per request where a family first
+  meets it) and the access log (:class:`AccessLog`). Both are None when
+  off, so the hot path pays one ``is not None`` each.
 """
 
 from __future__ import annotations
 
 import enum
+import logging
+import re
 import time
 from collections import deque
 
 from protocols import (
+    Body,
     BodyEnded,
     BodyReceived,
     ClientDisconnected,
@@ -35,13 +42,15 @@ from protocols import (
     StreamReset,
     reason_phrase,
 )
+from protocols.forwarded import TrustedProxies
+from protocols.request import ConnectionInfo
 
-from .common import Handler, logger
+from .common import Config, Handler, logger
 
 __all__ = [
-    "GATHERED_BODY_BYTES", "PASSES_THROUGH", "BodyInbox", "ParkedResponses", "abandoned", "body_too_late",
-    "Deadline", "call_handler", "check_response", "deliver", "error_response", "gather_body_first",
-    "handler_failed", "logger", "start_response",
+    "GATHERED_BODY_BYTES", "PASSES_THROUGH", "AccessLog", "BodyInbox", "ParkedResponses", "abandoned",
+    "access_log", "access_logger", "body_too_late", "Deadline", "call_handler", "close_body", "check_response", "deliver",
+    "error_response", "gather_body_first", "handler_failed", "logger", "start_response", "trusted_proxies",
 ]
 
 
@@ -311,6 +320,18 @@ def check_response(response: object, request: Request) -> Response:
     return error_response(500)
 
 
+def close_body(body: Body) -> None:
+    """A response body's ``close()`` (a WSGI iterable's, a file's); what it raises is logged.
+
+    It is the handler's failure, after its response has gone or been cut
+    off: raising it would end the connection before what is queued is flushed.
+    """
+    try:
+        body.close()
+    except Exception:
+        logger.exception("closing the response body failed")
+
+
 def start_response(proto: ServerConnection, stream_id: int, response: Response) -> Response:
     """Send a response's head; an invalid one is logged and replaced by a 500.
 
@@ -320,7 +341,114 @@ def start_response(proto: ServerConnection, stream_id: int, response: Response) 
         proto.send_response(stream_id, response)
     except ValueError as exc:
         logger.error("handler returned an invalid response: %s", exc)
-        response.body.close()
+        close_body(response.body)
         response = error_response(500)
         proto.send_response(stream_id, response)
     return response
+
+
+# -- what an operator sees ----------------------------------------------------------
+
+def trusted_proxies(config: Config) -> TrustedProxies | None:
+    """The proxies whose forwarding headers rewrite ``request.connection``; None when none are trusted.
+
+    A family applies it once per request, where the request first reaches
+    it: ``request.connection = proxies.resolve(request.connection, request.headers)``.
+    """
+    return config.forwarded_allow_ips or None
+
+
+#: Where access log lines go (``--access-log``): INFO, one line per response.
+access_logger = logging.getLogger("astra.access")
+
+#: Everything but printable ASCII, the quote and the backslash: escaped, so that
+#: a client cannot end a field early or forge a line of its own.
+_UNSAFE = re.compile(r'[^\x20\x21\x23-\x5b\x5d-\x7e]')
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+
+
+def _escape(text: str) -> str:
+    return text if _UNSAFE.search(text) is None else _UNSAFE.sub(_escaped, text)
+
+
+def _escaped(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
+
+
+class AccessLog:
+    """One line per response in the combined log format, plus the time it took in microseconds::
+
+        192.0.2.7 - - [30/Nov/2026:10:58:01 +0000] "GET /a?b=1 HTTP/1.1" 200 12 "-" "curl/8.5.0" 532
+
+    The client is ``request.connection``'s peer (after a trusted proxy has
+    had its say; ``-`` on a Unix socket), the time is when the request
+    arrived, the size is the response body's length when known (``-`` for a
+    stream of unknown length). Request line, referrer and user agent are
+    escaped (``\\xHH``). Lines go to the ``astra.access`` logger at INFO.
+
+    What gets a line: every request answered, by its handler or by astra
+    (408 for a body too slow, 503 when every worker is busy: on HTTP/2 that
+    is the REFUSED_STREAM the client got), the handler's status when the
+    client went away during the response; and a malformed HTTP/1.1 request
+    the protocol answered itself (400, 413, 431, 501, 505), with ``"-"`` for
+    its request line, since no request was made of it. A client that leaves
+    before any answer exists, or never finishes a request head, has none.
+    """
+
+    __slots__ = ("_logger", "_stamp")
+
+    def __init__(self, log: logging.Logger = access_logger) -> None:
+        self._logger = log
+        self._stamp = (-1, "")  # (second, its text), replaced as one: threads share it
+
+    def responded(self, request: Request, response: Response, arrived: float | None) -> None:
+        """``response`` was (or was being) sent for ``request``, which arrived at ``arrived`` (monotonic)."""
+        size = response.body.length
+        if request.method == "HEAD" or response.status in (204, 304):
+            size = 0  # the protocol sends no body, whatever the handler gave
+        self.answered(request, response.status, size, arrived)
+
+    def refused(self, request: Request, arrived: float | None) -> None:
+        """``request`` was turned away unprocessed, every worker busy (503; HTTP/2: REFUSED_STREAM)."""
+        self.answered(request, 503, None, arrived)
+
+    def answered(self, request: Request, status: int, size: int | None, arrived: float | None) -> None:
+        """``request`` got ``status`` with a body of ``size`` bytes (None: not known)."""
+        if self._logger.isEnabledFor(logging.INFO):
+            headers = request.headers
+            self._write(request.connection, _escape(f"{request.method} {request.target} {request.protocol}"),
+                        status, "-" if size is None else str(size), _escape(headers.get("referer", "-")),
+                        _escape(headers.get("user-agent", "-")), arrived)
+
+    def unparsed(self, info: ConnectionInfo, status: int) -> None:
+        """The protocol answered ``status`` to bytes that never made a request (a malformed head)."""
+        if self._logger.isEnabledFor(logging.INFO):
+            self._write(info, "-", status, "-", "-", "-", None)
+
+    def _write(self, info: ConnectionInfo, line: str, status: int, size: str, referer: str, agent: str,
+               arrived: float | None) -> None:
+        now = time.monotonic()
+        took = "-" if arrived is None else str(int((now - arrived) * 1_000_000))
+        wall = time.time() - (now - arrived if arrived is not None else 0.0)
+        host = info.peer[0] if info.peer is not None else "-"
+        self._logger.info(f'{host} - - [{self._timestamp(int(wall))}] "{line}" {status} {size} '
+                          f'"{referer}" "{agent}" {took}')
+
+    def _timestamp(self, second: int) -> str:
+        """``30/Nov/2026:10:58:01 +0000`` in local time, made once a second (``%b`` would follow the locale)."""
+        cached, text = self._stamp
+        if second != cached:
+            t = time.localtime(second)
+            text = (f"{t.tm_mday:02d}/{_MONTHS[t.tm_mon - 1]}/{t.tm_year}:"
+                    f"{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d} {time.strftime('%z', t)}")
+            self._stamp = (second, text)
+        return text
+
+
+_ACCESS_LOG = AccessLog()
+
+
+def access_log(config: Config) -> AccessLog | None:
+    """The access log, or None when it is off (then nothing on the hot path but the check)."""
+    return _ACCESS_LOG if config.access_log else None

@@ -43,6 +43,7 @@ from collections.abc import Callable
 
 from protocols import ClientDisconnected, RequestReceived, error_response_bytes, server_connection
 
+from ._lifecycle import access_log, trusted_proxies
 from ._memory import HeapTrimmer
 from ._pool import WorkerPool
 from ._sync import StreamSet
@@ -70,14 +71,18 @@ class OwnedConnection:
     """
 
     def __init__(self, transport: SocketTransport, config: Config, handler: Handler,
-                 on_close: Callable[[OwnedConnection], None], submit_stream: Submit | None = None) -> None:
+                 on_close: Callable[[OwnedConnection], None], submit_stream: Submit | None = None,
+                 before_wait: Callable[[], None] | None = None) -> None:
         self.transport = transport
+        #: Called each time the thread is about to wait for a request (``threaded``: help accept).
+        self.before_wait = before_wait
         self.config = config
         self.on_close = on_close
         self.submit_stream = submit_stream
         proto = server_connection(transport.info, config.limits, config.http)
         self.streams = StreamSet(proto, self, handler, config.io_timeout,
-                                 config.min_receive_rate, config.min_send_rate)
+                                 config.min_receive_rate, config.min_send_rate,
+                                 proxies=trusted_proxies(config), access_log=access_log(config))
         self.streams.pull = self._pull
         self.write_lock = threading.Lock()  # stream threads send one at a time, in protocol order
         self.closed = False
@@ -137,6 +142,8 @@ class OwnedConnection:
             if streams.proto.should_close:
                 self.flush(True)  # a 4xx for a broken request, perhaps
                 return None
+            if self.before_wait is not None:
+                self.before_wait()
             timeout = config.keep_alive_timeout if deadline is None else deadline - time.monotonic()
             data = None if timeout <= 0 else self.transport.receive(timeout)
             if data is None:  # timed out

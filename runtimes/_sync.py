@@ -35,19 +35,23 @@ from typing import Protocol
 from protocols import (
     ClientDisconnected,
     Event,
+    ProtocolFailed,
     ProtocolSwitched,
     RequestBody,
     RequestReceived,
     Response,
     ServerConnection,
 )
+from protocols.forwarded import TrustedProxies
 
 from ._lifecycle import (
+    AccessLog,
     BodyInbox,
     ParkedResponses,
     abandoned,
     body_too_late,
     call_handler,
+    close_body,
     deliver,
     error_response,
     gather_body_first,
@@ -93,7 +97,8 @@ class StreamSet:
     """The streams of one connection, and the lock that guards its protocol state."""
 
     def __init__(self, proto: ServerConnection, owner: Owner, handler: Handler, io_timeout: float,
-                 receive_rate: float = 1024.0, send_rate: float = 1024.0) -> None:
+                 receive_rate: float = 1024.0, send_rate: float = 1024.0, *,
+                 proxies: TrustedProxies | None = None, access_log: AccessLog | None = None) -> None:
         self.proto = proto
         self.owner = owner
         self.handler = handler
@@ -112,6 +117,10 @@ class StreamSet:
         #: Set while the reader itself runs the handler: body reads then read the
         #: socket (``pull(timeout) -> bool``: False when nothing came in time).
         self.pull: Callable[[float], bool] | None = None
+        self.proxies = proxies  # whose forwarding headers say who the client is (None: nobody's)
+        self.access_log = access_log
+        #: Stream -> when its request arrived (monotonic), while logging; a stream's ending takes its entry.
+        self.arrivals: dict[int, float] = {}
 
     @property
     def inline(self) -> bool:
@@ -127,6 +136,11 @@ class StreamSet:
             kind = type(event)
             if kind is RequestReceived:
                 self.running += 1
+                if self.proxies is not None:  # once per request, before anyone looks at it
+                    request = event.request
+                    request.connection = self.proxies.resolve(request.connection, request.headers)
+                if self.access_log is not None:
+                    self.arrivals[event.stream_id] = time.monotonic()
                 if event.has_body:
                     self.inboxes[event.stream_id] = SyncBody(self, event.stream_id)
                     if not self.inline and gather_body_first(event.request, self.proto, event.stream_id):
@@ -138,6 +152,9 @@ class StreamSet:
                 ready += self.absorb(self.proto.events())
             elif self.inboxes:  # body events, or the end of everything, for the streams reading
                 deliver(self.inboxes, event)
+            elif kind is ProtocolFailed and self.access_log is not None and not self.running:
+                if not self.proto.multiplexed:  # (HTTP/2's is a GOAWAY: no response, no line)
+                    self.access_log.unparsed(self.proto.info, event.status)
         if self.gathering:
             ready += self._gathered()
         if self.waiters:  # even with no events: a WINDOW_UPDATE or a reset arrives as none
@@ -154,6 +171,7 @@ class StreamSet:
             else:
                 self.proto.abort_stream(sid)
                 del self.inboxes[sid]
+                self.arrivals.pop(sid, None)
                 self.running -= 1
         return ready
 
@@ -208,6 +226,7 @@ class StreamSet:
             inbox.fail(error)
         for sid in self.gathering:  # never started: nothing will finish them
             self.inboxes.pop(sid, None)
+            self.arrivals.pop(sid, None)
         self.running -= len(self.gathering)
         self.gathering.clear()
         self.changed.notify_all()
@@ -226,15 +245,21 @@ class StreamSet:
             request = started.request
             if self.inboxes and (inbox := self.inboxes.get(stream_id)) is not None:
                 request.body = RequestBody(inbox.read_chunk)
+            response = None
             try:
                 if self.proto.multiplexed:
                     with self.lock:
                         if abandoned(self.proto, stream_id):
                             raise ClientDisconnected("the client reset the stream before its handler ran")
-                self.write_response(stream_id, call_handler(self.handler, request))
+                response = call_handler(self.handler, request)
+                response = self.write_response(stream_id, response)
             except (ClientDisconnected, OSError):
                 with self.lock:
                     self.proto.abort_stream(stream_id)
+            if self.access_log is not None:
+                arrived = self.arrivals.pop(stream_id, None)
+                if response is not None:  # (a client that left before any answer existed has no line)
+                    self.access_log.responded(request, response, arrived)
             started = self._finished(stream_id)
 
     def refuse(self, started: RequestReceived, status: int, why: str) -> None:
@@ -242,10 +267,13 @@ class StreamSet:
         with self.lock:
             if not self.proto.multiplexed:
                 self.proto.close_after_current()  # one stream at a time: the connection goes too
+        response = error_response(status, why)
         try:
-            self.write_response(started.stream_id, error_response(status, why), wait=False)
+            self.write_response(started.stream_id, response, wait=False)
         except (ClientDisconnected, OSError):
             pass
+        if self.access_log is not None:
+            self.access_log.responded(started.request, response, self.arrivals.pop(started.stream_id, None))
         self._finished(started.stream_id)
 
     def turn_away(self, started: RequestReceived) -> None:
@@ -256,6 +284,8 @@ class StreamSet:
             self.owner.flush(False)
         except (ClientDisconnected, OSError):
             pass
+        if self.access_log is not None:
+            self.access_log.refused(started.request, self.arrivals.pop(started.stream_id, None))
         self._finished(started.stream_id)
 
     def _finished(self, stream_id: int) -> RequestReceived | None:
@@ -281,8 +311,9 @@ class StreamSet:
         self.owner.stream_done()
         return following
 
-    def write_response(self, stream_id: int, response: Response, wait: bool = True) -> None:
-        """Send a response through the protocol connection, on this thread.
+    def write_response(self, stream_id: int, response: Response, wait: bool = True) -> Response:
+        """Send a response through the protocol connection, on this thread; returns the one started
+        (a 500 in place of an invalid one).
 
         An in-memory body goes out with its head in one flush that never
         waits for the client: one segment on the wire for a small response
@@ -303,7 +334,7 @@ class StreamSet:
                 proto.end_stream(stream_id)
         if body.data is not None:
             self.owner.flush(False)
-            return
+            return response
         try:
             self.owner.flush(wait)
             # The client may take io_timeout plus the body's size at send_rate: opening its
@@ -326,8 +357,9 @@ class StreamSet:
             with self.lock:
                 proto.abort_stream(stream_id)
         finally:
-            body.close()
+            close_body(body)
         self.owner.flush(wait)
+        return response
 
     def _wait_for_window(self, stream_id: int, due: float) -> None:
         """Lock held: wait while the stream's queued output is past the high-water mark, until ``due``."""

@@ -24,7 +24,7 @@ import time
 
 from protocols import ClientDisconnected, ConnectionInfo, error_response_bytes
 
-from .common import discard_unread, socket_address
+from .common import discard_unread, no_delay, socket_address
 
 __all__ = ["RECV_SIZE", "SocketTransport", "reject_connection"]
 
@@ -32,7 +32,7 @@ RECV_SIZE = 64 * 1024
 
 
 class SocketTransport:
-    """A connected TCP socket, as the thread runtimes read and write it."""
+    """A connected stream socket (TCP, or a Unix domain socket), as the thread runtimes read and write it."""
 
     __slots__ = ("sock", "fd", "info", "_recv_timeout", "_blocking", "_send_timeout", "_send_rate")
 
@@ -40,7 +40,7 @@ class SocketTransport:
         """``peer``: the client's address as ``accept`` gave it; None to ask the socket."""
         self.sock = sock
         self.fd = sock.fileno()
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        no_delay(sock)
         if peer is None:
             peer = sock.getpeername()
         self.info = ConnectionInfo(socket_address(peer), socket_address(sock.getsockname()))

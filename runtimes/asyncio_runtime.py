@@ -41,7 +41,7 @@ from protocols import ConnectionInfo
 from ._async import AsyncRuntime
 from ._async.server import Spawn
 from ._async.transport import RECV_SIZE, AsyncTransport
-from .common import Loop, socket_address
+from .common import Loop, no_delay, socket_address
 
 __all__ = ["AsyncioRuntime"]
 
@@ -78,9 +78,7 @@ class AsyncioRuntime(AsyncRuntime):
     async def open_transport(self, sock: socket.socket) -> AsyncTransport:
         if self.config.async_streams == "anyio":
             return await super().open_transport(sock)
-        # Small responses leave at once; the protocol already batches what it can.
-        # (uvloop sets this itself; asyncio does not, for an accepted socket.)
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        no_delay(sock)  # uvloop sets it itself; asyncio does not, for an accepted socket
         info = ConnectionInfo(socket_address(sock.getpeername()), socket_address(sock.getsockname()))
         _, stream = await asyncio.get_running_loop().connect_accepted_socket(lambda: ProtocolStream(info), sock)
         return stream

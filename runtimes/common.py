@@ -8,26 +8,24 @@ otherwise repeat lives here.
 
 from __future__ import annotations
 
-import ctypes
-import errno
 import inspect
 import logging
 import os
-import resource
 import selectors
 import socket
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
 from protocols import Limits, Request
+from protocols.forwarded import TrustedProxies
 
 __all__ = [
-    "LISTENER", "WAKE", "Config", "Handler", "Loop", "Runtime", "Waker", "accept_backlog", "accept_descriptors", "bind_listeners", "discard_unread", "is_async_handler", "logger",
-    "socket_address", "thread_count", "watch_listeners",
+    "LISTENER", "WAKE", "Address", "Config", "Handler", "Loop", "Runtime", "UnixAddress", "Waker",
+    "discard_unread", "is_async_handler", "logger",
+    "no_delay", "socket_address", "thread_count", "watch_listeners",
 ]
 
 logger = logging.getLogger("astra")
@@ -46,6 +44,33 @@ class Loop(StrEnum):
     UVLOOP = "uvloop"  #: libuv's, in C: ``pip install 'astra[fast]'``
 
 
+#: The prefix that makes a bind address a Unix domain socket's path: ``unix:/run/app.sock``.
+UNIX_PREFIX = "unix:"
+#: The longest path a Unix socket may have on Linux: ``sun_path`` holds 108 bytes, NUL included.
+MAX_UNIX_PATH = 107
+
+
+@dataclass(frozen=True)
+class UnixAddress:
+    """A Unix domain socket to listen on, by its path (``--bind unix:PATH``)."""
+
+    path: str
+
+    def __str__(self) -> str:
+        return UNIX_PREFIX + self.path
+
+
+#: Where a server listens: (host, port) over TCP, or a Unix domain socket.
+Address = tuple[str, int] | UnixAddress
+
+
+def _as_address(value: Any) -> Any:
+    """``"unix:/x.sock"`` -> UnixAddress("/x.sock"); anything else as it is."""
+    if isinstance(value, str) and value.startswith(UNIX_PREFIX):
+        return UnixAddress(value[len(UNIX_PREFIX):])
+    return value
+
+
 @dataclass(frozen=True)
 class Config:
     """Everything a runtime needs to know besides the handler.
@@ -54,11 +79,19 @@ class Config:
     benchmarks: a benchmark that wants different ones says so.
     """
 
-    host: str = "127.0.0.1"
+    #: The first address to listen on: a host (with ``port``), or a Unix
+    #: socket (``UnixAddress``, or the text ``"unix:PATH"``; ``port`` is then unused).
+    host: str | UnixAddress = "127.0.0.1"
     port: int = 3000
-    #: More (host, port) pairs to listen on besides host:port, e.g. other
-    #: loopback addresses, so load generators aimed at each reach one server.
-    also_bind: tuple[tuple[str, int], ...] = ()
+    #: More addresses to listen on besides the first: (host, port) pairs, e.g.
+    #: other loopback addresses so that load generators aimed at each reach
+    #: one server, and Unix sockets.
+    also_bind: tuple[Address, ...] = ()
+    #: Permissions of a Unix socket's file. Connecting needs write permission,
+    #: so 0o666 lets any local user (nginx's worker among them) connect; a
+    #: server that only one group's processes should reach says 0o660 and
+    #: runs with that group.
+    unix_socket_mode: int = 0o666
     limits: Limits = field(default_factory=Limits)
     #: Protocols served: "auto" (HTTP/1.1, and HTTP/2 for clients that open
     #: with its preface or ask for Upgrade: h2c), "1" or "2" only.
@@ -121,10 +154,34 @@ class Config:
     #: The asyncio runtime's streams: "native" (on asyncio.Protocol) or "anyio"
     #: (anyio's own, as the trio runtime uses), to measure what the edge costs.
     async_streams: str = "native"
+    #: Proxies whose Forwarded / X-Forwarded-For / X-Forwarded-Proto headers
+    #: are believed (``protocols.forwarded``): "127.0.0.1, 10.0.0.0/8, unix", "*".
+    #: Empty: nobody's, and the headers stay plain headers.
+    forwarded_allow_ips: TrustedProxies = field(default_factory=TrustedProxies)
+    #: A line per response in the combined log format, to the "astra.access" logger at INFO.
+    access_log: bool = False
+    #: Where a proxy mounts the application ("/api"): WSGI's SCRIPT_NAME,
+    #: ASGI's root_path. Read by the interface adapters; "" when served at the root.
+    root_path: str = ""
 
     def __post_init__(self) -> None:
-        # An unknown loop fails when the server is configured, not when it starts.
+        # Wrong settings fail when the server is configured, not when it starts.
         object.__setattr__(self, "loop", Loop(self.loop))  # "uvloop" -> Loop.UVLOOP
+        object.__setattr__(self, "host", _as_address(self.host))
+        object.__setattr__(self, "also_bind", tuple(_as_address(a) for a in self.also_bind))
+        object.__setattr__(self, "forwarded_allow_ips", TrustedProxies.parse(self.forwarded_allow_ips))
+        if self.root_path and not self.root_path.startswith("/"):
+            raise ValueError(f"root_path {self.root_path!r} must start with '/'")
+        object.__setattr__(self, "root_path", self.root_path.rstrip("/"))  # "/api/" mounts at "/api"
+        for address in self.addresses:
+            if isinstance(address, UnixAddress):
+                check_unix_path(address.path)
+
+    @property
+    def addresses(self) -> tuple[Address, ...]:
+        """Every address to listen on, the first one first."""
+        first = self.host if isinstance(self.host, UnixAddress) else (self.host, self.port)
+        return (first, *self.also_bind)
 
 
 class Runtime:
@@ -216,122 +273,29 @@ def is_async_handler(handler: Handler) -> bool:
     return inspect.iscoroutinefunction(handler) or inspect.iscoroutinefunction(call)
 
 
-def bind_listeners(config: Config) -> list[socket.socket]:
-    """A listening socket for host:port and for each of ``also_bind``."""
-    _raise_open_file_limit()
-    listeners: list[socket.socket] = []
-    try:
-        for host, port in ((config.host, config.port), *config.also_bind):
-            listeners.append(_bind(config, host, port))
-    except BaseException:
-        for sock in listeners:
-            sock.close()
-        raise
-    return listeners
+def check_unix_path(path: str) -> None:
+    if not path:
+        raise ValueError("a Unix socket needs a path: unix:/run/app.sock")
+    if len(os.fsencode(path)) > MAX_UNIX_PATH:
+        raise ValueError(f"Unix socket path too long ({len(os.fsencode(path))} bytes, at most {MAX_UNIX_PATH}): "
+                         f"{path!r}; choose a shorter one")
 
 
-def _bind(config: Config, host: str, port: int) -> socket.socket:
-    """Create, bind and listen; port 0 picks a free port."""
-    infos = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
-    family, type_, proto, _, address = infos[0]
-    sock = socket.socket(family, type_, proto)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        if config.reuse_port:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        sock.bind(address)
-        sock.listen(config.backlog)
-    except BaseException:
-        sock.close()
-        raise
-    return sock
+def no_delay(sock: socket.socket) -> None:
+    """TCP_NODELAY: a small response leaves at once (the protocol batches what it can).
 
-
-def _raise_open_file_limit() -> None:
-    """Servers hold one descriptor per connection; take all the OS allows."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft != hard:
-        try:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-        except (ValueError, OSError):
-            pass
-
-
-def accept_backlog(listener: socket.socket, backoff: float = 0.0) -> Iterator[tuple[socket.socket, Any]]:
-    """Every connection waiting in a non-blocking listener's backlog, now.
-
-    Draining the backlog per wake-up, rather than one connection per trip
-    round the loop, keeps newcomers from starving behind busy connections. An
-    error such as EMFILE is logged and ends the batch after ``backoff``
-    seconds (a thread that only accepts can afford to pause; a reactor cannot).
+    A Unix socket has no Nagle to switch off; the try costs nothing on TCP,
+    where a check of the family first would cost every connection.
     """
-    while True:
-        try:
-            yield listener.accept()
-        except (BlockingIOError, InterruptedError):
-            return
-        except OSError as exc:
-            logger.warning("accept failed: %s", exc)
-            if backoff:
-                time.sleep(backoff)
-            return
-
-
-def accept_descriptors(listener: socket.socket, backoff: float = 0.0) -> Iterator[int]:
-    """Every connection waiting in a non-blocking listener's backlog, as bare file descriptors,
-    accepted without letting go of the GIL.
-
-    Why a thread runtime needs this: ``socket.accept`` releases the GIL
-    around the system call, like every call in :mod:`socket`, and getting it
-    back means queueing behind every runnable thread. A thread per
-    connection under load has hundreds of them, each holding the GIL for a
-    request's worth of work: at 1,000 busy connections the accept loop got
-    the GIL about 40 times a second and so accepted about 40 connections a
-    second, leaving the rest in the backlog for many seconds. ``accept4``
-    called through :class:`ctypes.PyDLL` keeps the GIL (it cannot block: the
-    listener is non-blocking), so one turn drains the whole backlog. The
-    caller makes each descriptor a socket on the connection's own thread,
-    where the calls that do drop the GIL (``getpeername``, setting the
-    timeout) cost only that thread.
-
-    Where ``accept4`` is missing (not Linux) this is :func:`accept_backlog`.
-    """
-    if _accept4 is None:
-        for sock, _ in accept_backlog(listener, backoff):
-            yield sock.detach()
-        return
-    fd = listener.fileno()
-    while True:
-        conn = _accept4(fd, None, None, socket.SOCK_CLOEXEC)
-        if conn >= 0:
-            yield conn
-            continue
-        code = ctypes.get_errno()
-        if code in (errno.EAGAIN, errno.EWOULDBLOCK):
-            return
-        if code in (errno.EINTR, errno.ECONNABORTED, errno.EPROTO):
-            continue  # a signal, or a client that gave up while queued: take the next
-        logger.warning("accept failed: %s", os.strerror(code))  # EMFILE and its kind
-        if backoff:
-            time.sleep(backoff)
-        return
-
-
-def _gil_holding_accept4() -> Any:
     try:
-        accept4 = ctypes.PyDLL(None, use_errno=True).accept4
-    except (AttributeError, OSError):
-        return None
-    accept4.argtypes = (ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int)
-    accept4.restype = ctypes.c_int
-    return accept4
-
-
-_accept4 = _gil_holding_accept4()
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    except OSError:
+        pass
 
 
 def socket_address(address: Any) -> tuple[str, int] | None:
-    """(host, port) of an AF_INET/AF_INET6 address; None for anything else."""
+    """(host, port) of an AF_INET/AF_INET6 address; None for anything else
+    (a Unix socket's peer is "" and its own address a path: neither is a host)."""
     if isinstance(address, tuple) and len(address) >= 2:
         return (address[0], address[1])
     return None

@@ -39,10 +39,11 @@ from collections.abc import Callable
 
 from protocols import ClientDisconnected, error_response_bytes
 
+from ._listeners import accept_backlog
 from ._owned import OwnedConnection, OwnedConnections
 from ._pool import WorkerPool
 from ._transport import SocketTransport, reject_connection
-from .common import LISTENER, WAKE, Runtime, Waker, accept_backlog, thread_count, watch_listeners
+from .common import LISTENER, WAKE, Runtime, Waker, thread_count, watch_listeners
 
 __all__ = ["PinnedRuntime"]
 
@@ -182,7 +183,7 @@ class PinnedRuntime(Runtime):
         if last_words:
             try:
                 transport.send_now(last_words)
-            except OSError:
+            except ClientDisconnected:  # the client left first (a Unix socket says so at once: EPIPE)
                 pass
         transport.close()
 

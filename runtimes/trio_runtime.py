@@ -30,7 +30,7 @@ from protocols import ConnectionInfo
 from ._async import AsyncRuntime
 from ._async.server import Spawn
 from ._async.transport import RECV_SIZE, AsyncTransport
-from .common import discard_unread, socket_address
+from .common import discard_unread, no_delay, socket_address
 
 __all__ = ["TrioRuntime", "TrioTransport"]
 
@@ -66,8 +66,7 @@ class TrioTransport:
 
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
-        # Small responses leave at once; the protocol already batches what it can.
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        no_delay(sock)
         self.info = ConnectionInfo(socket_address(sock.getpeername()), socket_address(sock.getsockname()))
 
     async def receive(self, max_bytes: int = RECV_SIZE) -> bytes:

@@ -86,6 +86,33 @@ def test_int_chunk_aborts_the_response_instead_of_sending_zero_bytes(serve, clie
     assert client.get(handle.url).text == "Hello World!"
 
 
+class ClosesBadly:
+    """A streamed body whose close() raises, once all of it has been sent."""
+
+    def __init__(self, closed: list[str]) -> None:
+        self.closed = closed
+
+    def __iter__(self):
+        yield b"all "
+        yield b"of it"
+
+    def close(self) -> None:
+        import threading
+
+        self.closed.append(threading.current_thread().name)
+        raise RuntimeError("close() failed")
+
+
+def test_a_body_whose_close_raises_is_still_sent_whole_and_the_connection_goes_on(serve, client, caplog):
+    closed: list[str] = []
+    handle = serve(lambda request: Response(ClosesBadly(closed)) if request.path == "/bad" else Response("ok"))
+    with caplog.at_level(logging.ERROR, logger="astra"):
+        assert client.get(handle.url + "/bad").text == "all of it"
+        assert client.get(handle.url).text == "ok"  # the same connection, still serving
+    assert len(closed) == 1
+    assert "closing the response body failed" in caplog.text
+
+
 def test_int_chunk_never_reaches_the_wire_http1(serve):
     handle = serve(lambda request: Response(iter([b"first ", 1000, b"never"])))
     with connect(handle) as sock:

@@ -20,7 +20,7 @@ import time
 import pytest
 
 from astra import Response
-from runtimes.common import accept_descriptors
+from runtimes._listeners import accept_descriptors
 
 from .conftest import RuntimeUnderTest, connect, read_until_closed, wait_for
 from .test_connection_bursts import burst

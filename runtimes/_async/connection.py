@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from functools import partial
 from typing import Protocol
 
 import anyio
@@ -49,15 +50,16 @@ import anyio
 from protocols import (
     ClientDisconnected,
     Event,
+    ProtocolFailed,
     ProtocolSwitched,
     RequestReceived,
     error_response_bytes,
     server_connection,
 )
 
-from .._lifecycle import Deadline
+from .._lifecycle import Deadline, access_log, trusted_proxies
 from ..common import Config, logger
-from .exchange import AsyncBody, Host, answer
+from .exchange import AsyncBody, Host, answer, answer_logged
 from .streams import StreamSet
 from .transport import RECV_SIZE, AsyncTransport, is_disconnect
 
@@ -99,6 +101,10 @@ class Connection:
         self.transport = transport
         self.receive = transport.receive  # a Line's reads are the transport's, unwrapped
         self.proto = server_connection(transport.info, config.limits, config.http)
+        self.proxies = trusted_proxies(config)
+        self.access_log = access_log(config)
+        #: ``exchange.answer``, logged or not: chosen once, so that a request pays nothing for the choice.
+        self.answer = answer if self.access_log is None else partial(answer_logged, self.access_log)
         self.scope: Scope | None = None
         # HEAD runs from the connect, not from now: the connection may have waited for its
         # first byte in the server's waiting room (``waiting.py``).
@@ -159,6 +165,8 @@ class Connection:
         if kind.answer is not None and not answered:
             with anyio.move_on_after(1):
                 await self.transport.send(error_response_bytes(kind.answer, kind.reason))
+            if kind is BODY and self.access_log is not None and self.body is not None:  # a request was made
+                self.access_log.answered(self.body.request, kind.answer, None, self.body.opened)
 
     # 2. Requests one at a time (HTTP/1.1) -------------------------------------------
 
@@ -173,10 +181,11 @@ class Connection:
             started = events[0]
             body = None
             if started.has_body:
-                body = self.body = AsyncBody(started.stream_id, self, self.io_timeout, self.min_receive_rate)
+                body = self.body = AsyncBody(started.stream_id, self, self.io_timeout, self.min_receive_rate,
+                                             started.request)
                 for event in events[1:]:
                     body.absorb(event)
-            await answer(self.server, self, started, body)
+            await self.answer(self.server, self, started, body)
             # An idle keep-alive connection holds no request: at thousands of
             # connections the last one's objects would add up, for the collector too.
             events = started = body = self.body = None
@@ -203,6 +212,8 @@ class Connection:
                 self.deadline = None  # no longer waiting: a handler takes as long as it takes
                 if type(events[0]) is RequestReceived:
                     return events
+                if self.access_log is not None and type(events[0]) is ProtocolFailed:
+                    self.access_log.unparsed(self.proto.info, events[0].status)
                 await self.flush()  # ProtocolFailed: its 4xx is queued
                 return None
             if self.proto.should_close or self.server.stopping:
@@ -226,7 +237,7 @@ class Connection:
     async def _serve_streams(self, events: list[Event]) -> None:
         """Overlapping streams (HTTP/2): this task reads; each stream is answered by a task of its own."""
         self.streams = StreamSet(self, self.server, self.proto, self.io_timeout, self.min_receive_rate,
-                                 self.min_send_rate)
+                                 self.min_send_rate, self.proxies, self.access_log)
         await self.streams.serve(events)
 
     def _expect(self, kind: Deadline, seconds: float) -> None:

@@ -45,21 +45,26 @@ import anyio
 import anyio.from_thread
 
 from protocols import (
+    Body,
     ClientDisconnected,
     HTTPError,
+    Request,
     RequestBody,
     RequestReceived,
     Response,
     ServerConnection,
 )
+from protocols.forwarded import TrustedProxies
 
 from .._lifecycle import (
     PASSES_THROUGH,
+    AccessLog,
     BodyInbox,
     abandoned,
     body_too_late,
     call_handler,
     check_response,
+    close_body,
     error_response,
     gather_body_first,
     handler_failed,
@@ -68,7 +73,7 @@ from .._lifecycle import (
 from ..common import Handler, logger
 from .transport import DISCONNECTS
 
-__all__ = ["AsyncBody", "Carrier", "Host", "PoolFull", "answer", "write_response"]
+__all__ = ["REFUSED", "AsyncBody", "Carrier", "Host", "PoolFull", "answer", "answer_logged", "write_response"]
 
 
 class PoolFull(Exception):
@@ -122,6 +127,8 @@ class Carrier(Protocol):
     #: With flow control: a streamed response may take io_timeout plus its size at send_rate.
     io_timeout: float
     send_rate: float
+    #: Whose forwarding headers say who the client is (None: nobody's).
+    proxies: TrustedProxies | None
 
 
 # 1. The body ---------------------------------------------------------------------
@@ -134,12 +141,16 @@ class AsyncBody(BodyInbox):
     reads). A client waiting for ``100 Continue`` is told to go ahead only
     when the handler actually asks for the body. ``answered`` says whether
     the exchange's response has started (a 408 is then too late).
+    ``request``, when given, is whose body it is: for a carrier that answers
+    a late body itself (and logs that answer).
     """
 
-    __slots__ = ("carrier", "io_timeout", "receive_rate", "answered")
+    __slots__ = ("carrier", "io_timeout", "receive_rate", "answered", "request")
 
-    def __init__(self, stream_id: int, carrier: Carrier, io_timeout: float, receive_rate: float) -> None:
+    def __init__(self, stream_id: int, carrier: Carrier, io_timeout: float, receive_rate: float,
+                 request: Request | None = None) -> None:
         super().__init__(stream_id)
+        self.request = request
         self.carrier = carrier
         self.io_timeout = io_timeout
         self.receive_rate = receive_rate  # see BodyInbox.due
@@ -189,23 +200,34 @@ class AsyncBody(BodyInbox):
 
 # 2. The exchange -----------------------------------------------------------------
 
-async def answer(host: Host, carrier: Carrier, started: RequestReceived, body: AsyncBody | None) -> None:
+#: What :func:`answer` returns for a request turned away unprocessed (every worker busy):
+#: a 503 on HTTP/1.1, REFUSED_STREAM on HTTP/2.
+REFUSED = object()
+
+
+async def answer(host: Host, carrier: Carrier, started: RequestReceived, body: AsyncBody | None
+                 ) -> Response | object | None:
     """Serve one request: gather its body if it must be, run the handler, write the response.
 
     A client that goes away only costs its own stream (on HTTP/1.1 that is
     the connection: the carrier then finds ``proto.should_close``).
+    Returns the response started (or the handler's, if the client left
+    while it was written), :data:`REFUSED`, or None when there was none.
     """
     proto = carrier.proto
     stream_id = started.stream_id
     request = started.request
+    if carrier.proxies is not None:  # once per request, before anyone looks at it
+        request.connection = carrier.proxies.resolve(request.connection, request.headers)
+    response = None
     try:
         if body is not None:
             request.body = body.request_body(host)
             if (not (host.handler_is_async or host.inline) and gather_body_first(request, proto, stream_id)
                     and not await body.gather()):
-                late = error_response(408, "request body not received in time")
-                await write_response(host, carrier, stream_id, late, body)
-                return
+                response = error_response(408, "request body not received in time")
+                await write_response(host, carrier, stream_id, response, body)
+                return response
         # The handler is called here rather than in a function of its own:
         # this is the hot path, and every coroutine frame shows at 64 connections.
         handler = host.handler
@@ -230,12 +252,28 @@ async def answer(host: Host, carrier: Carrier, started: RequestReceived, body: A
                 host.count_overload()
                 proto.refuse_stream(stream_id)
                 await carrier.flush()
-                return
+                return REFUSED
         if host.stopping:
             proto.close_after_current()
-        await write_response(host, carrier, stream_id, response, body)
+        return await write_response(host, carrier, stream_id, response, body)
     except DISCONNECTS:
         proto.abort_stream(stream_id)
+    return response
+
+
+async def answer_logged(log: AccessLog, host: Host, carrier: Carrier, started: RequestReceived,
+                        body: AsyncBody | None) -> None:
+    """:func:`answer`, and its line in the access log.
+
+    A carrier picks this or plain ``answer`` once, when it starts: with the
+    access log off, a request pays nothing for it.
+    """
+    arrived = time.monotonic()
+    outcome = await answer(host, carrier, started, body)
+    if outcome is REFUSED:
+        log.refused(started.request, arrived)
+    elif outcome is not None:
+        log.responded(started.request, outcome, arrived)
 
 
 def _buffered(data: bytes) -> Callable[[], bytes]:
@@ -247,8 +285,9 @@ def _buffered(data: bytes) -> Callable[[], bytes]:
 # 3. The response -----------------------------------------------------------------
 
 async def write_response(host: Host, carrier: Carrier, stream_id: int, response: Response,
-                         body: AsyncBody | None = None) -> None:
-    """As the thread runtimes' writer, awaiting instead of blocking.
+                         body: AsyncBody | None = None) -> Response:
+    """As the thread runtimes' writer, awaiting instead of blocking; returns the response started
+    (a 500 in place of an invalid one).
 
     An in-memory body goes out with its head in one send (one segment for a
     small response, clear of Nagle and delayed-ACK stalls). A streamed body
@@ -266,9 +305,10 @@ async def write_response(host: Host, carrier: Carrier, stream_id: int, response:
         proto.send_data(stream_id, data)
         proto.end_stream(stream_id)
         await carrier.flush_whole()
-        return
+        return response
     await _write_streamed(host, carrier, stream_id, response)
     await carrier.flush()
+    return response
 
 
 async def _write_streamed(host: Host, carrier: Carrier, stream_id: int, response: Response) -> None:
@@ -298,10 +338,25 @@ async def _write_streamed(host: Host, carrier: Carrier, stream_id: int, response
         proto.abort_stream(stream_id)
     finally:
         with anyio.CancelScope(shield=True):
-            if body.is_async:
-                await body.aclose()
-            else:
-                body.close()
+            await _close_body(host, body)
+
+
+async def _close_body(host: Host, body: Body) -> None:
+    """Close a streamed body where its chunks were made: a synchronous one on a worker, since
+    its ``close()`` may block or use the thread's state (a WSGI framework's end of request
+    closes that thread's database connections). What it raises is logged (``close_body``)."""
+    if body.is_async:
+        try:
+            await body.aclose()
+        except Exception:
+            logger.exception("closing the response body failed")
+    elif host.inline:
+        close_body(body)
+    else:
+        try:
+            await host.run_in_pool(close_body, body)
+        except PoolFull:  # no worker to spare: close it here rather than never
+            close_body(body)
 
 
 def _chunk_reader(host: Host, chunks: Iterator[bytes]) -> Callable[[], Awaitable[bytes | None]]:

@@ -117,6 +117,34 @@ class AsyncRuntime(Runtime):
 
 # The server, on its loop -----------------------------------------------------------
 
+class _PoolCall:
+    """One job for the worker pool and its outcome, handed back to the loop."""
+
+    __slots__ = ("fn", "args", "unless", "wake", "done", "ok", "value")
+
+    def __init__(self, fn: Callable[..., Any], args: tuple, unless: Callable[[], bool] | None,
+                 wake: Callable[[Callable[[], None]], None]) -> None:
+        self.fn, self.args, self.unless, self.wake = fn, args, unless, wake
+        self.done = anyio.Event()
+        self.ok = False
+        self.value: Any = None
+
+    def run(self) -> None:
+        """On a worker thread."""
+        try:
+            if self.unless is not None and self.unless():
+                raise ClientDisconnected("the client gave up before the job started")
+            self.value = self.fn(*self.args)
+            self.ok = True
+        except BaseException as exc:
+            self.value = exc
+        self.fn = self.args = self.unless = None  # the job's inputs go now, not with the loop's wake-up
+        try:
+            self.wake(self.done.set)
+        except RuntimeError:
+            pass  # the loop is gone: nobody is waiting any more
+
+
 class AsyncServer:
     """The loop's side of the server: what its connections share (``connection.Server``)."""
 
@@ -323,28 +351,21 @@ class AsyncServer:
         state from the worker without the loop: a stale answer only runs
         ``fn`` for nothing, as it would have run anyway.
         """
-        done = anyio.Event()
-        outcome: list[tuple[bool, Any]] = []
-
-        def job() -> None:
-            try:
-                if unless is not None and unless():
-                    raise ClientDisconnected("the client gave up before the job started")
-                outcome.append((True, fn(*args)))
-            except BaseException as exc:
-                outcome.append((False, exc))
-            try:
-                self.call_soon_threadsafe(done.set)
-            except RuntimeError:
-                pass  # the loop is gone: nobody is waiting any more
-
-        if not self.pool.submit(job, waits_on_client):
+        call = _PoolCall(fn, args, unless, self.call_soon_threadsafe)
+        if not self.pool.submit(call.run, waits_on_client):
             raise PoolFull
-        await done.wait()
-        ok, value = outcome[0]
-        if ok:
-            return value
-        raise value
+        try:
+            await call.done.wait()
+        except BaseException:
+            # Cancelled (the connection closed, a forced shutdown): the worker may still finish,
+            # and its result must then go with the job. This frame can outlive the await in a
+            # reference cycle through the cancellation's traceback (trio's do), which would keep
+            # a response of any size until the collector ran.
+            call = None  # noqa: F841
+            raise
+        if call.ok:
+            return call.value
+        raise call.value
 
     def count_overload(self) -> None:
         self.overloaded += 1

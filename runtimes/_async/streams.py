@@ -35,6 +35,7 @@ Deadlines, each with one owner:
 from __future__ import annotations
 
 import time
+from functools import partial
 from typing import Protocol
 
 import anyio
@@ -46,9 +47,10 @@ from protocols import (
     RequestReceived,
     ServerConnection,
 )
+from protocols.forwarded import TrustedProxies
 
-from .._lifecycle import ParkedResponses, deliver
-from .exchange import AsyncBody, Host, answer
+from .._lifecycle import AccessLog, ParkedResponses, deliver
+from .exchange import AsyncBody, Host, answer, answer_logged
 from .transport import RECV_SIZE
 
 __all__ = ["Line", "StreamSet"]
@@ -77,13 +79,16 @@ class StreamSet:
     """The streams of one multiplexed connection, served by tasks."""
 
     def __init__(self, line: Line, host: Host, proto: ServerConnection, io_timeout: float,
-                 receive_rate: float, send_rate: float) -> None:
+                 receive_rate: float, send_rate: float, proxies: TrustedProxies | None = None,
+                 access_log: AccessLog | None = None) -> None:
         self.line = line
         self.host = host
         self.proto = proto
         self.io_timeout = io_timeout
         self.receive_rate = receive_rate
         self.send_rate = send_rate
+        self.proxies = proxies  # (see exchange.Carrier)
+        self.answer = answer if access_log is None else partial(answer_logged, access_log)  # (see connection.py)
         self.parked = ParkedResponses(io_timeout, send_rate)
         self.send_lock = anyio.Lock()
         self.bodies: dict[int, AsyncBody] = {}
@@ -163,7 +168,7 @@ class StreamSet:
 
     async def _serve_stream(self, started: RequestReceived, body: AsyncBody | None) -> None:
         try:
-            await answer(self.host, self, started, body)
+            await self.answer(self.host, self, started, body)
         finally:
             self.bodies.pop(started.stream_id, None)
             self.running -= 1

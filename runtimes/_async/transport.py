@@ -33,7 +33,7 @@ import anyio.abc
 
 from protocols import ClientDisconnected, ConnectionInfo, error_response_bytes
 
-from ..common import discard_unread, socket_address
+from ..common import discard_unread, no_delay, socket_address
 
 __all__ = ["DISCONNECTS", "RECV_SIZE", "AnyioTransport", "AsyncTransport", "reject"]
 
@@ -90,8 +90,7 @@ class AnyioTransport:
     def __init__(self, stream: anyio.abc.SocketStream, sock: socket.socket) -> None:
         self.stream = stream
         self.sock = sock  # the accepted socket under the stream
-        # Small responses leave at once; the protocol already batches what it can.
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        no_delay(sock)
         # From the socket, not ``stream.extra()``: that builds anyio's table of
         # attributes on every call, a tenth of a new connection's cost on trio.
         self.info = ConnectionInfo(socket_address(sock.getpeername()), socket_address(sock.getsockname()))
@@ -99,6 +98,8 @@ class AnyioTransport:
     @classmethod
     async def open(cls, sock: socket.socket) -> AnyioTransport:
         """An accepted socket behind anyio's stream, and that behind the seam."""
+        if sock.family == socket.AF_UNIX:
+            return cls(await anyio.abc.UNIXSocketStream.from_socket(sock), sock)
         return cls(await anyio.abc.SocketStream.from_socket(sock), sock)
 
     async def receive(self, max_bytes: int = RECV_SIZE) -> bytes:

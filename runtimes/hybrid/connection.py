@@ -18,7 +18,7 @@ from typing import Protocol
 
 from protocols import ClientDisconnected, RequestReceived, error_response_bytes, server_connection
 
-from .._lifecycle import Deadline
+from .._lifecycle import Deadline, access_log, trusted_proxies
 from .._sync import StreamSet
 from .._transport import SocketTransport
 from ..common import Config, Handler
@@ -51,7 +51,8 @@ class Connection:
         self.config = config
         proto = server_connection(transport.info, config.limits, config.http)
         self.streams = StreamSet(proto, self, handler, config.io_timeout,
-                                 config.min_receive_rate, config.min_send_rate)
+                                 config.min_receive_rate, config.min_send_rate,
+                                 proxies=trusted_proxies(config), access_log=access_log(config))
         self.lock = self.streams.lock
         self.writable = threading.Condition(self.lock)  # pending output fell below HIGH_WATER
         self.out = bytearray()

@@ -12,8 +12,9 @@ from protocols import ClientDisconnected, RequestReceived
 
 from .._memory import HeapTrimmer
 from .._pool import WorkerPool
+from .._listeners import accept_backlog
 from .._transport import SocketTransport, reject_connection
-from ..common import LISTENER, WAKE, Runtime, Waker, accept_backlog, logger, thread_count, watch_listeners
+from ..common import LISTENER, WAKE, Runtime, Waker, logger, thread_count, watch_listeners
 from .connection import READ, Connection
 
 __all__ = ["HybridRuntime"]
