@@ -18,7 +18,7 @@ RESUME    ?=
 CLAIM     ?=
 PARSERS   ?=
 
-.PHONY: test experiment claims bench venv tools clean fuzz
+.PHONY: test experiment claims bench bench-apps venv tools clean fuzz
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -60,6 +60,13 @@ bench: venv tools
 	  $(if $(CONC),--conns $(CONC)) $(if $(RUNTIMES),--runtimes $(RUNTIMES)) \
 	  $(if $(PARSERS),--parsers $(PARSERS)) $(if $(PEERS),--peers $(PEERS)) \
 	  $(if $(DURATION),--duration $(DURATION)) $(if $(REPEAT),--repeat $(REPEAT))
+
+# The same WSGI (Flask) and ASGI (Starlette) apps on astra's runtimes and on gunicorn, waitress,
+# granian, uvicorn and hypercorn; and what the interface costs astra next to its native handler.
+bench-apps: venv tools
+	$(PY) -m experiments.app_bench \
+	  $(if $(CONC),--conns $(CONC)) $(if $(RUNTIMES),--runtimes $(RUNTIMES)) \
+	  $(if $(PEERS),--peers $(PEERS)) $(if $(DURATION),--duration $(DURATION)) $(if $(REPEAT),--repeat $(REPEAT))
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -1,4 +1,10 @@
-"""``python -m astra MODULE:ATTR --bind HOST:PORT --runtime NAME``"""
+"""``python -m astra MODULE:ATTR --bind HOST:PORT --runtime NAME``
+
+Behind a proxy on the same machine, the usual set-up is::
+
+    python -m astra app:handler --bind unix:/run/astra.sock \
+        --forwarded-allow-ips unix --access-log --root-path /app
+"""
 
 from __future__ import annotations
 
@@ -15,10 +21,14 @@ import time
 from collections.abc import Sequence
 
 from protocols.h1_parser import Http1Parser
-from runtimes.common import Loop
+from runtimes._lifecycle import access_logger
+from runtimes._listeners import bind_unix
+from runtimes.common import Loop, UnixAddress, is_async_handler
 
-from .registry import DEFAULT_RUNTIME, available_runtimes
-from .server import Server, parse_address
+from .asgi import LifespanFailed, LifespanMode
+from .interfaces import Interface, adapt
+from .registry import DEFAULT_RUNTIME, available_runtimes, load_runtime
+from .server import Server, parse_address, socket_files
 
 __all__ = ["main"]
 
@@ -37,11 +47,30 @@ def load_handler(spec: str):
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m astra", description="Serve a handler with astra.")
-    p.add_argument("handler", help="MODULE:ATTR of a callable handler(request) -> Response")
-    p.add_argument("--bind", action="append", help="HOST:PORT (port 0 picks one); repeat to listen on several")
+    p.add_argument("handler", help="MODULE:ATTR of a handler(request) -> Response, a WSGI or an ASGI application")
+    p.add_argument("--interface", type=Interface, choices=list(Interface), default=Interface.AUTO,
+                   help="what MODULE:ATTR is: an astra handler, a WSGI or an ASGI application, or auto "
+                        "(told apart by its signature; the default, and it says what it chose)")
+    p.add_argument("--lifespan", type=LifespanMode, choices=list(LifespanMode), default=LifespanMode.AUTO,
+                   help="ASGI: run the application's lifespan startup and shutdown (auto: if it takes part)")
+    p.add_argument("--bind", action="append",
+                   help="HOST:PORT (port 0 picks one) or unix:PATH (a Unix domain socket); repeat to listen on several")
+    p.add_argument("--unix-socket-mode", type=_octal,
+                   help="permissions of a unix:PATH socket's file, in octal (default 666: any local user may "
+                        "connect, nginx's worker included; 660 and a shared group to be stricter)")
     p.add_argument("--workers", type=int, default=1,
-                   help="server processes sharing the address(es) with SO_REUSEPORT (default 1)")
-    p.add_argument("--runtime", default=DEFAULT_RUNTIME, choices=available_runtimes())
+                   help="server processes sharing the address(es): TCP ports with SO_REUSEPORT, a Unix socket "
+                        "bound once and inherited (default 1)")
+    p.add_argument("--forwarded-allow-ips",
+                   help="proxies whose Forwarded / X-Forwarded-For / X-Forwarded-Proto headers are believed: "
+                        "comma-separated IPs and networks, 'unix' (Unix-socket connections), '*' (everyone); "
+                        "default: nobody's")
+    p.add_argument("--access-log", action="store_true", default=None,
+                   help="a line per response (combined log format plus microseconds) to stderr")
+    p.add_argument("--root-path", help="the path prefix a proxy serves the application under (WSGI SCRIPT_NAME, "
+                                       "ASGI root_path)")
+    p.add_argument("--runtime", choices=available_runtimes(),
+                   help=f"default: {DEFAULT_RUNTIME}, or asyncio for an ASGI application or async def handler")
     p.add_argument("--http", choices=["auto", "1", "2"],
                    help="protocols: auto (HTTP/1.1 plus HTTP/2 by preface or h2c Upgrade), 1 or 2 only")
     p.add_argument("--http1-parser", type=Http1Parser, choices=list(Http1Parser),
@@ -92,29 +121,80 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _octal(text: str) -> int:
+    try:
+        return int(text, 8)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an octal mode such as 666 or 0o660") from None
+
+
+def configure_logging(level: str, access_log: bool) -> None:
+    """The server's own messages at ``level``; access lines, when asked for, whatever that level.
+
+    Access lines go to stderr bare (the line carries its own time) and do
+    not pass through the root logger, so ``--log-level error`` does not hide them.
+    """
+    logging.basicConfig(level=level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    if access_log:
+        lines = logging.StreamHandler()
+        lines.setFormatter(logging.Formatter("%(message)s"))
+        access_logger.addHandler(lines)
+        access_logger.setLevel(logging.INFO)
+        access_logger.propagate = False
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    handler = load_handler(args.handler)
+    configure_logging(args.log_level, bool(args.access_log))
+    handler = serve_as(load_handler(args.handler), args)
     options = {
         name: value for name, value in vars(args).items()
-        if name not in ("handler", "bind", "runtime", "log_level", "stats_file", "stats_interval", "workers")
+        if name not in ("handler", "bind", "runtime", "log_level", "stats_file", "stats_interval", "workers",
+                        "interface", "lifespan")
         and value is not None
     }
     binds = args.bind or ["127.0.0.1:3000"]
+    try:
+        server = Server.bind(*binds, runtime=args.runtime, **options)  # settings checked before any fork
+    except ValueError as exc:
+        raise SystemExit(f"astra: {exc}") from None
     if args.workers > 1:
-        return run_workers(args, binds, handler, options)
-    server = Server.bind(*binds, runtime=args.runtime, **options)
+        return run_workers(args, server, binds, handler, options)
     return serve_until_signalled(server, handler, args.stats_file, args.stats_interval)
+
+
+def serve_as(app, args):
+    """The handler for what MODULE:ATTR named (``--interface``), and the runtime if none was given."""
+    try:
+        handler, chosen = adapt(app, args.interface, root_path=args.root_path or "",
+                                multiprocess=args.workers > 1, lifespan=args.lifespan)
+    except ValueError as exc:
+        raise SystemExit(f"astra: {exc}") from None
+    if args.interface is Interface.AUTO:
+        print(f"serving {args.handler} as {'an astra handler' if chosen is Interface.ASTRA else chosen.name} "
+              "(--interface auto)", file=sys.stderr)
+    waits = chosen is Interface.ASGI or (chosen is Interface.ASTRA and is_async_handler(handler))
+    if args.runtime is None:
+        args.runtime = "asyncio" if waits else DEFAULT_RUNTIME
+    elif waits and not load_runtime(args.runtime).supports_async:
+        raise SystemExit(f"astra: {args.handler} must be awaited ({chosen.value}): the {args.runtime!r} "
+                         "runtime runs blocking handlers only; use --runtime asyncio or trio")
+    return handler
 
 
 def serve_until_signalled(server: Server, handler, stats_file: str | None, stats_interval: float) -> int:
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    handle = server.start(handler)
+    try:
+        handle = server.start(handler)
+    except (OSError, ValueError) as exc:  # the address is taken, not ours to take, ...
+        raise SystemExit(f"astra: cannot listen: {exc}") from None
+    except LifespanFailed as exc:  # the application's own startup failed
+        raise SystemExit(f"astra: {exc}") from None
     for url in handle.urls:
-        print(f"listening on {url}", flush=True)
+        # One write per line: --workers share the stream, and two writes each could interleave.
+        print(f"listening on {url}\n", end="", flush=True)
     stats = StatsWriter(handle, stats_file, stats_interval) if stats_file else None
     while not stop.wait(0.1):
         if not handle.running:
@@ -127,24 +207,34 @@ def serve_until_signalled(server: Server, handler, stats_file: str | None, stats
     return 0 if clean else 1
 
 
-def run_workers(args, binds: list[str], handler, options: dict) -> int:
-    """``--workers N``: N processes, each its own server, sharing the addresses via SO_REUSEPORT.
+def run_workers(args, checked: Server, binds: list[str], handler, options: dict) -> int:
+    """``--workers N``: N processes, each its own server, sharing the addresses.
 
-    The kernel spreads new connections over the processes. Port 0 is
-    resolved here first, so every worker binds the same port. Workers are
+    TCP addresses are shared with SO_REUSEPORT, and the kernel spreads new
+    connections over the processes; port 0 is resolved here first, so
+    every worker binds the same port. A Unix socket cannot be bound twice:
+    it is bound here, once, and every worker inherits it and accepts on it
+    (the file is removed when the last worker has stopped). Workers are
     forked after the handler is imported (no threads exist yet); each writes
     its counters to ``STATS_FILE.<i>``. SIGINT/SIGTERM are passed on, and the
     parent exits 0 only if every worker shut down cleanly.
     """
     addresses = [parse_address(b) for b in binds]
     held = []
-    for i, (host, port) in enumerate(addresses):
-        if port == 0:  # bound without listening: reserves the port, receives nothing
-            sock = socket.socket()
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-            sock.bind((host, 0))
-            held.append(sock)
-            addresses[i] = (host, sock.getsockname()[1])
+    shared: dict[UnixAddress, socket.socket] = {}
+    try:
+        for i, address in enumerate(addresses):
+            if isinstance(address, UnixAddress):
+                shared[address] = bind_unix(address.path, checked.config.unix_socket_mode, checked.config.backlog)
+            elif address[1] == 0:  # bound without listening: reserves the port, receives nothing
+                sock = socket.socket()
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+                sock.bind((address[0], 0))
+                held.append(sock)
+                addresses[i] = (address[0], sock.getsockname()[1])
+    except OSError as exc:
+        raise SystemExit(f"astra: cannot listen: {exc}") from None
+    files = socket_files(list(shared.values()))
     options["reuse_port"] = True
     children = []
     for i in range(args.workers):
@@ -152,7 +242,10 @@ def run_workers(args, binds: list[str], handler, options: dict) -> int:
         if pid == 0:  # the worker
             for sock in held:
                 sock.close()
-            server = Server(*addresses[0], runtime=args.runtime, also_bind=tuple(addresses[1:]), **options)
+            first, *more = addresses
+            server = Server(*((first, 0) if isinstance(first, UnixAddress) else first), runtime=args.runtime,
+                            also_bind=tuple(more), **options)
+            server.inherited = dict(shared)
             stats_file = f"{args.stats_file}.{i}" if args.stats_file else None
             code = 1
             try:
@@ -171,8 +264,10 @@ def run_workers(args, binds: list[str], handler, options: dict) -> int:
             except InterruptedError:
                 continue
         clean = clean and os.waitstatus_to_exitcode(status) == 0
-    for sock in held:
+    for sock in (*held, *shared.values()):
         sock.close()
+    for file in files:
+        file.remove()
     return 0 if clean else 1
 
 

@@ -60,6 +60,9 @@ def main(argv: list[str]) -> int:
     run.add_argument("--sleep-ms", type=float, default=10.0, help="the sleep workload's sleep (default 10 ms)")
     run.add_argument("--handlers", choices=["auto", "sync"], default="auto",
                      help="auto: async def forms on runtimes that await them; sync: blocking forms everywhere")
+    run.add_argument("--servers", type=int, default=1,
+                     help="server processes at every level, at least (default 1; levels above 9,000 "
+                          "connections get more): a control for the sharded levels")
     run.add_argument("--server-args", default="", help="extra astra CLI options, e.g. '--max-workers 200'")
     run.add_argument("--peers", default="",
                      help="reference servers through the same workloads: hypercorn,uvicorn,waitress,stdlib")
@@ -83,6 +86,7 @@ def main(argv: list[str]) -> int:
         levels=ladder(args.conc), proto=args.proto, streams=args.streams, duration=args.duration, warmup=args.warmup,
         pause=args.pause, repeat=args.repeat, fairness_duration=args.fairness,
         server_cpus=parse_cpus(args.server_cpus), client_cpus=parse_cpus(args.client_cpus),
+        min_servers=args.servers,
     )
     from .run import check_limits, system_limits
 

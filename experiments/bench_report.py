@@ -124,11 +124,17 @@ def targets(runtimes: list[str]) -> list[tuple]:
 
 
 def check_targets(runs: list[dict], runtimes: list[str], planned: set[str], conns_run: list[int]) -> list[dict]:
-    """Every target whose two sides were in the plan; one that was planned but has no
-    ratio (a server failed in every round) says "not measured"."""
+    """``make bench``'s targets (:func:`targets`), judged by :func:`judge_targets`."""
+    return judge_targets(runs, targets(runtimes), planned, conns_run)
+
+
+def judge_targets(runs: list[dict], checks_wanted: list[tuple], planned: set[str], conns_run: list[int]) -> list[dict]:
+    """Every target whose two sides were in the plan (only the planned servers of a side count);
+    one that was planned but has no ratio (a server failed in every round) says "not measured"."""
     checks = []
-    for label, ours, theirs, conns, metric, op, target in targets(runtimes):
-        if conns not in conns_run or planned.isdisjoint(ours) or planned.isdisjoint(theirs):
+    for label, ours, theirs, conns, metric, op, target in checks_wanted:
+        ours = [s for s in ours if s in planned]
+        if conns not in conns_run or not ours or planned.isdisjoint(theirs):
             continue
         summary = ratio_spread(runs, ours, theirs, conns, metric)
         checks.append({"check": label, "ours": ours, "theirs": theirs, "conns": conns, "metric": metric,

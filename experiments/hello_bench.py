@@ -205,13 +205,18 @@ def split(value: str | None) -> list[str]:
     return [x.strip() for x in (value or "").split(",") if x.strip()]
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m experiments.hello_bench", description=__doc__.split("\n")[0])
-    p.add_argument("--conns", default="1,64,1000", help="comma-separated connection counts (default 1,64,1000)")
+def add_method_arguments(p: argparse.ArgumentParser, default_conns: str) -> None:
+    """The options of the method (levels, durations, rounds), shared with ``app_bench``."""
+    p.add_argument("--conns", default=default_conns, help=f"comma-separated connection counts (default {default_conns})")
     p.add_argument("--duration", type=int, default=5, help="seconds per measured run (default 5)")
     p.add_argument("--warmup", type=int, default=1, help="seconds of discarded warm-up per run (default 1)")
     p.add_argument("--pause", type=float, default=1.0, help="seconds of rest before and after a run (default 1)")
     p.add_argument("--repeat", type=int, default=3, help="rounds over all servers (default 3); medians reported")
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m experiments.hello_bench", description=__doc__.split("\n")[0])
+    add_method_arguments(p, default_conns="1,64,1000")
     p.add_argument("--runtimes", help="comma-separated astra runtimes (default: all available)")
     p.add_argument("--parsers", default=",".join(PARSERS),
                    help=f"comma-separated HTTP/1 parsers for astra (default {','.join(PARSERS)})")

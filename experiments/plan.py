@@ -42,8 +42,8 @@ def ladder(spec: str) -> list[int]:
     return levels
 
 
-def shards_for(conc: int) -> int:
-    return max(1, math.ceil(conc / SHARD_CONNECTIONS))
+def shards_for(conc: int, at_least: int = 1) -> int:
+    return max(at_least, math.ceil(conc / SHARD_CONNECTIONS))
 
 
 @dataclass
@@ -61,15 +61,18 @@ class Plan:
     fairness_duration: float = 3.0
     server_cpus: list[int] = field(default_factory=lambda: [0])
     client_cpus: list[int] = field(default_factory=lambda: [1])
+    #: Server processes at every level, at least (``--servers``): a control for the sharded levels,
+    #: whose processes share the server's core(s).
+    min_servers: int = 1
 
     @property
     def shards(self) -> int:
         """Server processes the top level needs."""
-        return shards_for(max(self.levels))
+        return shards_for(max(self.levels), self.min_servers)
 
     def server_starts(self) -> int:
         """Servers started per (runtime, workload): one per distinct process count among the levels."""
-        return len({shards_for(c) for c in self.levels})
+        return len({shards_for(c, self.min_servers) for c in self.levels})
 
     @property
     def separate_fairness_run(self) -> bool:

@@ -111,7 +111,8 @@ def environment(plan: Plan, command: str, extra_args: list[str], sleep_ms: float
         "fairness_duration_s": plan.fairness_duration, "levels": plan.levels, "proto": plan.proto,
         "streams": plan.streams if plan.proto == "h2" else None,
         "runtimes": plan.runtimes, "workloads": plan.workloads,
-        "shard_connections": SHARD_CONNECTIONS, "server_args": extra_args, "sleep_ms": sleep_ms,
+        "shard_connections": SHARD_CONNECTIONS, "min_servers": plan.min_servers, "server_args": extra_args,
+        "sleep_ms": sleep_ms,
         "handler_style": handler_style, "command": command,
         "notes": [
             "wrk latency percentiles across several load-generator processes are the worst process's",
@@ -271,7 +272,7 @@ def _note(run_dir: Path, note: str) -> None:
 def measure_workload(plan: Plan, setup: Setup, runtime: str, workload: str, levels: list[int],
                      round_no: int) -> Iterator[dict]:
     """Each group of levels that needs the same number of server processes gets a fresh server."""
-    for workers, group in groupby(levels, key=shards_for):
+    for workers, group in groupby(levels, key=lambda conc: shards_for(conc, plan.min_servers)):
         yield from measure_server(plan, setup, runtime, workload, list(group), workers, round_no)
 
 

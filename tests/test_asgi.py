@@ -55,6 +55,8 @@ def test_the_scope_describes_the_request(serve, client, protocol):
     assert ["x-custom", "Value"] in headers and ["x-twice", "1"] in headers  # names lower-case, values as sent
     assert ["host", f"127.0.0.1:{handle.address[1]}"] in headers  # on HTTP/2 from :authority
     assert scope["state"] == {"token": "from-lifespan"}
+    under = client.get(handle.url + "/api/x%20y").json()  # a proxy that kept the prefix: passed as it is
+    assert (under["path"], under["raw_path"]) == ("/api/x y", "/api/x%20y")
     # Each request's state is a copy: one request writing to it does not reach the next.
     assert client.get(handle.url + "/mutate").json()["state"] == {"token": "mutated"}
     assert client.get(handle.url + "/").json()["state"] == {"token": "from-lifespan"}

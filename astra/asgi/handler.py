@@ -48,8 +48,11 @@ class ASGIHandler:
         Server.bind("127.0.0.1:8000", runtime="asyncio").serve(ASGIHandler(app))
 
     ``root_path``: the path the app is mounted at behind a proxy (the
-    scope's ``root_path``; it prefixes ``path`` and ``raw_path``, as the spec
-    has it). ``lifespan``: whether the app's lifespan protocol runs
+    scope's ``root_path``). A request path under it is passed as it is; one
+    outside it (a proxy that took the prefix off) gets it put back, since
+    the spec's ``path`` includes the ``root_path``; the WSGI adapter's
+    ``SCRIPT_NAME`` follows the same rule, so one ``--root-path`` works for
+    both kinds of proxy and both interfaces. ``lifespan``: whether the app's lifespan protocol runs
     (:class:`~.lifespan.LifespanMode`). ``shutdown_timeout``: at shutdown,
     how long the app's work still running after its responses (background
     tasks) may go on before it is cancelled, and then how long its lifespan
@@ -61,7 +64,8 @@ class ASGIHandler:
     def __init__(self, app: Any, *, root_path: str = "", lifespan: LifespanMode | str = LifespanMode.AUTO,
                  shutdown_timeout: float = 5.0) -> None:
         self.app = app
-        self.root_path = root_path
+        self.root_path = root_path = root_path.rstrip("/")
+        self._prefix = root_path + "/"
         self._raw_root = quote(root_path).encode("ascii")
         self.lifespan_mode = LifespanMode(lifespan)
         self.shutdown_timeout = shutdown_timeout
@@ -85,6 +89,12 @@ class ASGIHandler:
         else:
             raw_path, query = _split_other_form(target)
         root_path = self.root_path
+        path = request.path
+        raw = raw_path.encode("latin-1")  # the target's bytes, as sent
+        if root_path and not (path == root_path or path.startswith(self._prefix)):
+            # The proxy took the mount point off: put it back, as the spec's path includes it.
+            path = root_path + path
+            raw = self._raw_root + raw
         exchange = Exchange(request)
         scope = {
             "type": "http",
@@ -95,8 +105,8 @@ class ASGIHandler:
             "scheme": connection.scheme,
             "method": request.method,
             "root_path": root_path,
-            "path": root_path + request.path,
-            "raw_path": self._raw_root + raw_path.encode("latin-1"),  # the target's bytes, as sent
+            "path": path,
+            "raw_path": raw,
             "query_string": query.encode("latin-1"),
             "headers": _raw_headers(request.headers),
             "state": self.state.copy(),
