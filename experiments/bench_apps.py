@@ -46,11 +46,11 @@ def _starlette_app():
     return Starlette(routes=[Route("/", hello)])
 
 
-def __getattr__(name: str):
-    # Built on first use: importing this module must not need Flask or Starlette.
-    makers = {"flask_app": _flask_app, "starlette_app": _starlette_app}
-    if name in makers:
-        value = makers[name]()
-        globals()[name] = value
-        return value
-    raise AttributeError(name)
+# Built at import, not on first attribute access: hypercorn finds an app by evaluating its name in the
+# module's namespace, which a module-level __getattr__ does not serve. Without Flask or Starlette
+# installed the module still imports; the apps are then missing, as the bench says.
+for _name, _make in (("flask_app", _flask_app), ("starlette_app", _starlette_app)):
+    try:
+        globals()[_name] = _make()
+    except ImportError:
+        pass
