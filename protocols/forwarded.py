@@ -119,14 +119,22 @@ class TrustedProxies:
     def resolve(self, info: ConnectionInfo, headers: Headers) -> ConnectionInfo:
         """The connection as the client made it, if the peer is trusted and says so; else ``info`` itself.
 
-        ``Forwarded`` wins when present (even malformed: then nothing is
-        used); otherwise ``X-Forwarded-For`` and ``X-Forwarded-Proto``.
+        ``Forwarded`` is read when present (malformed: nothing is used);
+        ``X-Forwarded-For`` and ``X-Forwarded-Proto`` otherwise. When both
+        kinds are present they must agree, or neither is believed: a proxy
+        that sets only one kind passes the other on from the client as it
+        came (nginx appends to X-Forwarded-For and leaves a client's own
+        Forwarded alone), and that one must not pick the client's address.
         """
         if not self.trusts_peer(info.peer):
             return info
         forwarded, hops, protos = _forwarding_fields(headers)
         if forwarded:
             client, scheme = self._from_forwarded(forwarded)
+            if hops or protos:
+                x_client, x_scheme = self._from_x_forwarded(_list(hops), _list(protos))
+                if (hops and x_client != client) or (protos and x_scheme != scheme):
+                    return info  # two stories: one of them is the client's
         elif hops or protos:
             client, scheme = self._from_x_forwarded(_list(hops), _list(protos))
         else:
@@ -230,7 +238,14 @@ def parse_node(node: str | None) -> tuple[str, int] | None:
 
 @lru_cache(maxsize=1024)
 def _address(text: str) -> str | None:
-    """``text`` as a canonical IP address (``::1``, not ``0:0::1``), or None."""
+    """``text`` as a canonical IP address (``::1``, not ``0:0::1``), or None.
+
+    An IPv6 zone (``fe80::1%eth0``) is refused: ``ip_address`` keeps its
+    text whatever it holds, and it would reach the application and the
+    access log as the client's address.
+    """
+    if "%" in text:
+        return None
     try:
         return str(ip_address(text))
     except ValueError:

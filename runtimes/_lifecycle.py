@@ -431,7 +431,7 @@ class AccessLog:
         now = time.monotonic()
         took = "-" if arrived is None else str(int((now - arrived) * 1_000_000))
         wall = time.time() - (now - arrived if arrived is not None else 0.0)
-        host = info.peer[0] if info.peer is not None else "-"
+        host = _escape(info.peer[0]) if info.peer is not None else "-"  # from a header, if a proxy is trusted
         self._logger.info(f'{host} - - [{self._timestamp(int(wall))}] "{line}" {status} {size} '
                           f'"{referer}" "{agent}" {took}')
 

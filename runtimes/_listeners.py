@@ -172,10 +172,10 @@ def accept_descriptors(listener: socket.socket, backoff: float = 0.0) -> Iterato
         for sock, _ in accept_backlog(listener, backoff):
             yield sock.detach()
         return
-    fd = listener.fileno()
-    if fd < 0:  # closed: a shutdown began
-        return
     while True:
+        fd = listener.fileno()  # each time: a batch may let go of the GIL (a rejection), and a shutdown close it
+        if fd < 0:
+            return
         conn = _accept4(fd, None, None, socket.SOCK_CLOEXEC)
         if conn >= 0:
             yield conn
@@ -185,10 +185,22 @@ def accept_descriptors(listener: socket.socket, backoff: float = 0.0) -> Iterato
             return
         if code in (errno.EINTR, errno.ECONNABORTED, errno.EPROTO):
             continue  # a signal, or a client that gave up while queued: take the next
-        logger.warning("accept failed: %s", os.strerror(code))  # EMFILE and its kind
+        _warn_accept_failed(os.strerror(code))  # EMFILE and its kind
         if backoff:
             time.sleep(backoff)
         return
+
+
+_last_warning = 0.0
+
+
+def _warn_accept_failed(why: str) -> None:
+    """At most once a second: while descriptors run out, every attempt fails, and threaded tries every 2 ms."""
+    global _last_warning
+    now = time.monotonic()
+    if now - _last_warning >= 1.0:
+        _last_warning = now
+        logger.warning("accept failed: %s", why)
 
 
 def _gil_holding_accept4() -> Any:

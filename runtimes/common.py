@@ -176,6 +176,12 @@ class Config:
         for address in self.addresses:
             if isinstance(address, UnixAddress):
                 check_unix_path(address.path)
+                proxies = self.forwarded_allow_ips
+                if (proxies.unix or proxies.everyone) and self.unix_socket_mode & 0o002:
+                    logger.warning("every local user may connect to %s (mode %o) and is trusted as a proxy "
+                                   "(--forwarded-allow-ips): any of them can claim any client address; "
+                                   "--unix-socket-mode 660 and a group shared with the proxy keep them out",
+                                   address.path, self.unix_socket_mode)
 
     @property
     def addresses(self) -> tuple[Address, ...]:

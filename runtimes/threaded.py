@@ -39,7 +39,7 @@ from ._gil import SwitchInterval
 from ._listeners import accept_descriptors
 from ._owned import OwnedConnection, OwnedConnections
 from ._transport import SocketTransport, reject_connection
-from .common import LISTENER, Runtime, Waker, thread_count, watch_listeners
+from .common import LISTENER, Runtime, Waker, logger, thread_count, watch_listeners
 
 __all__ = ["ThreadedRuntime"]
 
@@ -80,13 +80,13 @@ class ThreadedRuntime(Runtime):
             self.switch_interval.restore()
             self.waker.close()
 
-    def _accept_ready(self, listener: socket.socket) -> None:
+    def _accept_ready(self, listener: socket.socket, backoff: float = 0.05) -> None:
         # This thread only accepts and starts threads, holding the GIL
         # throughout: each time it let go, it would queue behind every busy
         # connection's thread to get it back (see accept_descriptors).
         # Everything that waits in the kernel is left to the new thread.
         head_timeout = self.config.header_timeout
-        for fd in accept_descriptors(listener, backoff=0.05):  # EMFILE: back off, do not spin
+        for fd in accept_descriptors(listener, backoff):  # EMFILE: the accept loop backs off, does not spin
             if self.stopping:
                 os.close(fd)
                 return
@@ -119,19 +119,26 @@ class ThreadedRuntime(Runtime):
             return
         self._help_due = now + HELP_EVERY
         for listener in self.listeners:
-            self._accept_ready(listener)
+            self._accept_ready(listener, backoff=0.0)  # never make a connection's own client wait
 
     def _serve(self, fd: int, listener: socket.socket, head_deadline: float) -> None:
         """A new connection's thread: make the socket, then serve it until it closes."""
-        sock = socket.socket(listener.family, socket.SOCK_STREAM, listener.proto, fileno=fd)
+        try:
+            sock = socket.socket(listener.family, socket.SOCK_STREAM, listener.proto, fileno=fd)
+        except OSError:
+            os.close(fd)
+            self.connections.abandon()
+            return
         try:
             transport = SocketTransport(sock)
-        except OSError:  # the client has already gone
+            connection = OwnedConnection(transport, self.config, self.handler, self.connections.forget,
+                                         before_wait=self._help_accept)
+        except Exception as exc:  # the client has already gone (OSError), or worse: its place is freed
+            if not isinstance(exc, OSError):
+                logger.exception("cannot set up a connection")
             sock.close()
             self.connections.abandon()
             return
-        connection = OwnedConnection(transport, self.config, self.handler, self.connections.forget,
-                                     before_wait=self._help_accept)
         self.connections.arrived(connection)
         connection.serve(None, head_deadline)
 

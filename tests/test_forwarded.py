@@ -46,8 +46,14 @@ def resolve(trusted: str, fields: list[tuple[str, str]], peer=PROXY) -> Connecti
     ("10.0.0.0/8", [("forwarded", "for=192.0.2.1;for=192.0.2.2")], PROXY, "http"),
     ("10.0.0.0/8", [("forwarded", 'for="192.0.2.1, for=6.6.6.6')], PROXY, "http"),
     ("10.0.0.0/8", [("forwarded", "proto=gopher;for=192.0.2.1")], ("192.0.2.1", 0), "http"),
-    # Forwarded, even broken, wins over X-Forwarded-For.
+    # Forwarded and X-Forwarded-For must agree, or neither is believed.
     ("10.0.0.0/8", [("forwarded", "nonsense"), ("x-forwarded-for", "192.0.2.1")], PROXY, "http"),
+    # A proxy that appends to X-Forwarded-For only, a client that brings its own Forwarded.
+    ("10.0.0.0/8", [("forwarded", "for=6.6.6.6;proto=https"), ("x-forwarded-for", "192.0.2.1")], PROXY, "http"),
+    ("10.0.0.0/8", [("forwarded", "for=192.0.2.1;proto=https"), ("x-forwarded-for", "192.0.2.1"),
+                    ("x-forwarded-proto", "https")], ("192.0.2.1", 0), "https"),  # both, in agreement
+    # An IPv6 zone can hold any text: never an address.
+    ("10.0.0.0/8", [("x-forwarded-for", '::1%" 200 0 "-" "-" 1 ')], PROXY, "http"),
     # X-Forwarded-For: the rightmost address that is not a trusted proxy.
     ("10.0.0.0/8", [("x-forwarded-for", "6.6.6.6, 192.0.2.5, 10.3.3.3")], ("192.0.2.5", 0), "http"),
     ("10.0.0.0/8", [("x-forwarded-for", "6.6.6.6"), ("x-forwarded-for", "192.0.2.5")], ("192.0.2.5", 0), "http"),

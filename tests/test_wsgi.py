@@ -169,6 +169,13 @@ def _streams(environ, start_response):
     if path == "/dry":  # a generator that yields nothing
         start_response("200 OK", [("Content-Type", "text/plain")])
         return iter(())
+    if path == "/write-last":  # write() while the iterable finishes
+        write = start_response("200 OK", [("Content-Type", "text/plain")])
+
+        def last():
+            yield b"a"
+            write(b"b")
+        return last()
     if path == "/reason":  # a reason phrase of its own
         start_response("299 Quite Fine", [("Content-Type", "text/plain")])
         return [b"ok"]
@@ -185,6 +192,7 @@ def test_generators_write_and_declared_length(serve, client):
     assert (reply.status_code, reply.content, reply.headers["content-length"]) == (200, b"", "1234")
     reply = client.get(handle.url + "/dry")
     assert (reply.status_code, reply.content) == (200, b"")
+    assert client.get(handle.url + "/write-last").text == "ab"
     reply = client.get(handle.url + "/reason")
     assert (reply.status_code, reply.text) == (299, "ok")
     assert reply.reason_phrase == ("Quite Fine" if reply.http_version == "HTTP/1.1" else "")

@@ -203,6 +203,8 @@ class ResponseStream:
             if exchange.pending:
                 yield from exchange.take_pending()
             yield chunk
+        if exchange.pending:  # written while the iterable finished
+            yield from exchange.take_pending()
 
     def _up_to(self, left: int) -> Iterator[bytes]:
         for chunk in self._produce():

@@ -76,6 +76,10 @@ from .transport import DISCONNECTS
 __all__ = ["REFUSED", "AsyncBody", "Carrier", "Host", "PoolFull", "answer", "answer_logged", "write_response"]
 
 
+#: How long a streamed body's close() waits for a worker before it runs on the loop instead.
+CLOSE_ON_WORKER_WITHIN = 1.0
+
+
 class PoolFull(Exception):
     """The worker pool's queue is full: refuse the request."""
 
@@ -350,12 +354,15 @@ async def _close_body(host: Host, body: Body) -> None:
             await body.aclose()
         except Exception:
             logger.exception("closing the response body failed")
-    elif host.inline:
-        close_body(body)
+    elif host.inline or host.stopping:
+        close_body(body)  # (stopping: the workers may all be held by handlers that will not end)
     else:
-        try:
-            await host.run_in_pool(close_body, body)
-        except PoolFull:  # no worker to spare: close it here rather than never
+        with anyio.move_on_after(CLOSE_ON_WORKER_WITHIN) as waited:
+            try:
+                await host.run_in_pool(close_body, body)
+            except PoolFull:  # no worker to spare: close it here rather than never
+                close_body(body)
+        if waited.cancelled_caught:  # every worker busy for long: close it here rather than never
             close_body(body)
 
 

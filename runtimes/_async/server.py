@@ -39,8 +39,9 @@ import anyio.abc
 import anyio.from_thread
 import anyio.lowlevel
 
-from protocols import ClientDisconnected
+from protocols import ClientDisconnected, Response
 
+from .._lifecycle import close_body
 from .._pool import WorkerPool
 from ..common import Runtime, is_async_handler, logger, thread_count
 from .connection import Connection, Scope
@@ -120,7 +121,7 @@ class AsyncRuntime(Runtime):
 class _PoolCall:
     """One job for the worker pool and its outcome, handed back to the loop."""
 
-    __slots__ = ("fn", "args", "unless", "wake", "done", "ok", "value")
+    __slots__ = ("fn", "args", "unless", "wake", "done", "ok", "value", "abandoned")
 
     def __init__(self, fn: Callable[..., Any], args: tuple, unless: Callable[[], bool] | None,
                  wake: Callable[[Callable[[], None]], None]) -> None:
@@ -128,6 +129,7 @@ class _PoolCall:
         self.done = anyio.Event()
         self.ok = False
         self.value: Any = None
+        self.abandoned = False  # the waiter was cancelled: nobody will take the result
 
     def run(self) -> None:
         """On a worker thread."""
@@ -139,6 +141,8 @@ class _PoolCall:
         except BaseException as exc:
             self.value = exc
         self.fn = self.args = self.unless = None  # the job's inputs go now, not with the loop's wake-up
+        if self.abandoned and self.ok and isinstance(self.value, Response):
+            close_body(self.value.body)  # a response nobody will send still closes (a WSGI iterable's close())
         try:
             self.wake(self.done.set)
         except RuntimeError:
@@ -361,6 +365,9 @@ class AsyncServer:
             # and its result must then go with the job. This frame can outlive the await in a
             # reference cycle through the cancellation's traceback (trio's do), which would keep
             # a response of any size until the collector ran.
+            call.abandoned = True
+            if call.ok and isinstance(call.value, Response):  # finished before we heard: close it here
+                close_body(call.value.body)  # (a close() may run twice in a race; closing is idempotent)
             call = None  # noqa: F841
             raise
         if call.ok:
