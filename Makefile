@@ -17,6 +17,7 @@ PEERS     ?=
 RESUME    ?=
 CLAIM     ?=
 PARSERS   ?=
+PROTOS    ?=
 
 .PHONY: test experiment claims bench bench-apps venv tools clean fuzz
 
@@ -62,11 +63,13 @@ bench: venv tools
 	  $(if $(DURATION),--duration $(DURATION)) $(if $(REPEAT),--repeat $(REPEAT))
 
 # The same WSGI (Flask) and ASGI (Starlette) apps on astra's runtimes and on gunicorn, waitress,
-# granian, uvicorn and hypercorn; and what the interface costs astra next to its native handler.
+# granian, uvicorn and hypercorn; and what the interface costs astra next to its native handler;
+# then the apps over HTTP/2 where the peer speaks it (PROTOS=h1 or h2 for one).
 bench-apps: venv tools
 	$(PY) -m experiments.app_bench \
 	  $(if $(CONC),--conns $(CONC)) $(if $(RUNTIMES),--runtimes $(RUNTIMES)) \
-	  $(if $(PEERS),--peers $(PEERS)) $(if $(DURATION),--duration $(DURATION)) $(if $(REPEAT),--repeat $(REPEAT))
+	  $(if $(PEERS),--peers $(PEERS)) $(if $(DURATION),--duration $(DURATION)) $(if $(REPEAT),--repeat $(REPEAT)) \
+	  $(if $(PROTOS),--protos $(PROTOS))
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -29,11 +29,11 @@ from protocols import Limits
 from runtimes._memory import fix_mmap_threshold
 from runtimes._listeners import bind_listeners
 from runtimes.common import (
-    UNIX_PREFIX,
     Address,
     Config,
     Handler,
     UnixAddress,
+    as_address,
     is_async_handler,
 )
 
@@ -47,8 +47,8 @@ _CONFIG_FIELDS = {f.name for f in dataclasses.fields(Config)} - {"host", "port",
 
 def parse_address(address: str) -> Address:
     """``"host:port"``, ``":port"``, ``"[::1]:port"`` -> (host, port); ``"unix:PATH"`` -> UnixAddress(PATH)."""
-    if address.startswith(UNIX_PREFIX):
-        return UnixAddress(address[len(UNIX_PREFIX):])
+    if isinstance(unix := as_address(address), UnixAddress):
+        return unix
     host, sep, port = address.rpartition(":")
     if not sep:
         raise ValueError(f"address {address!r} needs a port: HOST:PORT")

@@ -22,7 +22,6 @@ from .plan import Plan, ladder
 from .workloads import DEFAULT_WORKLOADS, WORKLOADS
 
 PROTOCOLS = ("h1", "h2")
-H2_PEERS = ("hypercorn",)  # the peers that speak h2c
 
 
 def parse_cpus(text: str) -> list[int]:
@@ -73,7 +72,7 @@ def main(argv: list[str]) -> int:
 
     peers = []
     if args.peers:
-        from .peer_apps import PEERS, peer_available
+        from .peer_apps import H2_PEERS, PEERS, peer_available
 
         chosen = names(args.peers, list(PEERS), "peer")
         if args.proto == "h2" and (h1_only := [p for p in chosen if p not in H2_PEERS]):

@@ -24,6 +24,14 @@ Servers (``experiments/bench_apps.py`` has the apps):
 * ``uvicorn/starlette`` (httptools + uvloop, no access log),
   ``hypercorn/starlette``, ``granian-asgi/starlette``.
 
+HTTP/2 (``--protos h1,h2``, both by default): the framework apps again, over
+h2c with prior knowledge, driven by ``h2load -t1 -c16 -m4`` (64 streams in
+flight, as many as HTTP/1.1's 64 connections) on CPU 1, on every astra
+runtime and on the peers that speak it: gunicorn (gthread, ``--http-protocols
+h2,h1 --http2-cleartext both``), hypercorn and granian. waitress and
+uvicorn have no HTTP/2. These rows carry ``/h2`` in their names; latency
+percentiles come from h2load's per-request log.
+
 Results: ``results/app_bench-<timestamp>.json`` and ``.md``.
 """
 
@@ -34,8 +42,11 @@ import importlib.util
 import json
 import os
 import platform
+import resource
 import shutil
+import subprocess
 import sys
+import tempfile
 from datetime import datetime
 from pathlib import Path
 
@@ -43,7 +54,9 @@ from astra import available_runtimes
 from astra.registry import load_runtime
 
 from .bench_report import checks_markdown, judge_targets, print_report, summarise, table_markdown
-from .hello_bench import add_method_arguments, expected_seconds, git_state, run_rounds, split, version
+from .hello_bench import add_method_arguments, expected_seconds, git_state, measure, split, version
+from .loadgen import parse_h2load, parse_h2load_log, percentiles
+from .servers import ServerProcess, busy_cpus, cpu_us
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS_DIR = ROOT / "results"
@@ -80,6 +93,23 @@ def astra_servers(runtime: str) -> dict[str, list[str]]:
             f"astra-{runtime}/starlette": [*argv, "--interface", "asgi", f"{APPS}:starlette_app"],
         }
     return servers
+
+
+def astra_h2_servers(runtime: str) -> dict[str, list[str]]:
+    """The framework apps of :func:`astra_servers`, for the HTTP/2 rows (same argv: astra speaks both)."""
+    return {f"{name}/h2": argv for name, argv in astra_servers(runtime).items()
+            if name.endswith(("/flask", "/starlette"))}
+
+
+def peer_h2_servers() -> dict[str, tuple[tuple[str, ...], list[str]]]:
+    """The peers that speak h2c with prior knowledge, serving the same apps."""
+    peers = peer_servers()
+    h2 = {name: peers[name] for name in ("hypercorn/starlette", "granian-wsgi/flask", "granian-asgi/starlette")}
+    packages, argv = peers["gunicorn-gthread/flask"]
+    # "both": prior knowledge and Upgrade, and HTTP/1.1 still answered (the readiness probe's GET).
+    h2["gunicorn-gthread/flask"] = (packages, [*argv[:-1], "--http-protocols", "h2,h1",
+                                               "--http2-cleartext", "both", argv[-1]])
+    return {f"{name}/h2": spec for name, spec in h2.items()}
 
 
 def peer_servers() -> dict[str, tuple[tuple[str, ...], list[str]]]:
@@ -120,6 +150,13 @@ def targets(runtimes: list[str]) -> list[tuple]:
                        [f"astra-{rt}/native-async"], 64, "cpu", "<=", None))
     checks.append(("best astra Starlette vs granian-asgi/starlette", [f"astra-{rt}/starlette" for rt in asgi_runtimes],
                    ["granian-asgi/starlette"], 64, "rps", ">=", None))
+    # HTTP/2: reported, not judged (issue 16 sets no HTTP/2 target).
+    for peer in ("gunicorn-gthread/flask", "granian-wsgi/flask"):
+        checks.append((f"best astra Flask vs {peer}, HTTP/2", [f"{s}/h2" for s in flask], [f"{peer}/h2"],
+                       64, "rps", ">=", None))
+    for peer in ("hypercorn/starlette", "granian-asgi/starlette"):
+        checks.append((f"best astra Starlette vs {peer}, HTTP/2",
+                       [f"astra-{rt}/starlette/h2" for rt in asgi_runtimes], [f"{peer}/h2"], 64, "rps", ">=", None))
     return checks
 
 
@@ -127,19 +164,88 @@ def judge(runs: list[dict], runtimes: list[str], planned: set[str], conns_run: l
     return judge_targets(runs, targets(runtimes), planned, conns_run)
 
 
-def choose(args) -> dict[str, tuple[list[str], dict]]:
-    servers: dict[str, tuple[list[str], dict]] = {}
-    for runtime in args.runtimes:
-        for name, argv in astra_servers(runtime).items():
-            servers[name] = (argv, {})
-    for name, (packages, argv) in peer_servers().items():
-        if args.peers is not None and name not in args.peers:
+def choose(args) -> dict[str, tuple[list[str], str]]:
+    """name -> (argv, protocol "h1" or "h2")."""
+    servers: dict[str, tuple[list[str], str]] = {}
+    for proto, ours, peers in (("h1", astra_servers, peer_servers()), ("h2", astra_h2_servers, peer_h2_servers())):
+        if proto not in args.protos:
             continue
-        if missing := [p for p in packages if importlib.util.find_spec(p) is None]:
-            print(f"skipping {name}: {', '.join(missing)} not installed (pip install -e '.[experiments]')")
-            continue
-        servers[name] = (argv, {})
+        for runtime in args.runtimes:
+            for name, argv in ours(runtime).items():
+                servers[name] = (argv, proto)
+        for name, (packages, argv) in peers.items():
+            if args.peers is not None and name.removesuffix("/h2") not in args.peers:
+                continue
+            if missing := [p for p in packages if importlib.util.find_spec(p) is None]:
+                print(f"skipping {name}: {', '.join(missing)} not installed (pip install -e '.[experiments]')")
+                continue
+            servers[name] = (argv, proto)
     return servers
+
+
+# HTTP/2 rows: h2load instead of wrk, the rest of the method the same ---------------
+
+H2_CONNS, H2_STREAMS = 16, 4
+
+
+def run_h2load(url: str, seconds: float, pin: bool, log: Path | None = None) -> dict:
+    """One h2load run at H2_CONNS x H2_STREAMS; adds its CPU share of the run and, with ``log``,
+    latency percentiles from its per-request log."""
+    cmd = (["taskset", "-c", str(WRK_CPU)] if pin else []) + [
+        "h2load", "-t1", f"-c{H2_CONNS}", f"-m{H2_STREAMS}", f"-D{seconds:g}"]
+    if log is not None:
+        cmd.append(f"--log-file={log}")
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    out = subprocess.run([*cmd, url], capture_output=True, text=True, timeout=seconds + 60)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    result = parse_h2load(out.stdout)
+    used = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    result["wrk_cpu_share"] = round(used / max(result["finished_in_s"], 1e-3), 3)
+    if log is not None:
+        with open(log) as lines:
+            result["latency_us"] = percentiles(parse_h2load_log(lines)) or {"p50": None, "p99": None}
+    return result
+
+
+def measure_h2(name: str, argv: list[str], args, pin: bool) -> list[dict]:
+    """One fresh server, a discarded warm-up, one measured h2load run: a row shaped like wrk's."""
+    with tempfile.TemporaryDirectory() as tmp, open(Path(tmp) / "server.log", "w+") as server_log:
+        server = ServerProcess(argv, cpus=[SERVER_CPU] if pin else None, log=server_log)
+        try:
+            server.wait_ready()
+            run_h2load(server.url, args.warmup, pin)
+            other = busy_cpus(args.pause)
+            before = cpu_us(server.proc.pid)
+            r = run_h2load(server.url, args.duration, pin, log=Path(tmp) / "h2load.log")
+            cpu = cpu_us(server.proc.pid) - before
+        except Exception as exc:  # one failed server must not sink the comparison
+            print(f"  ! {name}: {exc}")
+            return []
+        finally:
+            how = server.stop()
+    ok = r["succeeded"]
+    row = {"server": name, "conns": H2_CONNS * H2_STREAMS, "requests_per_s": r["requests_per_s"],
+           "requests": ok, "latency_us": r["latency_us"], "wrk_cpu_share": r["wrk_cpu_share"],
+           "errors": {"failed": r["failed"], "errored": r["errored"], "timeout": r["timeout"],
+                      "non2xx": sum(r["status"].values()) - r["status"]["2xx"]},
+           "protocol": r["protocol"], "server_cpu_us": round(cpu), "other_cpus": round(other, 2),
+           "cpu_us_per_request": cpu / ok if ok else None, "server_stop": how,
+           "load": f"h2load -t1 -c{H2_CONNS} -m{H2_STREAMS}"}
+    print(f"  h2 {H2_CONNS}x{H2_STREAMS}: {r['requests_per_s']:,.0f} req/s, p99 {r['latency_us']['p99']} us, "
+          f"{row['cpu_us_per_request'] or 0:.1f} cpu-us/req, h2load {r['wrk_cpu_share']:.0%}, "
+          f"protocol {r['protocol']}", flush=True)
+    return [row]
+
+
+def run_all_rounds(servers: dict[str, tuple[list[str], str]], args, pin: bool) -> list[dict]:
+    """Interleaved rounds (see hello_bench.run_rounds), each server measured by its protocol's tool."""
+    runs: list[dict] = []
+    for round_no in range(1, args.repeat + 1):
+        for name, (argv, proto) in servers.items():
+            print(f"measuring {name} (round {round_no}/{args.repeat}) ...", flush=True)
+            rows = measure(name, argv, args, pin) if proto == "h1" else measure_h2(name, argv, args, pin)
+            runs += [row | {"round": round_no} for row in rows]
+    return runs
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -147,6 +253,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     add_method_arguments(p, default_conns="64")
     p.add_argument("--runtimes", help="comma-separated astra runtimes (default: all, and asyncio+uvloop)")
     p.add_argument("--peers", help="comma-separated peers (default: all installed)")
+    p.add_argument("--protos", default="h1,h2", help="h1, h2 or both (default)")
     p.add_argument("--results-dir", type=Path, default=RESULTS_DIR)
     p.add_argument("--dry-run", action="store_true")
     args = p.parse_args(argv)
@@ -156,6 +263,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if unknown := set(args.runtimes) - set(known):
         p.error(f"unknown runtime(s) {', '.join(sorted(unknown))}; available: {', '.join(known)}")
     args.peers = None if args.peers is None else split(args.peers)
+    args.protos = split(args.protos)
+    if set(args.protos) - {"h1", "h2"}:
+        p.error("--protos takes h1, h2 or h1,h2")
     if args.peers and (unknown := set(args.peers) - set(peer_servers())):
         p.error(f"unknown peer(s) {', '.join(sorted(unknown))}; known: {', '.join(peer_servers())}")
     return args
@@ -176,14 +286,19 @@ def markdown(document: dict) -> str:
              "Versions: " + ", ".join(f"{k} {v}" for k, v in meta["versions"].items() if v) + ".", ""]
     lines += checks_markdown(document["checks"])
     for conns in meta["conns"]:
-        lines += table_markdown([r for r in rows if r["conns"] == conns], conns)
+        lines += table_markdown([r for r in rows if r["conns"] == conns and not r["server"].endswith("/h2")], conns)
+    if h2 := [r for r in rows if r["server"].endswith("/h2")]:
+        lines += [f"## HTTP/2, h2c with prior knowledge ({h2[0]['load']}: "
+                  f"{H2_CONNS * H2_STREAMS} streams in flight; *wrk CPU* is h2load's)", ""]
+        lines += table_markdown(h2, H2_CONNS * H2_STREAMS)[2:]
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    if shutil.which("wrk") is None and not args.dry_run:
-        print("wrk is not installed (`make tools` installs it)", file=sys.stderr)
+    needed = ["wrk"] * ("h1" in args.protos) + ["h2load"] * ("h2" in args.protos)
+    if (missing := [t for t in needed if shutil.which(t) is None]) and not args.dry_run:
+        print(f"{', '.join(missing)} not installed (`make tools` installs them)", file=sys.stderr)
         return 2
     pin = shutil.which("taskset") is not None and {SERVER_CPU, WRK_CPU} <= os.sched_getaffinity(0)
     servers = choose(args)
@@ -191,7 +306,7 @@ def main(argv: list[str] | None = None) -> int:
           f"~{expected_seconds(args, len(servers)) / 60:.0f} min: {', '.join(servers)}", flush=True)
     if args.dry_run:
         return 0
-    runs = run_rounds(servers, args, pin)
+    runs = run_all_rounds(servers, args, pin)
     rows = summarise(runs)
     checks = judge(runs, args.runtimes, set(servers), args.conns)
     print_report(rows, checks)

@@ -37,7 +37,7 @@ from .peers import HelloHandler, answer_lifespan
 from experiments import apps
 
 __all__ = [
-    "PEERS", "WORKLOAD", "asgi_app", "wsgi_app", "WorkloadHandler", "make_asgi_app", "make_wsgi_app",
+    "H2_PEERS", "PEERS", "WORKLOAD", "asgi_app", "wsgi_app", "WorkloadHandler", "make_asgi_app", "make_wsgi_app",
     "peer_argv", "peer_available",
 ]
 
@@ -174,9 +174,12 @@ wsgi_app = make_wsgi_app(WORKLOAD)
 
 # Command lines --------------------------------------------------------------------------
 
-PEERS = ("hypercorn", "uvicorn", "waitress", "stdlib")
+PEERS = ("hypercorn", "uvicorn", "uvicorn-fast", "waitress", "gunicorn", "granian-wsgi", "granian-asgi", "stdlib")
+#: The peers that also speak h2c with prior knowledge (the same command line serves both).
+H2_PEERS = ("hypercorn", "gunicorn", "granian-wsgi", "granian-asgi")
 
-_PACKAGES = {"hypercorn": "hypercorn", "uvicorn": "uvicorn", "waitress": "waitress", "stdlib": None}
+_PACKAGES = {"hypercorn": "hypercorn", "uvicorn": "uvicorn", "uvicorn-fast": "uvicorn", "waitress": "waitress",
+             "gunicorn": "gunicorn", "granian-wsgi": "granian", "granian-asgi": "granian", "stdlib": None}
 
 
 def peer_argv(peer: str, host_placeholder: str = "{host}", port_placeholder: str = "{port}") -> list[str]:
@@ -196,6 +199,11 @@ def peer_argv(peer: str, host_placeholder: str = "{host}", port_placeholder: str
     * waitress: its defaults, which are part of what its users get: 4 threads
       and ``connection_limit=100`` (past 100 open connections it stops
       accepting until one closes), ``backlog=1024``. It logs no requests.
+    * uvicorn-fast: the same on httptools and uvloop, uvicorn's fast path.
+    * gunicorn: the WSGI app on one process with 8 threads (``-k gthread
+      --threads 8``), backlog 4096, HTTP/2 by prior knowledge or Upgrade.
+    * granian-wsgi, granian-asgi: one worker, its defaults otherwise (it
+      speaks h2c with prior knowledge on the same port).
     * stdlib: ``ThreadingHTTPServer`` with ``WorkloadHandler``, stock (Nagle
       on, the listen backlog of 5), keep-alive on.
     """
@@ -206,6 +214,18 @@ def peer_argv(peer: str, host_placeholder: str = "{host}", port_placeholder: str
         return [py, "-m", "uvicorn", "--host", host_placeholder, "--port", port_placeholder,
                 "--http", "h11", "--loop", "asyncio", "--no-access-log", "--log-level", "warning",
                 "experiments.peer_apps:asgi_app"]
+    if peer == "uvicorn-fast":
+        return [py, "-m", "uvicorn", "--host", host_placeholder, "--port", port_placeholder,
+                "--http", "httptools", "--loop", "uvloop", "--no-access-log", "--log-level", "warning",
+                "experiments.peer_apps:asgi_app"]
+    if peer == "gunicorn":
+        return [py, "-m", "gunicorn", "-k", "gthread", "--threads", "8", "-w", "1", "-b", bind,
+                "--backlog", "4096", "--log-level", "warning", "--http-protocols", "h2,h1",
+                "--http2-cleartext", "both", "experiments.peer_apps:wsgi_app"]
+    if peer in ("granian-wsgi", "granian-asgi"):
+        interface = peer.split("-")[1]
+        return [py, "-m", "granian", "--host", host_placeholder, "--port", port_placeholder, "--workers", "1",
+                "--interface", interface, "--log-level", "warning", f"experiments.peer_apps:{interface}_app"]
     if peer == "waitress":
         return [py, "-m", "waitress", f"--listen={bind}", "experiments.peer_apps:wsgi_app"]
     if peer == "stdlib":

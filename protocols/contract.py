@@ -69,6 +69,15 @@ class ServerConnection(Protocol):
     def send_data(self, stream_id: int, data: bytes) -> None:
         """Queue response body bytes; raises ValueError past the declared length."""
 
+    def raw_body(self, stream_id: int, size: int) -> bool:
+        """May the runtime write the next ``size`` body bytes itself, unframed (``sendfile``)?
+
+        True: the connection counts them as sent, and the runtime writes them
+        straight to the socket once :meth:`data_to_send` is flushed. False:
+        they need framing (HTTP/2's DATA frames, HTTP/1.1's chunks), or are
+        not sent at all (HEAD): they go through :meth:`send_data`.
+        """
+
     def end_stream(self, stream_id: int) -> None:
         """Finish the response; raises ValueError if it fell short of its length."""
 

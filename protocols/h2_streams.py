@@ -126,6 +126,10 @@ class Streams:
         stream.queued += len(data)
         self._waiting.add(stream_id)
 
+    def raw_body(self, stream_id: int, size: int) -> bool:
+        """Always False: every byte of an HTTP/2 body goes out in DATA frames."""
+        return False
+
     def end_stream(self, stream_id: int) -> None:
         """Finish the response (END_STREAM goes out with its last queued byte).
 

@@ -413,6 +413,15 @@ class HTTP11Connection:
             self._to_send -= len(data)
         self._out.append(chunk(data) if self._chunked else data)
 
+    def raw_body(self, stream_id: int, size: int) -> bool:
+        """True under Content-Length framing (see the contract): the bytes are counted as sent."""
+        if self._broken or self._suppress_body or self._chunked or self._to_send is None:
+            return False
+        if size > self._to_send:
+            raise ValueError("response body longer than its Content-Length")
+        self._to_send -= size
+        return True
+
     def end_stream(self, stream_id: int) -> None:
         """Finish the response; a pipelined request may then appear in events().
 

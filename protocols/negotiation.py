@@ -134,6 +134,9 @@ class OpeningConnection:
     def send_data(self, stream_id: int, data: bytes) -> None:
         pass
 
+    def raw_body(self, stream_id: int, size: int) -> bool:
+        return False
+
     def end_stream(self, stream_id: int) -> None:
         pass
 

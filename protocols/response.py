@@ -121,6 +121,21 @@ class Body:
             if chunk:
                 yield _chunk_bytes(chunk)
 
+    def file_region(self) -> tuple[int, int, int] | None:
+        """``(descriptor, offset, size)`` of a body that is the rest of a regular file, else None.
+
+        What a runtime needs to send it with ``sendfile``: the kernel copies
+        the file to the socket, and no byte passes through Python. The file's
+        own position is not moved; the body is closed afterwards anyway.
+        """
+        if self.length is None or self.data is not None:
+            return None
+        stream = self._stream
+        try:
+            return stream.fileno(), stream.tell(), self.length
+        except (AttributeError, OSError, ValueError, io.UnsupportedOperation):
+            return None  # BytesIO, a wrapper without a descriptor, a closed file
+
     def close(self) -> None:
         """Release a streamed body's resources (files, generators)."""
         close = getattr(self._stream, "close", None)

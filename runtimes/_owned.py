@@ -310,6 +310,11 @@ class OwnedConnection:
                     raise ClientDisconnected("connection closed")
                 self.transport.send_all(data)
 
+    def send_file(self, fd: int, offset: int, count: int) -> None:
+        """This thread sends the file itself, blocking (only HTTP/1.1 sends raw bodies: no other
+        thread writes to the socket meanwhile)."""
+        self.transport.send_file(fd, offset, count)
+
     def stream_done(self) -> None:
         """A stream thread finished: wake the reader if the connection should now close.
 

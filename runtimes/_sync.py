@@ -33,6 +33,7 @@ from collections.abc import Callable
 from typing import Protocol
 
 from protocols import (
+    Body,
     ClientDisconnected,
     Event,
     ProtocolFailed,
@@ -69,6 +70,10 @@ STREAM_HIGH_WATER = 256 * 1024
 BODY_HIGH_WATER = 1024 * 1024
 
 
+#: What is left of a body sent with sendfile: nothing.
+_SENT = Body(b"")
+
+
 class Owner(Protocol):
     """What a :class:`StreamSet` needs from the connection that owns it."""
 
@@ -78,6 +83,10 @@ class Owner(Protocol):
         ``wait=False``: hand the bytes over and return, whatever the client
         does (the reactor, or a response that already exists whole).
         """
+
+    def send_file(self, fd: int, offset: int, count: int) -> None:
+        """After a flush: write ``count`` bytes of file ``fd`` from ``offset`` to the client with
+        ``sendfile``, waiting while it is slow (see ``SocketTransport.send_file``)."""
 
     def stream_done(self) -> None:
         """A stream has finished: the owner may close, or start reading again."""
@@ -336,6 +345,14 @@ class StreamSet:
             self.owner.flush(False)
             return response
         try:
+            region = body.file_region()
+            if region is not None:
+                with self.lock:
+                    raw = proto.raw_body(stream_id, region[2])
+                if raw:  # the kernel copies the file: no byte of it passes through Python
+                    self.owner.flush(True)
+                    self.owner.send_file(*region)
+                    body = _SENT
             self.owner.flush(wait)
             # The client may take io_timeout plus the body's size at send_rate: opening its
             # window a crack now and then does not hold this thread forever.
@@ -357,7 +374,7 @@ class StreamSet:
             with self.lock:
                 proto.abort_stream(stream_id)
         finally:
-            close_body(body)
+            close_body(response.body)
         self.owner.flush(wait)
         return response
 

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
+import os
 import socket
 from collections import deque
 from collections.abc import AsyncIterator
@@ -36,7 +37,7 @@ from typing import Any
 
 import anyio
 
-from protocols import ConnectionInfo
+from protocols import ClientDisconnected, ConnectionInfo
 
 from ._async import AsyncRuntime
 from ._async.server import Spawn
@@ -190,6 +191,10 @@ class ProtocolStream(asyncio.Protocol):
         if self._closed:
             raise anyio.BrokenResourceError
         self._transport.write(data)
+        await self._drain()
+
+    async def _drain(self) -> None:
+        """Wait while the transport holds more than its high-water mark."""
         while self._writing_paused and not self._closed:
             self._drainer = asyncio.get_running_loop().create_future()
             try:
@@ -198,6 +203,38 @@ class ProtocolStream(asyncio.Protocol):
                 self._drainer = None
         if self._closed:
             raise anyio.BrokenResourceError
+
+    async def send_file(self, fd: int, offset: int, count: int) -> None:
+        """``sendfile`` straight to the socket, around the transport (see the seam).
+
+        The socket is the transport's: bytes it still buffers must leave
+        first, and the loop will not watch the socket for anyone else. So
+        for the file's time the transport's high-water mark is zero (a
+        ``send`` then waits until its buffer is empty), and when the kernel
+        has no room for ``sendfile`` one block of the file goes through the
+        transport instead, which waits for room the loop's way.
+        """
+        transport = self._transport
+        out = transport.get_extra_info("socket").fileno()
+        transport.set_write_buffer_limits(high=0)
+        try:
+            await self._drain()
+            while count:
+                try:
+                    sent = os.sendfile(out, fd, offset, count)
+                except BlockingIOError:
+                    block = os.pread(fd, min(count, RECV_SIZE), offset)
+                    transport.write(block)
+                    sent = len(block)
+                if sent == 0:
+                    raise ClientDisconnected("the file ended before its length")
+                offset += sent
+                count -= sent
+                await asyncio.sleep(0)  # a client that keeps up must not keep the loop
+                await self._drain()
+        finally:
+            if not self._closed:
+                transport.set_write_buffer_limits()
 
     async def aclose(self) -> None:
         self._closed = True

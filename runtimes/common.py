@@ -64,8 +64,9 @@ class UnixAddress:
 Address = tuple[str, int] | UnixAddress
 
 
-def _as_address(value: Any) -> Any:
-    """``"unix:/x.sock"`` -> UnixAddress("/x.sock"); anything else as it is."""
+def as_address(value: Any) -> Any:
+    """``"unix:/x.sock"`` -> UnixAddress("/x.sock"); anything else as it is (the one place that
+    reads the prefix: ``astra.server.parse_address`` asks here too)."""
     if isinstance(value, str) and value.startswith(UNIX_PREFIX):
         return UnixAddress(value[len(UNIX_PREFIX):])
     return value
@@ -167,8 +168,8 @@ class Config:
     def __post_init__(self) -> None:
         # Wrong settings fail when the server is configured, not when it starts.
         object.__setattr__(self, "loop", Loop(self.loop))  # "uvloop" -> Loop.UVLOOP
-        object.__setattr__(self, "host", _as_address(self.host))
-        object.__setattr__(self, "also_bind", tuple(_as_address(a) for a in self.also_bind))
+        object.__setattr__(self, "host", as_address(self.host))
+        object.__setattr__(self, "also_bind", tuple(as_address(a) for a in self.also_bind))
         object.__setattr__(self, "forwarded_allow_ips", TrustedProxies.parse(self.forwarded_allow_ips))
         if self.root_path and not self.root_path.startswith("/"):
             raise ValueError(f"root_path {self.root_path!r} must start with '/'")

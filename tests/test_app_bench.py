@@ -36,3 +36,15 @@ def test_the_targets_are_judged_round_by_round():
     # WSGI over native CPU per request: 1.17, 1.33, 1.2 straddle 1.25
     assert checks["astra-threaded/wsgi CPU/request vs astra-threaded/native"]["verdict"] == "inconclusive"
     assert "best astra Flask vs waitress/flask" not in checks  # waitress was not in the plan
+
+
+def test_http2_rows_are_the_framework_apps_on_astra_and_the_peers_that_speak_h2c():
+    args = app_bench.parse_args(["--runtimes", "threaded,trio", "--protos", "h2"])
+    servers = app_bench.choose(args)
+    assert {"astra-threaded/flask/h2", "astra-trio/flask/h2", "astra-trio/starlette/h2"} <= set(servers)
+    assert not [name for name in servers if not name.endswith("/h2")]  # h1 not asked for
+    assert "waitress/flask/h2" not in servers and "uvicorn/starlette/h2" not in servers  # no HTTP/2 there
+    argv, proto = servers["gunicorn-gthread/flask/h2"]
+    assert proto == "h2" and "--http2-cleartext" in argv
+    assert app_bench.choose(app_bench.parse_args(["--runtimes", "threaded", "--peers", "hypercorn/starlette"])) \
+        .keys() >= {"astra-threaded/flask", "hypercorn/starlette", "hypercorn/starlette/h2"}

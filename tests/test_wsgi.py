@@ -31,6 +31,7 @@ from astra.wsgi import WSGIAdapter
 from . import wsgi_apps
 from .conftest import connect, parse_responses, read_until_closed, wait_for
 from .h2frames import FrameReader, data_frame, opening, request_frames
+from .test_sendfile import UnreadableFile
 
 
 def test_validator_finds_nothing_wrong(serve, client, recwarn, caplog):
@@ -314,13 +315,16 @@ def test_a_failing_application_gets_500_and_the_server_goes_on(serve, client, ca
     assert len([r for r in caplog.records if r.levelno >= logging.ERROR]) >= len(MISTAKES)
 
 
-def test_file_wrapper_is_sent_as_a_file(serve, client, tmp_path):
+def test_file_wrapper_is_sent_as_a_file(serve, client, protocol, tmp_path):
+    """Over HTTP/1.1 by sendfile (the whole file refuses to be read through Python); a part of it,
+    and any of it over HTTP/2, read in blocks."""
     data = bytes(range(256)) * 1000
     (tmp_path / "data.bin").write_bytes(data)
     opened = []
 
     def app(environ, start_response):
-        f = open(tmp_path / "data.bin", "rb")
+        whole = environ["PATH_INFO"] == "/whole" and protocol == "h1"
+        f = UnreadableFile(tmp_path / "data.bin") if whole else open(tmp_path / "data.bin", "rb")
         opened.append(f)
         headers = [("Content-Type", "application/octet-stream")]
         if environ["PATH_INFO"] == "/part":  # a range of the file: stop at its declared length
@@ -368,3 +372,38 @@ def test_django(serve, client):
     assert client.get(url + "/nowhere/").status_code == 404
     assert client.get(url + "/hello").status_code in (301, 404)  # APPEND_SLASH's redirect
     assert json.loads(client.post(url + "/form/", data={"name": "é"}).text)["name"] == "é"
+
+
+def test_first_chunk_with_the_whole_declared_length_ends_the_body_but_a_generator_runs_to_its_end(serve, client):
+    """A closing iterator (Flask's) whose first block is the declared Content-Length is whole at
+    once and closed; a generator still runs past its last yield, as its author expects."""
+    finished, closed = [], []
+
+    class Closing:  # werkzeug's ClosingIterator, in miniature: not a generator
+        def __init__(self, blocks):
+            self.blocks = iter(blocks)
+
+        def __iter__(self):
+            return self
+
+        def __next__(self):
+            return next(self.blocks)
+
+        def close(self):
+            closed.append(True)
+
+    def app(environ, start_response):
+        start_response("200 OK", [("Content-Length", "5")])
+        if environ["PATH_INFO"] == "/closing":
+            return Closing([b"hello", b"never sent"])
+
+        def generate():
+            yield b"hello"
+            finished.append(True)
+        return generate()
+
+    handle = serve(WSGIAdapter(app))
+    assert client.get(handle.url + "/closing").content == b"hello"
+    assert wait_for(lambda: closed == [True])
+    assert client.get(handle.url + "/generator").content == b"hello"
+    assert wait_for(lambda: finished == [True])

@@ -11,9 +11,10 @@ a call re-raises the application's exception, which cuts the response off.
 
 The body then takes one of three shapes:
 
-- **in memory**: a list or tuple (``[b"Hello"]``, what most frameworks
-  return), or an iterable that ran dry before yielding anything: sent with
-  its head in one write;
+- **in memory**: a list or tuple (``[b"Hello"]``), an iterable that ran
+  dry before yielding anything, or one whose first chunk holds all of the
+  declared ``Content-Length`` (Flask's responses): sent with its head in
+  one write;
 - **a file**: a ``wsgi.file_wrapper`` returned as is, read by astra's Body
   in large blocks with the file's size as ``Content-Length``;
 - **a stream**: anything else, a :class:`ResponseStream` that astra's Body
@@ -30,7 +31,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Iterator
-from types import TracebackType
+from types import GeneratorType, TracebackType
 from typing import Any
 
 from protocols import Body, Headers, Response
@@ -139,6 +140,16 @@ class Exchange:
         if not chunk:  # it ran dry: nothing is left to stream
             close_result(result)
             return self._whole(b"".join(self.take_pending()))
+        declared = self.declared
+        if declared is not None and self.pending_bytes + len(chunk) >= declared \
+                and type(chunks) is not GeneratorType:
+            # The first chunk completes the declared length: nothing more may be sent (PEP 3333),
+            # so the body is whole now. What nearly every framework returns (Flask's closing
+            # iterator over one block) then costs one write, and on the event loops no more
+            # trips to a worker for the iterable's end and its close(). Not a generator: the
+            # code after its last yield is the application's, and runs as it expects.
+            close_result(result)
+            return self._whole(b"".join([*self.take_pending(), chunk]))
         self.committed = True
         return self._response(Body(ResponseStream(self, result, chunks, chunk)))
 

@@ -67,6 +67,8 @@ __all__ = ["Connection", "Server"]
 
 HEAD, BODY, IDLE, SEND = Deadline.HEAD, Deadline.BODY, Deadline.IDLE, Deadline.SEND
 
+FILE_SLICE = 1024 * 1024  # a file sent with sendfile, a deadline per this many bytes
+
 
 class Scope(Protocol):
     """A cancel scope: ``cancel()`` ends what runs inside it, and the scope swallows that."""
@@ -112,6 +114,8 @@ class Connection:
         self.deadline_kind = HEAD
         self.send_deadline: float | None = None
         self.expired: Deadline | None = None
+        #: (see exchange.Carrier) the file sender, where the transport has one
+        self.send_file = self._send_file if getattr(transport, "send_file", None) is not None else None
         self.body: AsyncBody | None = None  # the HTTP/1.1 request in progress, if it has a body
         self.streams: StreamSet | None = None  # once its streams overlap (HTTP/2)
 
@@ -258,6 +262,20 @@ class Connection:
 
     flush_whole = flush  # one request at a time: nothing to batch with
     wait_for_window = None  # no flow control but the socket's
+
+    async def _send_file(self, fd: int, offset: int, count: int) -> None:
+        """In slices, each with the deadline of a streamed chunk its size: a client that stops
+        reading is cut off after ``io_timeout``, not after the whole file's allowance."""
+        send_file = self.transport.send_file
+        try:
+            while count:
+                size = min(count, FILE_SLICE)
+                self.send_deadline = time.monotonic() + self.io_timeout + size / self.min_send_rate
+                await send_file(fd, offset, size)
+                offset += size
+                count -= size
+        finally:
+            self.send_deadline = None
 
     async def more(self, body: AsyncBody, deadline: float) -> bool:
         """The body read reads the socket itself; its deadline is this connection's until then.

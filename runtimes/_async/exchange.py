@@ -128,6 +128,9 @@ class Carrier(Protocol):
     #: flow control holds the stream's earlier bytes, until ``due`` (monotonic;
     #: raises ClientDisconnected then, or on a reset). None without flow control.
     wait_for_window: Callable[[int, float], Awaitable[None]] | None
+    #: ``send_file(fd, offset, count)`` after a flush: the file's bytes straight to the socket
+    #: (``sendfile``), bounded by the send deadline. None where the transport cannot.
+    send_file: Callable[[int, int, int], Awaitable[None]] | None
     #: With flow control: a streamed response may take io_timeout plus its size at send_rate.
     io_timeout: float
     send_rate: float
@@ -321,6 +324,12 @@ async def _write_streamed(host: Host, carrier: Carrier, stream_id: int, response
     wait_for_window = carrier.wait_for_window
     try:
         await carrier.flush()
+        if carrier.send_file is not None and (region := body.file_region()) is not None \
+                and proto.raw_body(stream_id, region[2]):
+            # The kernel copies the file: no byte of it passes through Python or a worker.
+            await carrier.send_file(*region)
+            proto.end_stream(stream_id)
+            return
         if body.is_async:
             chunks = body.achunks()
             next_chunk = lambda: anext(chunks, None)  # noqa: E731

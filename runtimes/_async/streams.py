@@ -226,6 +226,7 @@ class StreamSet:
             self.tasks.start_soon(self._scheduled_flush)
 
     flush_whole = flush_soon
+    send_file = None  # HTTP/2 frames every byte (see exchange.Carrier)
 
     async def _scheduled_flush(self) -> None:
         self._flush_scheduled = False

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import socket
 import struct
+from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 import anyio
@@ -67,6 +68,11 @@ class AsyncTransport(Protocol):
         Raises one of :data:`DISCONNECTS` when the client is gone.
         """
 
+    #: Optional: ``await send_file(fd, offset, count)`` sends that part of a regular file with
+    #: ``sendfile`` once every byte sent before it has left. None (or absent) where the
+    #: transport cannot; the driver then reads the file and sends its bytes.
+    send_file: Callable[[int, int, int], Awaitable[None]] | None
+
     async def aclose(self) -> None:
         """Close the connection (our last bytes are delivered, not reset). Never raises.
 
@@ -86,6 +92,7 @@ class AnyioTransport:
     """An anyio ``SocketStream`` behind the :class:`AsyncTransport` seam."""
 
     __slots__ = ("stream", "sock", "info")
+    send_file = None  # anyio's asyncio streams own the socket's writes: no way around their buffer
 
     def __init__(self, stream: anyio.abc.SocketStream, sock: socket.socket) -> None:
         self.stream = stream

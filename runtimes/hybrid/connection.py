@@ -13,7 +13,8 @@ from __future__ import annotations
 import selectors
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Protocol
 
 from protocols import ClientDisconnected, RequestReceived, error_response_bytes, server_connection
@@ -48,6 +49,7 @@ class Connection:
     def __init__(self, loop: Loop, transport: SocketTransport, config: Config, handler: Handler) -> None:
         self.loop = loop
         self.transport = transport
+        transport.send_limits(config.io_timeout, config.min_send_rate)  # for a worker's send_file
         self.config = config
         proto = server_connection(transport.info, config.limits, config.http)
         self.streams = StreamSet(proto, self, handler, config.io_timeout,
@@ -137,6 +139,8 @@ class Connection:
                 if backlogged and not self.backlogged():
                     self.writable.notify_all()
                     ready = self._caught_up()
+                elif not self.out:
+                    self.writable.notify_all()  # a worker may wait to send a file after it
             done = sent < 0 or not self.out
             if done:
                 self.want_write = False
@@ -270,14 +274,32 @@ class Connection:
             self.send_deadline = time.monotonic() + self.config.io_timeout + allowance
         self.out += data
 
+    def send_file(self, fd: int, offset: int, count: int) -> None:
+        """A worker sends the file itself, once the reactor has sent everything queued before it.
+
+        Each ``sendfile`` is made under the lock and only while the
+        connection is open: the reactor may close it meanwhile, and its
+        descriptor may then already be another client's.
+        """
+        with self.lock:
+            self._wait_writable(0)
+        self.transport.send_file(fd, offset, count, self._open)
+
+    @contextmanager
+    def _open(self) -> Iterator[None]:
+        with self.lock:
+            if self.closed:
+                raise ClientDisconnected("connection closed")
+            yield
+
     def backlogged(self) -> bool:
         """Lock held: more output is queued than the client has taken (see _sync.Owner)."""
         return len(self.out) > HIGH_WATER
 
-    def _wait_writable(self) -> None:
-        """Lock held: a worker waits for the reactor to drain ``out`` below HIGH_WATER."""
+    def _wait_writable(self, limit: int = HIGH_WATER) -> None:
+        """Lock held: a worker waits for the reactor to drain ``out`` to ``limit`` bytes."""
         deadline = time.monotonic() + self.config.io_timeout
-        while len(self.out) > HIGH_WATER:
+        while len(self.out) > limit:
             if self.closed:
                 raise ClientDisconnected("connection closed")
             left = deadline - time.monotonic()
