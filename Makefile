@@ -18,8 +18,9 @@ RESUME    ?=
 CLAIM     ?=
 PARSERS   ?=
 PROTOS    ?=
+INTERPRETERS ?=
 
-.PHONY: test experiment claims bench bench-apps venv tools clean fuzz
+.PHONY: test experiment claims bench bench-apps venv tools clean fuzz freethreaded test-freethreaded
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -41,12 +42,13 @@ test: venv tools
 fuzz: venv
 	ASTRA_FUZZ=1 $(PY) -m pytest -q --timeout=0 tests/test_fuzz_h1.py tests/test_fuzz_h2.py
 
-experiment: venv tools
+experiment: venv tools $(if $(findstring freethreaded,$(INTERPRETERS)),freethreaded)
 	$(PY) -m experiments run \
 	  $(if $(CONC),--conc $(CONC)) $(if $(RUNTIMES),--runtimes $(RUNTIMES)) \
 	  $(if $(WORKLOADS),--workloads $(WORKLOADS)) $(if $(PROTO),--proto $(PROTO)) \
 	  $(if $(DURATION),--duration $(DURATION)) $(if $(REPEAT),--repeat $(REPEAT)) \
-	  $(if $(PEERS),--peers $(PEERS)) $(if $(RESUME),--resume $(RESUME))
+	  $(if $(PEERS),--peers $(PEERS)) $(if $(RESUME),--resume $(RESUME)) \
+	  $(if $(INTERPRETERS),--interpreters $(INTERPRETERS))
 
 # The seeds' claims, measured and judged: results/REPORT.md (CLAIM=7 runs one).
 claims: venv tools
@@ -70,6 +72,24 @@ bench-apps: venv tools
 	  $(if $(CONC),--conns $(CONC)) $(if $(RUNTIMES),--runtimes $(RUNTIMES)) \
 	  $(if $(PEERS),--peers $(PEERS)) $(if $(DURATION),--duration $(DURATION)) $(if $(REPEAT),--repeat $(REPEAT)) \
 	  $(if $(PROTOS),--protos $(PROTOS))
+
+# CPython 3.13 without the GIL (PEP 703), built once from Debian 13's source package and
+# cached under ~/.cache/astra (5-10 min; needs root for apt-get), and a virtualenv on it.
+# `make test-freethreaded` runs the whole suite there; `make experiment INTERPRETERS=...`
+# runs the servers under test on it (see README).
+FT_PREFIX ?= $(HOME)/.cache/astra/python3.13t
+FT_PYTHON := $(FT_PREFIX)/bin/python3.13t
+FT_VENV   ?= .venv-ft
+
+$(FT_VENV)/.installed: pyproject.toml
+	PREFIX=$(FT_PREFIX) sh .ci/build-freethreaded.sh
+	sh .ci/freethreaded-venv.sh $(FT_PYTHON) $(FT_VENV)
+	touch $@
+
+freethreaded: $(FT_VENV)/.installed
+
+test-freethreaded: freethreaded tools
+	$(FT_VENV)/bin/python -m pytest -q
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -27,6 +27,7 @@ from typing import Any
 
 from protocols import Limits
 from runtimes._memory import fix_mmap_threshold
+from runtimes._gil import gil_enabled
 from runtimes._listeners import bind_listeners
 from runtimes.common import (
     Address,
@@ -35,6 +36,7 @@ from runtimes.common import (
     UnixAddress,
     as_address,
     is_async_handler,
+    logger,
 )
 
 from .registry import DEFAULT_RUNTIME, load_runtime
@@ -102,6 +104,8 @@ class Server:
         fix_mmap_threshold(self.config.mmap_threshold)
         if self.config.switch_interval is not None:
             sys.setswitchinterval(self.config.switch_interval)  # process-wide, like the mmap threshold
+            if not gil_enabled():
+                logger.info("switch_interval has no effect: the GIL is off (free-threaded CPython)")
         listeners = bind_listeners(self.config, self.inherited)
         # Removed at shutdown: the files of the sockets bound here (an inherited one is its parent's).
         files = socket_files([sock for sock in listeners if sock not in self.inherited.values()])

@@ -65,6 +65,9 @@ def main(argv: list[str]) -> int:
     run.add_argument("--server-args", default="", help="extra astra CLI options, e.g. '--max-workers 200'")
     run.add_argument("--peers", default="",
                      help="reference servers through the same workloads: hypercorn,uvicorn,waitress,stdlib")
+    run.add_argument("--interpreters", default="standard",
+                     help="the servers' interpreters: standard, freethreaded (CPython without the GIL: "
+                          "`make freethreaded`), or both; a free-threaded run is labelled RUNTIME+ft")
     run.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run in RUN_DIR")
     run.add_argument("--results-dir", default=None, help="where results go (default: results/)")
     run.add_argument("--dry-run", action="store_true", help="print the plan and its estimated duration")
@@ -79,8 +82,15 @@ def main(argv: list[str]) -> int:
             print(f"note: {', '.join(h1_only)} do not speak HTTP/2 and are left out")
             chosen = [p for p in chosen if p in H2_PEERS]
         peers = [f"peer:{p}" for p in chosen if peer_available(p)]
+    from .interpreters import Interpreter, label, python_for
+
+    interpreters = [Interpreter(n) for n in names(args.interpreters, list(Interpreter), "interpreter")]
+    for interpreter in interpreters:
+        python_for(interpreter)  # built, or a clear message now rather than a failed run later
+    astra_runtimes = names(args.runtimes, available_runtimes(), "runtime")
     plan = Plan(
-        runtimes=names(args.runtimes, available_runtimes(), "runtime") + peers,
+        # Peers run on the standard build only: their packages are not installed on the other.
+        runtimes=[label(rt, i) for i in interpreters for rt in astra_runtimes] + peers,
         workloads=names(args.workloads, list(WORKLOADS), "workload") if args.workloads else list(DEFAULT_WORKLOADS),
         levels=ladder(args.conc), proto=args.proto, streams=args.streams, duration=args.duration, warmup=args.warmup,
         pause=args.pause, repeat=args.repeat, fairness_duration=args.fairness,

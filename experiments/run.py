@@ -37,6 +37,7 @@ from typing import Any
 
 from astra.registry import load_runtime
 
+from .interpreters import describe, env_for, python_for, split_label
 from .loadgen import LoadGenError, Target, run_h2load, run_wrk, tool_versions
 from .plan import FAIRNESS_FROM, SHARD_CONNECTIONS, Plan, shards_for
 from .servers import ROOT, CostSampler, ServerProcess, busy_cpus, free_port, open_connections
@@ -80,7 +81,7 @@ def check_limits(plan: Plan, limits: dict) -> tuple[list[str], list[str]]:
     if limits["ephemeral_ports"] < per_process:
         problems.append(f"only {limits['ephemeral_ports']} ephemeral ports per address, {per_process} needed")
     top = max(plan.levels)
-    if "threaded" in plan.runtimes and top + 500 > min(limits["pid_max"], limits["threads_max"] or 1 << 30):
+    if any(split_label(r)[0] == "threaded" for r in plan.runtimes) and top + 500 > min(limits["pid_max"], limits["threads_max"] or 1 << 30):
         notes.append(f"threaded needs ~{top:,} threads at {top:,} connections; pid_max is "
                      f"{limits['pid_max']:,}: expect it to fail there (recorded, not fatal)")
     if shared := sorted(set(plan.server_cpus) & set(plan.client_cpus)):
@@ -111,6 +112,7 @@ def environment(plan: Plan, command: str, extra_args: list[str], sleep_ms: float
         "fairness_duration_s": plan.fairness_duration, "levels": plan.levels, "proto": plan.proto,
         "streams": plan.streams if plan.proto == "h2" else None,
         "runtimes": plan.runtimes, "workloads": plan.workloads,
+        "interpreters": {str(i): describe(i) for i in sorted({split_label(r)[1] for r in plan.runtimes})},
         "shard_connections": SHARD_CONNECTIONS, "min_servers": plan.min_servers, "server_args": extra_args,
         "sleep_ms": sleep_ms,
         "handler_style": handler_style, "command": command,
@@ -213,11 +215,11 @@ class Progress:
 # One runtime and workload ----------------------------------------------------------
 
 def server_argv(runtime: str, handler: str, stats_file: Path, workers: int, port: int,
-                extra: list[str]) -> list[str]:
+                extra: list[str], python: str = sys.executable) -> list[str]:
     """astra with limits an experiment needs: connections held for the whole run, none refused."""
     binds = [arg for i in range(workers) for arg in ("--bind", f"127.0.0.{i + 1}:{port}")]
     return [
-        sys.executable, "-m", "astra", handler, *binds, "--workers", str(workers), "--runtime", runtime,
+        python, "-m", "astra", handler, *binds, "--workers", str(workers), "--runtime", runtime,
         "--keep-alive-timeout", "300", "--header-timeout", "60",
         "--max-connections", str(SHARD_CONNECTIONS + 1_000),
         "--stats-file", str(stats_file), "--stats-interval", "0.5", *extra,
@@ -296,10 +298,13 @@ def measure_server(plan: Plan, setup: Setup, runtime: str, workload: str, levels
                 return
             argv, handler, stats_files = peer_argv(runtime[len(PEER_PREFIX):]), "peer", []
         else:
-            handler = WORKLOADS[workload].handler_for(runtime, load_runtime(runtime).supports_async,
+            name, interpreter = split_label(runtime)
+            handler = WORKLOADS[workload].handler_for(name, load_runtime(name).supports_async,
                                                       setup.handler_style)
             port = free_port_everywhere(workers)
-            argv = server_argv(runtime, handler, stats, workers, port, setup.extra_args)
+            argv = server_argv(name, handler, stats, workers, port, setup.extra_args, python_for(interpreter))
+            env |= env_for(interpreter)
+            base["interpreter"] = str(interpreter)
             stats_files = [Path(f"{stats}.{i}") for i in range(workers)] if workers > 1 else [stats]
         base["handler"] = handler
         log = open(Path(tmp) / "server.log", "w+")

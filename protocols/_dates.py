@@ -5,14 +5,17 @@ from __future__ import annotations
 import time
 from email.utils import formatdate
 
-_cached_second = -1
-_cached_value = ""
+#: (second, its text), replaced as one tuple: threads share it, and two globals written one
+#: after the other could pair a second with its neighbour's text once the GIL no longer
+#: keeps the two stores together (free-threaded CPython).
+_cache = (-1, "")
 
 
 def http_date() -> str:
-    global _cached_second, _cached_value
+    global _cache
     now = int(time.time())
-    if now != _cached_second:
-        _cached_value = formatdate(now, usegmt=True)
-        _cached_second = now
-    return _cached_value
+    second, value = _cache
+    if now != second:
+        value = formatdate(now, usegmt=True)
+        _cache = (now, value)
+    return value

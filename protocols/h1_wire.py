@@ -68,8 +68,8 @@ def encode_head(status: int, headers: list[tuple[str, str]], reason: str | None 
 #: whose heads never repeat (a fresh cookie each time) only pays a lookup.
 _HEADS: dict[tuple, bytes] = {}
 _HEADS_MAX = 512
-_date_second = -1
-_date_tails = (b"", b"")
+#: (second, (Date line alone, Date and Server lines)), replaced as one tuple (see _dates).
+_date_tails: tuple[int, tuple[bytes, bytes]] = (-1, (b"", b""))
 
 
 def encode_response_head(status: int, fields: list[tuple[str, str]], framing: bytes, add_server: bool,
@@ -91,13 +91,14 @@ def encode_response_head(status: int, fields: list[tuple[str, str]], framing: by
 
 def _date_tail(add_server: bool) -> bytes:
     """The Date field (and Server), and the blank line: made once a second."""
-    global _date_second, _date_tails
+    global _date_tails
     now = int(time.time())
-    if now != _date_second:
+    second, tails = _date_tails
+    if now != second:
         date = f"date: {http_date()}\r\n"
-        _date_tails = ((date + "\r\n").encode("ascii"), f"{date}server: {SERVER_NAME}\r\n\r\n".encode("ascii"))
-        _date_second = now
-    return _date_tails[add_server]
+        tails = ((date + "\r\n").encode("ascii"), f"{date}server: {SERVER_NAME}\r\n\r\n".encode("ascii"))
+        _date_tails = (now, tails)
+    return tails[add_server]
 
 
 def error_response_bytes(

@@ -19,14 +19,16 @@ computes without pausing keeps the others waiting longer before it is made
 to let go, at most ``LONGEST`` seconds. Past a hundred threads, a request
 already waits behind that many others, so the longer slice costs it little.
 
-A switch interval given in :class:`~.common.Config` is kept as it is.
+A switch interval given in :class:`~.common.Config` is kept as it is. On a
+free-threaded build with the GIL off (PEP 703) there is no GIL to hand
+over: the interval governs nothing, and is left alone.
 """
 
 from __future__ import annotations
 
 import sys
 
-__all__ = ["SwitchInterval"]
+__all__ = ["SwitchInterval", "gil_enabled"]
 
 #: Interval per thread that may want the GIL: 20,000 timer wake-ups a second at most.
 PER_THREAD = 50e-6
@@ -41,7 +43,8 @@ class SwitchInterval:
     """
 
     def __init__(self, configured: float | None) -> None:
-        self.fixed = configured is not None  # the server has set it already (see astra.Server)
+        # Set by the server already (see astra.Server), or meaningless (no GIL).
+        self.fixed = configured is not None or not gil_enabled()
         self.floor = self.current = sys.getswitchinterval()
 
     def fit(self, threads: int) -> None:
@@ -60,3 +63,9 @@ class SwitchInterval:
         if seconds != self.current:
             sys.setswitchinterval(seconds)
             self.current = seconds
+
+
+def gil_enabled() -> bool:
+    """Is the GIL on? Always on a standard build; on a free-threaded one unless an extension
+    module switched it back on (or ``PYTHON_GIL=1``)."""
+    return getattr(sys, "_is_gil_enabled", lambda: True)()

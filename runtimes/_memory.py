@@ -47,6 +47,12 @@ def _libc():
 
 
 _LIBC = _libc()
+# Argument types set once, here: setting them on a shared function object from several
+# threads at once crashed free-threaded CPython 3.13 (gh-127946).
+if _LIBC is not None:
+    for _name, _types in (("mallopt", [ctypes.c_int, ctypes.c_int]), ("malloc_trim", [ctypes.c_size_t])):
+        if (_function := getattr(_LIBC, _name, None)) is not None:
+            _function.argtypes = _types
 
 
 def fix_mmap_threshold(size: int) -> bool:
@@ -59,7 +65,6 @@ def fix_mmap_threshold(size: int) -> bool:
     mallopt = getattr(_LIBC, "mallopt", None)
     if mallopt is None:
         return False
-    mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
     if mallopt(_M_MMAP_THRESHOLD, size) != 1:
         return False
     _done.add(size)
@@ -71,7 +76,6 @@ def trim_heap() -> bool:
     malloc_trim = getattr(_LIBC, "malloc_trim", None)
     if malloc_trim is None:
         return False
-    malloc_trim.argtypes = [ctypes.c_size_t]
     malloc_trim(0)
     return True
 
@@ -85,7 +89,9 @@ class HeapTrimmer:
     A runtime reports its count of open connections as it changes; a peak
     below ``crowd`` connections is no crowd (its memory is small, and a
     server that trims on every close would pay for it on every close).
-    Counts may come from several threads: a race costs a trim more or less.
+    Not thread-safe: a runtime whose counts come from several threads
+    decides with :meth:`due` under its own lock, and trims (:meth:`trim`,
+    a millisecond or so) outside it.
     """
 
     __slots__ = ("crowd", "peak", "_trim")
@@ -100,6 +106,15 @@ class HeapTrimmer:
             self.peak = count
 
     def closed(self, count: int) -> None:
+        if self.due(count):
+            self._trim()
+
+    def due(self, count: int) -> bool:
+        """``count`` connections are left: is a trim due? (Bookkeeping only: the caller trims.)"""
         if self.peak >= self.crowd and count <= self.peak // 4:
             self.peak = count
-            self._trim()
+            return True
+        return False
+
+    def trim(self) -> None:
+        self._trim()

@@ -108,7 +108,8 @@ class OwnedConnection:
                 if streams.proto.multiplexed:
                     self._serve_multiplexed(ready)
                     return
-                self.idle = False
+                with streams.lock:  # (see _wait_for_request)
+                    self.idle = False
                 streams.serve(ready[0])  # and any pipelined request that follows it
                 ready = self._wait_for_request(None)
         except (ClientDisconnected, OSError):
@@ -129,9 +130,11 @@ class OwnedConnection:
         """
         streams = self.streams
         config = self.config
-        # Set before ``stopping`` is read, while begin_shutdown sets ``stopping`` before reading this:
-        # either this thread sees the shutdown, or the shutdown sees it idle and wakes its read.
-        self.idle = True
+        # Set under the lock under which begin_shutdown sets ``stopping`` and reads this: either this
+        # thread sees the shutdown, or the shutdown sees it idle and wakes its read. (Two plain
+        # stores and loads were enough under the GIL; without it the lock is what orders them.)
+        with streams.lock:
+            self.idle = True
         while True:
             # Only this thread changes a one-at-a-time connection's state, so
             # these reads need no lock.
@@ -349,15 +352,16 @@ class OwnedConnection:
         is owed (see the module's docstring).
         """
         streams = self.streams
-        self.stopping = True  # before ``idle`` is read: see _wait_for_request
         with streams.lock:
+            self.stopping = True  # and ``idle`` read under the same lock: see _wait_for_request
+            idle = self.idle
             streams.close_after_current()
             multiplexed = streams.proto.multiplexed
             nothing_owed = streams.proto.should_close and streams.running == 0
         if not multiplexed:
             # HTTP/1.1 queues nothing for a shutdown: a response under way says Connection: close.
             # A thread waiting for a request wakes, answers one that has arrived, or closes.
-            if self.idle:
+            if idle:
                 self.transport.stop_reading()
             return
         if nothing_owed:
@@ -443,8 +447,9 @@ class OwnedConnections:
             self._open.discard(connection)
             if not self._open and not self._starting:
                 self._all_closed.notify_all()
-            left = len(self._open)
-        self._trimmer.closed(left)
+            trim = self._trimmer.due(len(self._open))
+        if trim:
+            self._trimmer.trim()
 
     def drain(self, timeout: float) -> None:
         """Idle connections close now, busy ones after their response; past ``timeout``, force the rest."""

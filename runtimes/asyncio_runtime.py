@@ -4,7 +4,8 @@ The driver is the shared one in ``_async/``. What this edge adds:
 
 - the choice of loop: ``Config.loop`` (:class:`~.common.Loop`, ``--loop``)
   is ``uvloop``, plain ``asyncio``, or ``auto`` (uvloop if it can be
-  imported: ``pip install 'astra[fast]'``; an option, not a requirement);
+  imported: ``pip install 'astra[fast]'``; an option, not a requirement;
+  asyncio's own loop where the GIL is off, see :meth:`AsyncioRuntime.loop`);
 - a thread-safe "call soon" for the worker pool (``call_soon_threadsafe``);
 - connections' tasks in an ``asyncio.TaskGroup``: a plain asyncio task
   each, where anyio's ``start_soon`` adds a task handle, an event and a
@@ -22,6 +23,15 @@ The driver is the shared one in ``_async/``. What this edge adds:
   on these. ``async_streams="anyio"`` brings anyio's back, to measure it
   again. It is made when the connection's first bytes arrive
   (``loop.connect_accepted_socket``), not when it is accepted.
+
+Threading model: the loop's thread owns every socket, transport, task and
+protocol object, and the counters, without a lock. Blocking handlers, and a
+synchronous body's ``next()`` and ``close()``, run on ``WorkerPool``
+threads (``exchange.WorkerIterated`` keeps a body's two from overlapping);
+a worker reads the request body by a hop back to the loop
+(``anyio.from_thread.run``) and hands its result back through
+``call_soon_threadsafe`` (``server._PoolCall``, whose end and cancellation
+meet under one lock). ``stop()`` and ``stats()`` come from other threads.
 """
 
 from __future__ import annotations
@@ -40,6 +50,7 @@ import anyio
 from protocols import ClientDisconnected, ConnectionInfo
 
 from ._async import AsyncRuntime
+from ._gil import gil_enabled
 from ._async.server import Spawn
 from ._async.transport import RECV_SIZE, AsyncTransport
 from .common import Loop, no_delay, socket_address
@@ -60,6 +71,10 @@ class AsyncioRuntime(AsyncRuntime):
         """The loop ``Config.loop`` names, ``auto`` resolved (raises ImportError for a missing uvloop)."""
         choice = Loop(self.config.loop)
         if choice is Loop.AUTO:
+            # Without the GIL, uvloop's thread-safe call_soon updates a plain C counter that a
+            # worker and the loop may both write (a lost wake-up): asyncio's own loop locks it.
+            if not gil_enabled():
+                return Loop.ASYNCIO
             return Loop.UVLOOP if importlib.util.find_spec("uvloop") else Loop.ASYNCIO
         if choice is Loop.UVLOOP and not importlib.util.find_spec("uvloop"):
             raise ImportError("the uvloop event loop needs uvloop: pip install 'astra[fast]'")

@@ -28,6 +28,14 @@ what ``hybrid`` (which hands out requests instead) was built to avoid. Where
 this runtime differs from the Rust original, it is to give it the
 protections every other runtime has, so that a comparison measures the
 dispatch model only (docs/design.md lists each difference).
+
+Threading model: the reactor thread alone owns the selector, the listeners,
+the connections still waiting for a request, and the counters; it parses
+heads under each connection's ``streams.lock``. A ready connection goes to a
+worker through ``WorkerPool.submit``, whose lock orders the hand-off, and
+the reactor never touches it again (only ``OwnedConnections.drain`` does, at
+shutdown). From then on the worker owns it as a ``threaded`` connection's
+thread does, with the same locks.
 """
 
 from __future__ import annotations

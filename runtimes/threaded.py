@@ -15,7 +15,18 @@ GIL while it drains the backlog (the new thread makes its own socket), the
 connections' threads drain it too as they pass between requests, and the
 switch interval grows with the threads (``_gil``): 12,000 req/s at 1,000
 connections, every one accepted within a second; 8,334 in one process
-accepted within seven.
+accepted within seven. Without the GIL (free-threaded CPython) none of that
+is needed, and none of it is done.
+
+Threading model: the runtime's thread runs the accept loop (select on the
+listeners and a waker, accept4, a place reserved in OwnedConnections, a
+thread started per connection) and, at stop, closes the listeners and
+drains. Each connection's thread owns its socket, OwnedConnection and
+StreamSet and runs HTTP/1.1 handlers itself (with the GIL on, it also helps
+accept between requests); on HTTP/2 it reads, and the streams run on the
+connection's own small WorkerPool. ``streams.lock`` guards the protocol
+state and bodies, ``write_lock`` the socket's writes and FIN,
+``OwnedConnections``' lock its sets, ``_counting`` the counters.
 
 This module is only the part that is particular to the model: the accept
 loop, the cap on live connections (past it a client gets 503 at once rather
@@ -32,10 +43,11 @@ import _thread
 import os
 import selectors
 import socket
+import threading
 import time
 from collections.abc import Callable
 
-from ._gil import SwitchInterval
+from ._gil import SwitchInterval, gil_enabled
 from ._listeners import accept_descriptors
 from ._owned import OwnedConnection, OwnedConnections
 from ._transport import SocketTransport, reject_connection
@@ -57,8 +69,11 @@ class ThreadedRuntime(Runtime):
         self.switch_interval = SwitchInterval(config.switch_interval)  # stretched as threads grow
         self.waker = Waker()
         self.accepted = 0
-        self._help_due = 0.0  # when a connection's thread may next drain the backlog (_help_accept)
         self.rejected = 0
+        self._counting = threading.Lock()  # the accept loop and helping threads count
+        self._help_due = 0.0  # when a connection's thread may next drain the backlog (_help_accept)
+        # The connections' threads help the accept loop only where it starves for the GIL.
+        self._helper = self._help_accept if gil_enabled() else None
 
     # Accepting ---------------------------------------------------------
 
@@ -90,7 +105,8 @@ class ThreadedRuntime(Runtime):
             if self.stopping:
                 os.close(fd)
                 return
-            self.accepted += 1
+            with self._counting:
+                self.accepted += 1
             if not self.connections.reserve(self.config.max_connections):
                 self._reject(fd, listener, "too many connections")
                 continue
@@ -132,7 +148,7 @@ class ThreadedRuntime(Runtime):
         try:
             transport = SocketTransport(sock)
             connection = OwnedConnection(transport, self.config, self.handler, self.connections.forget,
-                                         before_wait=self._help_accept)
+                                         before_wait=self._helper)
         except Exception as exc:  # the client has already gone (OSError), or worse: its place is freed
             if not isinstance(exc, OSError):
                 logger.exception("cannot set up a connection")
@@ -143,7 +159,8 @@ class ThreadedRuntime(Runtime):
         connection.serve(None, head_deadline)
 
     def _reject(self, fd: int, listener: socket.socket, why: str) -> None:
-        self.rejected += 1
+        with self._counting:
+            self.rejected += 1
         reject_connection(socket.socket(listener.family, socket.SOCK_STREAM, listener.proto, fileno=fd), why)
 
     # Stopping ----------------------------------------------------------

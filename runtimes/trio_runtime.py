@@ -13,6 +13,11 @@ the cheaper way to do what a connection needs:
   socket and trio's readiness waits: anyio's stream over trio's socket
   object costs two wrappers, two resource guards and four coroutine frames
   per connection, and as many calls per read.
+
+Threading model: as asyncio's (see ``asyncio_runtime``), with trio's run
+thread owning every socket, task and protocol object without locks;
+workers report back through ``TrioToken.run_sync_soon``, which takes trio's
+own lock.
 """
 
 from __future__ import annotations

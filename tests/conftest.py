@@ -151,3 +151,14 @@ def wait_for(predicate, timeout: float = 5.0, interval: float = 0.02) -> bool:
             return True
         time.sleep(interval)
     return predicate()
+
+
+def pytest_report_header(config) -> str:
+    """Which interpreter the suite runs on, and whether the GIL is on (``make test-freethreaded``)."""
+    import sys
+    import sysconfig
+
+    free_threaded = bool(sysconfig.get_config_var("Py_GIL_DISABLED"))
+    gil = getattr(sys, "_is_gil_enabled", lambda: True)()
+    return f"interpreter: {sys.version.split()[0]}, {'free-threaded build' if free_threaded else 'standard build'}, " \
+           f"GIL {'on' if gil else 'off'}"

@@ -13,6 +13,7 @@ hook runs the app's lifespan protocol (:mod:`.lifespan`).
 
 from __future__ import annotations
 
+import threading
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
@@ -73,6 +74,7 @@ class ASGIHandler:
         self.state: dict[str, Any] = {}
         self._spawn: Spawn | None = None  # while serving: starts an app task
         self._serving = False
+        self._claim = threading.Lock()
         self._running = 0  # app tasks not yet finished
         self._idle: anyio.Event | None = None  # set when _running reaches 0, while shutdown waits for it
 
@@ -149,9 +151,10 @@ class ASGIHandler:
         ``tasks``: where the app's per-request tasks run (the runtime's own,
         cheapest task machinery); an anyio task group without it.
         """
-        if self._serving:
-            raise RuntimeError("this ASGIHandler is serving already (one server at a time)")
-        self._serving = True
+        with self._claim:  # two servers on two threads: without a GIL the check and the set could interleave
+            if self._serving:
+                raise RuntimeError("this ASGIHandler is serving already (one server at a time)")
+            self._serving = True
         self.state = {}
         failure: LifespanFailed | None = None
         try:

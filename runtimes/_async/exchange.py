@@ -37,6 +37,7 @@ on. Everything else an exchange waits for is bounded by its carrier.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any, Protocol
@@ -322,6 +323,7 @@ async def _write_streamed(host: Host, carrier: Carrier, stream_id: int, response
     proto = carrier.proto
     body = response.body
     wait_for_window = carrier.wait_for_window
+    on_workers: WorkerIterated | None = None
     try:
         await carrier.flush()
         if carrier.send_file is not None and (region := body.file_region()) is not None \
@@ -333,8 +335,12 @@ async def _write_streamed(host: Host, carrier: Carrier, stream_id: int, response
         if body.is_async:
             chunks = body.achunks()
             next_chunk = lambda: anext(chunks, None)  # noqa: E731
+        elif host.inline:
+            chunks = body.chunks()
+            next_chunk = _next_inline(chunks)
         else:
-            next_chunk = _chunk_reader(host, body.chunks())
+            on_workers = WorkerIterated(body)
+            next_chunk = lambda: host.run_in_pool(on_workers.next)  # noqa: E731
         due = time.monotonic() + carrier.io_timeout
         while (chunk := await next_chunk()) is not None:
             if wait_for_window is not None:
@@ -351,10 +357,10 @@ async def _write_streamed(host: Host, carrier: Carrier, stream_id: int, response
         proto.abort_stream(stream_id)
     finally:
         with anyio.CancelScope(shield=True):
-            await _close_body(host, body)
+            await _close_body(host, body, on_workers)
 
 
-async def _close_body(host: Host, body: Body) -> None:
+async def _close_body(host: Host, body: Body, on_workers: WorkerIterated | None = None) -> None:
     """Close a streamed body where its chunks were made: a synchronous one on a worker, since
     its ``close()`` may block or use the thread's state (a WSGI framework's end of request
     closes that thread's database connections). What it raises is logged (``close_body``)."""
@@ -363,22 +369,80 @@ async def _close_body(host: Host, body: Body) -> None:
             await body.aclose()
         except Exception:
             logger.exception("closing the response body failed")
-    elif host.inline or host.stopping:
-        close_body(body)  # (stopping: the workers may all be held by handlers that will not end)
-    else:
-        with anyio.move_on_after(CLOSE_ON_WORKER_WITHIN) as waited:
+        return
+    if on_workers is None:
+        on_workers = WorkerIterated(body)  # nothing was iterated: only close() to order
+    if host.inline or host.stopping:
+        on_workers.close_soon()  # (stopping: the workers may all be held by handlers that will not end)
+        return
+    with anyio.move_on_after(CLOSE_ON_WORKER_WITHIN) as waited:
+        try:
+            await host.run_in_pool(on_workers.close)
+        except PoolFull:  # no worker to spare: close it here rather than never
+            on_workers.close_soon()
+    if waited.cancelled_caught:  # every worker busy for long: close it here rather than never
+        on_workers.close_soon()
+
+
+def _next_inline(chunks: Iterator[bytes]) -> Callable[[], Awaitable[bytes | None]]:
+    """The next chunk of a synchronous body, on the loop (inline handlers: no workers)."""
+    async def next_inline() -> bytes | None:
+        return next(chunks, None)
+    return next_inline
+
+
+class WorkerIterated:
+    """A synchronous body iterated on worker threads, whose ``next()`` and ``close()`` never overlap.
+
+    Each chunk is a pool job, and a job can outlive its awaiting task: a
+    client that leaves mid-response cancels the task while a worker is still
+    inside the application's generator. Closing that generator from another
+    thread then raised "generator already executing" (and left the iterable
+    unclosed); without the GIL it can crash the interpreter. So both run
+    under one lock: a worker's close waits for the chunk in progress, and
+    the loop, which must not wait, asks for the close and leaves it to
+    whoever holds the lock last (:meth:`close_soon`).
+    """
+
+    __slots__ = ("_body", "_chunks", "_lock", "_close_wanted", "_closed")
+
+    def __init__(self, body: Body) -> None:
+        self._body = body
+        self._chunks: Iterator[bytes] | None = None
+        self._lock = threading.Lock()
+        self._close_wanted = False
+        self._closed = False
+
+    def next(self) -> bytes | None:
+        """On a worker: the next chunk, None at the end (or once closed)."""
+        with self._lock:
+            if self._closed:
+                return None
+            if self._chunks is None:
+                self._chunks = self._body.chunks()
+            chunk = next(self._chunks, None)
+        if self._close_wanted:  # the loop asked while this chunk was being made
+            self._close_if_free()
+        return chunk
+
+    def close(self) -> None:
+        """On a worker: close, after the chunk in progress if there is one."""
+        with self._lock:
+            self._close()
+
+    def close_soon(self) -> None:
+        """On the loop: close now if no worker is inside the body, else as that worker leaves it."""
+        self._close_wanted = True
+        self._close_if_free()
+
+    def _close_if_free(self) -> None:
+        if self._lock.acquire(blocking=False):
             try:
-                await host.run_in_pool(close_body, body)
-            except PoolFull:  # no worker to spare: close it here rather than never
-                close_body(body)
-        if waited.cancelled_caught:  # every worker busy for long: close it here rather than never
-            close_body(body)
+                self._close()
+            finally:
+                self._lock.release()
 
-
-def _chunk_reader(host: Host, chunks: Iterator[bytes]) -> Callable[[], Awaitable[bytes | None]]:
-    """The next chunk of a synchronous body: on the loop for inline handlers, else on a worker."""
-    if host.inline:
-        async def next_inline() -> bytes | None:
-            return next(chunks, None)
-        return next_inline
-    return lambda: host.run_in_pool(next, chunks, None)
+    def _close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            close_body(self._body)

@@ -118,10 +118,17 @@ class AsyncRuntime(Runtime):
 
 # The server, on its loop -----------------------------------------------------------
 
+#: Orders a pool job's end against its waiter's cancellation (two flags, each side writing one and
+#: reading the other): held for a few bytecodes, shared by every job rather than made for each.
+#: Under the GIL both sides could see each other and close a response twice, one after the other;
+#: without it, at the same time, or neither.
+HANDOFF = threading.Lock()
+
+
 class _PoolCall:
     """One job for the worker pool and its outcome, handed back to the loop."""
 
-    __slots__ = ("fn", "args", "unless", "wake", "done", "ok", "value", "abandoned")
+    __slots__ = ("fn", "args", "unless", "wake", "done", "ok", "value", "abandoned", "finished")
 
     def __init__(self, fn: Callable[..., Any], args: tuple, unless: Callable[[], bool] | None,
                  wake: Callable[[Callable[[], None]], None]) -> None:
@@ -130,6 +137,7 @@ class _PoolCall:
         self.ok = False
         self.value: Any = None
         self.abandoned = False  # the waiter was cancelled: nobody will take the result
+        self.finished = False  # the job has run: its result is there to take (or to close)
 
     def run(self) -> None:
         """On a worker thread."""
@@ -141,7 +149,10 @@ class _PoolCall:
         except BaseException as exc:
             self.value = exc
         self.fn = self.args = self.unless = None  # the job's inputs go now, not with the loop's wake-up
-        if self.abandoned and self.ok and isinstance(self.value, Response):
+        with HANDOFF:  # exactly one of this worker and a cancelled waiter closes an unsent response
+            self.finished = True
+            unsent = self.abandoned
+        if unsent and self.ok and isinstance(self.value, Response):
             close_body(self.value.body)  # a response nobody will send still closes (a WSGI iterable's close())
         try:
             self.wake(self.done.set)
@@ -365,9 +376,11 @@ class AsyncServer:
             # and its result must then go with the job. This frame can outlive the await in a
             # reference cycle through the cancellation's traceback (trio's do), which would keep
             # a response of any size until the collector ran.
-            call.abandoned = True
-            if call.ok and isinstance(call.value, Response):  # finished before we heard: close it here
-                close_body(call.value.body)  # (a close() may run twice in a race; closing is idempotent)
+            with HANDOFF:
+                call.abandoned = True
+                finished = call.finished
+            if finished and call.ok and isinstance(call.value, Response):  # finished before we heard
+                close_body(call.value.body)
             call = None  # noqa: F841
             raise
         if call.ok:

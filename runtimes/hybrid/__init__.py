@@ -34,6 +34,17 @@ and two thread switches per request for nothing. Whatever the kernel does not
 take is left for the reactor to flush, and the worker waits (on a condition,
 not a socket) only while more than ``HIGH_WATER`` bytes are pending: that is
 the backpressure a slow reader exerts on a streaming handler.
+
+Threading model: the reactor thread alone waits on sockets, changes the
+selector, closes sockets, runs the timers, and owns the connection table,
+the counters and the heap trimmer. Workers run a request from handler to
+response and try one non-blocking send themselves; what the kernel does not
+take waits in the connection's ``out`` for the reactor. ``Connection.lock``
+(the stream set's) guards the protocol, ``out``, the deadlines and the
+interest flags, and its ``writable`` condition is the workers'
+backpressure. Workers ask the reactor for anything through ``call_soon``
+(a queue and a wake-up flag under one lock, and the waker). A worker
+sending a file takes the lock around each ``sendfile``.
 """
 
 from .reactor import HybridRuntime

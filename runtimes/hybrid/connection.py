@@ -178,8 +178,7 @@ class Connection:
                 self.send_and_close(error_response_bytes(kind.answer, kind.reason))
             elif expired:
                 self.loop.close(self)
-        elif self.out and (now - self.last_progress > self.config.io_timeout
-                           or (self.send_deadline is not None and now > self.send_deadline)):
+        elif self.out and self._send_stalled(now):
             self.loop.close(self)  # the client stopped reading our response, or reads it too slowly
         if self.streams.gathering and not self.closed:
             with self.lock:
@@ -194,6 +193,13 @@ class Connection:
                     self.flush(wait=False)
                 except ClientDisconnected:
                     self.loop.close(self)
+
+    def _send_stalled(self, now: float) -> bool:
+        """Checked again under the lock: a worker writes ``last_progress`` and ``out`` under it, and
+        without a GIL the unlocked glance above may see one of those writes and not the other."""
+        with self.lock:
+            return bool(self.out) and (now - self.last_progress > self.config.io_timeout
+                                       or (self.send_deadline is not None and now > self.send_deadline))
 
     def begin_shutdown(self) -> None:
         """Reactor: idle connections close now; busy ones after their responses (HTTP/2: GOAWAY now)."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import selectors
 import socket
+import threading
 import time
 from collections import deque
 from collections.abc import Callable
@@ -36,6 +37,7 @@ class HybridRuntime(Runtime):
                                config.max_queue_wait, config.max_upload_workers)
         self._calls: deque[Callable[[], None]] = deque()
         self._wake_pending = False
+        self._calls_lock = threading.Lock()
         self.waker = Waker()
         self.accepted = self.rejected = self.overloaded = 0
 
@@ -95,17 +97,28 @@ class HybridRuntime(Runtime):
             streams.turn_away(stream)
 
     def call_soon(self, call: Callable[[], None]) -> None:
-        """Run ``call`` on the reactor thread (from any thread)."""
-        self._calls.append(call)
-        if not self._wake_pending:
+        """Run ``call`` on the reactor thread (from any thread).
+
+        The queue and its wake-up flag change together under ``_calls_lock``:
+        a call queued just as the reactor finishes draining either is drained
+        or wakes it. (The GIL kept the two in order by itself; a free-threaded
+        build does not.)
+        """
+        with self._calls_lock:
+            self._calls.append(call)
+            wake = not self._wake_pending
             self._wake_pending = True
+        if wake:
             self.waker.wake()
 
     def _run_calls(self) -> None:
-        self._wake_pending = False  # before draining: a later call_soon wakes us again
-        calls = self._calls
-        while calls:
-            calls.popleft()()
+        if not self._wake_pending:  # a glance: a call queued meanwhile wakes the selector
+            return
+        with self._calls_lock:
+            self._wake_pending = False  # a call queued from now on wakes us again
+            calls, self._calls = self._calls, deque()
+        for call in calls:
+            call()
 
     def _accept_ready(self, listener: socket.socket) -> None:
         for sock, peer in accept_backlog(listener):
