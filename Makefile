@@ -20,7 +20,7 @@ PARSERS   ?=
 PROTOS    ?=
 INTERPRETERS ?=
 
-.PHONY: test experiment claims bench bench-apps venv tools clean fuzz freethreaded test-freethreaded
+.PHONY: test experiment claims bench bench-apps venv tools clean fuzz freethreaded test-freethreaded standard-3.13
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -42,7 +42,8 @@ test: venv tools
 fuzz: venv
 	ASTRA_FUZZ=1 $(PY) -m pytest -q --timeout=0 tests/test_fuzz_h1.py tests/test_fuzz_h2.py
 
-experiment: venv tools $(if $(findstring freethreaded,$(INTERPRETERS)),freethreaded)
+experiment: venv tools $(if $(findstring freethreaded,$(INTERPRETERS)),freethreaded) \
+	  $(if $(findstring standard-3.13,$(INTERPRETERS)),standard-3.13)
 	$(PY) -m experiments run \
 	  $(if $(CONC),--conc $(CONC)) $(if $(RUNTIMES),--runtimes $(RUNTIMES)) \
 	  $(if $(WORKLOADS),--workloads $(WORKLOADS)) $(if $(PROTO),--proto $(PROTO)) \
@@ -87,6 +88,17 @@ $(FT_VENV)/.installed: pyproject.toml
 	touch $@
 
 freethreaded: $(FT_VENV)/.installed
+
+# CPython 3.13 with the GIL (pyenv's), for INTERPRETERS=standard-3.13: the same version as the
+# free-threaded build, so that the comparison isolates the GIL.
+PY313 ?= $(firstword $(wildcard $(HOME)/.pyenv/versions/3.13*/bin/python3.13) $(shell command -v python3.13))
+.venv-313/.installed: pyproject.toml
+	@[ -n "$(PY313)" ] || { echo "no python3.13 found (set PY313=...)"; exit 1; }
+	$(PY313) -m venv .venv-313
+	.venv-313/bin/python -m pip install -q -e . psutil httptools uvloop
+	touch $@
+
+standard-3.13: .venv-313/.installed
 
 test-freethreaded: freethreaded tools
 	$(FT_VENV)/bin/python -m pytest -q

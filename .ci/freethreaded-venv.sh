@@ -1,6 +1,6 @@
 #!/bin/sh
 # A virtual environment on the free-threaded interpreter (.ci/build-freethreaded.sh builds it),
-# with astra's test dependencies. A package that neither has a free-threaded wheel nor
+# with astra's test and experiment dependencies (the suite runs the harness too). A package that neither has a free-threaded wheel nor
 # builds from source is left out, by name, and the tests that need it skip.
 # Usage: freethreaded-venv.sh PYTHON VENV
 set -e
@@ -8,11 +8,12 @@ PY=$1; VENV=$2
 [ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
 "$VENV/bin/python" -m pip install -q --upgrade pip >/dev/null
 "$VENV/bin/python" -m pip install -q -e . >/dev/null
-# The test extra, one requirement at a time (read from pyproject.toml, not repeated here).
+# The test and experiments extras, one requirement at a time (read from pyproject.toml, not repeated here).
 reqs=$("$VENV/bin/python" - <<'PYCODE'
 import tomllib
 with open("pyproject.toml", "rb") as f:
-    print("\n".join(tomllib.load(f)["project"]["optional-dependencies"]["test"]))
+    extras = tomllib.load(f)["project"]["optional-dependencies"]
+    print("\n".join(extras["test"] + extras["experiments"]))
 PYCODE
 )
 left_out=""

@@ -34,10 +34,16 @@ ROOT = Path(__file__).resolve().parent.parent
 class Interpreter(enum.StrEnum):
     STANDARD = "standard"
     FREETHREADED = "freethreaded"
+    #: CPython 3.13 with the GIL: the free-threaded build's own version, so that a comparison
+    #: with it isolates the GIL from everything else 3.13 changed since the harness's Python.
+    STANDARD_313 = "standard-3.13"
 
 
 #: What a label adds for each interpreter.
-_SUFFIX = {Interpreter.STANDARD: "", Interpreter.FREETHREADED: "+ft"}
+_SUFFIX = {Interpreter.STANDARD: "", Interpreter.FREETHREADED: "+ft", Interpreter.STANDARD_313: "+313"}
+#: Where each interpreter other than the harness's own is found: (environment variable, default venv).
+_WHERE = {Interpreter.FREETHREADED: ("ASTRA_FREETHREADED_PYTHON", ".venv-ft", "make freethreaded"),
+          Interpreter.STANDARD_313: ("ASTRA_STANDARD313_PYTHON", ".venv-313", "make standard-3.13")}
 
 
 def label(runtime: str, interpreter: Interpreter) -> str:
@@ -57,10 +63,10 @@ def python_for(interpreter: Interpreter) -> str:
     """The executable that runs servers on ``interpreter``; a clear error when it is not built."""
     if interpreter is Interpreter.STANDARD:
         return sys.executable
-    path = os.environ.get("ASTRA_FREETHREADED_PYTHON") or str(ROOT / ".venv-ft" / "bin" / "python")
+    variable, venv, make = _WHERE[interpreter]
+    path = os.environ.get(variable) or str(ROOT / venv / "bin" / "python")
     if not os.access(path, os.X_OK):
-        raise SystemExit(f"no free-threaded interpreter at {path}: run `make freethreaded` "
-                         "(or set ASTRA_FREETHREADED_PYTHON)")
+        raise SystemExit(f"no {interpreter} interpreter at {path}: run `{make}` (or set {variable})")
     return path
 
 

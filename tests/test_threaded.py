@@ -20,6 +20,7 @@ import time
 import pytest
 
 from astra import Response
+from runtimes._gil import gil_enabled
 from runtimes._listeners import accept_descriptors
 
 from .conftest import RuntimeUnderTest, connect, read_until_closed, wait_for
@@ -65,6 +66,7 @@ def test_a_burst_of_connections_each_on_its_thread_is_served_in_full(serve):
     assert wait_for(lambda: handle.stats()["connections_open"] == 0, timeout=10)
 
 
+@pytest.mark.skipif(not gil_enabled(), reason="no GIL: the switch interval governs nothing, and is left alone")
 def test_the_switch_interval_grows_with_the_threads_and_comes_back(serve):
     before = sys.getswitchinterval()
     handle = serve(hello)
