@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import shutil
 import subprocess
@@ -132,8 +133,9 @@ def test_without_postgresql_the_db_workload_is_dropped_and_the_rest_runs(tmp_pat
     assert "postgresql" in json.loads((tmp_path / "env.json").read_text())["notes"][0]
 
 
-@pytest.mark.skipif(not all(shutil.which(t) for t in ("wrk", "taskset")) or bindir() is None,
-                    reason="wrk or PostgreSQL missing")
+@pytest.mark.skipif(not all(shutil.which(t) for t in ("wrk", "taskset")) or bindir() is None
+                    or importlib.util.find_spec("psycopg") is None,
+                    reason="wrk, PostgreSQL or psycopg missing (psycopg has no free-threaded wheel)")
 def test_the_db_workload_on_a_throwaway_postgres(tmp_path):
     out = subprocess.run(
         [sys.executable, "-m", "experiments", "run", "--conc", "4", "--runtimes", "hybrid,asyncio",
