@@ -52,8 +52,11 @@ experiment: venv tools $(if $(findstring freethreaded,$(INTERPRETERS)),freethrea
 	  $(if $(INTERPRETERS),--interpreters $(INTERPRETERS))
 
 # The seeds' claims, measured and judged: results/REPORT.md (CLAIM=7 runs one).
-claims: venv tools
-	$(PY) -m experiments.claims $(if $(CLAIM),--claim $(CLAIM))
+# INTERPRETERS=standard-3.13,freethreaded judges every claim on each, side by side.
+claims: venv tools $(if $(findstring freethreaded,$(INTERPRETERS)),freethreaded) \
+	  $(if $(findstring standard-3.13,$(INTERPRETERS)),standard-3.13)
+	$(PY) -m experiments.claims $(if $(CLAIM),--claim $(CLAIM)) \
+	  $(if $(INTERPRETERS),--interpreters $(INTERPRETERS))
 
 # Hello world, astra on every runtime with both HTTP/1 parsers, against uvicorn, granian,
 # hypercorn, waitress and the raw floors, at 1, 64 and 1,000 connections, three interleaved
@@ -95,7 +98,7 @@ PY313 ?= $(firstword $(wildcard $(HOME)/.pyenv/versions/3.13*/bin/python3.13) $(
 .venv-313/.installed: pyproject.toml
 	@[ -n "$(PY313)" ] || { echo "no python3.13 found (set PY313=...)"; exit 1; }
 	$(PY313) -m venv .venv-313
-	.venv-313/bin/python -m pip install -q -e . psutil httptools uvloop
+	.venv-313/bin/python -m pip install -q -e '.[experiments,fast]'
 	touch $@
 
 standard-3.13: .venv-313/.installed

@@ -22,6 +22,10 @@ for req in $reqs psutil; do
   # source that needs Rust crates this machine cannot fetch), then a build from source.
   "$VENV/bin/python" -m pip install -q --only-binary=:all: "$req" >/dev/null 2>&1 ||
     "$VENV/bin/python" -m pip install -q "$req" >/dev/null 2>&1 ||
+    # psycopg[binary] has no free-threaded wheel; plain psycopg is pure Python over the
+    # system's libpq (Debian's libpq5, which PostgreSQL brings), and keeps the GIL off.
+    { [ "$req" != "${req%%\[binary\]*}" ] &&
+      "$VENV/bin/python" -m pip install -q "${req%%\[binary\]*}${req#*\[binary\]}" >/dev/null 2>&1; } ||
     left_out="$left_out $req"
 done
 [ -z "$left_out" ] || echo "left out on the free-threaded build (no wheel, and no build from source here):$left_out"

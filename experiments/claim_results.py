@@ -14,6 +14,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .interpreters import Interpreter, label, split_label
 from .report import load_run, summarize
 
 __all__ = ["ASYNC", "CAVEAT", "FAILS", "HOLDS", "PENDING", "THREADS", "Results", "Verdict", "best", "fmt",
@@ -40,10 +41,17 @@ def missing(what: str) -> Verdict:
 
 
 class Results:
-    """The measured files of one claims run, loaded on demand."""
+    """The measured files of one claims run as one interpreter saw them, loaded on demand.
 
-    def __init__(self, root: Path) -> None:
+    A run on several interpreters holds rows labelled ``threaded`` and
+    ``threaded+ft`` in the same files, and ``micro.json`` next to
+    ``micro+ft.json``: each :class:`Results` sees only its interpreter's, under
+    the runtimes' plain names, so one judgement serves every interpreter.
+    """
+
+    def __init__(self, root: Path, interpreter: Interpreter = Interpreter.STANDARD) -> None:
         self.root = root
+        self.interpreter = interpreter
         self._rows: dict[tuple[str, str], list[dict]] = {}
 
     def rows(self, experiment: str, label: str = "all") -> list[dict]:
@@ -51,8 +59,18 @@ class Results:
         key = (experiment, label)
         if key not in self._rows:
             runs = sorted((self.root / experiment / label).glob("experiment-*"))
-            self._rows[key] = summarize(load_run(runs[-1])) if runs else []
+            mine = []
+            for row in summarize(load_run(runs[-1])) if runs else []:
+                runtime, interpreter = split_label(row["runtime"])
+                if interpreter is self.interpreter:
+                    mine.append({**row, "runtime": runtime})
+            self._rows[key] = mine
         return self._rows[key]
+
+    def named(self, name: str) -> str:
+        """A per-interpreter file's name: ``micro.json``, ``micro+ft.json``."""
+        stem, dot, ext = name.partition(".")
+        return label(stem, self.interpreter) + dot + ext
 
     def run_dir(self, experiment: str, label: str = "all") -> str | None:
         runs = sorted((self.root / experiment / label).glob("experiment-*"))
@@ -65,7 +83,7 @@ class Results:
         return None
 
     def json(self, experiment: str, name: str) -> dict | None:
-        path = self.root / experiment / name
+        path = self.root / experiment / self.named(name)
         return json.loads(path.read_text()) if path.exists() else None
 
     def micro(self) -> dict[str, tuple[float, float, float]]:

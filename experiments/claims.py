@@ -10,6 +10,12 @@ into ``results/claims-<timestamp>/<experiment>/``, then judges every
 requested claim from those files and writes ``REPORT.md`` there and at
 ``results/REPORT.md``. ``--from DIR`` judges an earlier run again without
 measuring; ``--quick`` shortens every run (for smoke tests, not for verdicts).
+
+``--interpreters standard-3.13,freethreaded`` runs the servers of every
+harness experiment on each interpreter in the same interleaved rounds, and
+each micro-benchmark once per interpreter (``micro+ft.json``); every claim is
+then judged once per interpreter, by the same rule, and the report sets the
+verdicts side by side (:mod:`experiments.interpreters`).
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ from datetime import datetime
 from pathlib import Path
 
 from .calibrate import calibrate
+from .interpreters import Interpreter, describe, label, python_for
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "results"
@@ -112,30 +119,44 @@ def interpreter() -> dict:
     }
 
 
-def run_experiment(exp: Experiment, into: Path, quick: bool) -> None:
+def run_experiment(exp: Experiment, into: Path, quick: bool,
+                   interpreters: list[Interpreter] = [Interpreter.STANDARD]) -> None:  # noqa: B006 (never mutated)
     into.mkdir(parents=True, exist_ok=True)
     if exp.module:
-        module, args, output = exp.module
-        args = [a.replace("{out}", str(into / output)) for a in args]
-        if quick and module == "experiments.micro":
-            args = ["--processes", "1", "--values", "1", "--warmups", "0", "--loops", "200", *args[1:]]
-        elif quick and module == "experiments.slowloris":
-            args = ["--seconds", "8", "--connections", "100", "--runtimes", "hybrid", "--modes", "headers", *args[2:]]
-        elif quick:
-            args = ["--count", "200", "--repeat", "1", *args[2:]]
-        subprocess.run([sys.executable, "-m", module, *args], cwd=ROOT, check=True)
+        for interpreter in interpreters:  # a micro-benchmark measures the interpreter it runs on
+            _run_module(exp.module, into, quick, interpreter)
         return
-    for label, args in exp.harness.items():
-        out = into / label
+    for name, args in exp.harness.items():
+        out = into / name
         if list(out.glob("experiment-*/runs.jsonl")):
-            print(f"  {label}: already measured, kept", flush=True)
+            print(f"  {name}: already measured, kept", flush=True)
             continue
         args = list(args)
         if quick:
             args = _quicken(args)
+        if interpreters != [Interpreter.STANDARD]:
+            args += ["--interpreters", ",".join(interpreters)]
         command = [sys.executable, "-m", "experiments", "run", *args, "--results-dir", str(out)]
-        print(f"  {label}: {' '.join(command[3:])}", flush=True)
+        print(f"  {name}: {' '.join(command[3:])}", flush=True)
         subprocess.run(command, cwd=ROOT, check=True)
+
+
+def _run_module(spec: tuple[str, list[str], str], into: Path, quick: bool, interpreter: Interpreter) -> None:
+    module, args, output = spec
+    stem, dot, ext = output.partition(".")
+    target = into / (label(stem, interpreter) + dot + ext)
+    if target.exists():
+        print(f"  {target.name}: already measured, kept", flush=True)
+        return
+    args = [a.replace("{out}", str(target)) for a in args]
+    if quick and module == "experiments.micro":
+        args = ["--processes", "1", "--values", "1", "--warmups", "0", "--loops", "200", *args[1:]]
+    elif quick and module == "experiments.slowloris":
+        args = ["--seconds", "8", "--connections", "100", "--runtimes", "hybrid", "--modes", "headers", *args[2:]]
+    elif quick:
+        args = ["--count", "200", "--repeat", "1", *args[2:]]
+    print(f"  {target.name}: {module} on {interpreter}", flush=True)
+    subprocess.run([python_for(interpreter), "-m", module, *args], cwd=ROOT, check=True)
 
 
 def _quicken(args: list[str]) -> list[str]:
@@ -159,13 +180,22 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--dry-run", action="store_true", help="print the plan and its estimated duration")
     p.add_argument("--from", dest="source", type=Path, help="judge an earlier claims-* directory again")
     p.add_argument("--results-dir", type=Path, default=RESULTS)
+    p.add_argument("--interpreters", default="standard",
+                   help="the servers' interpreters, comma-separated: " + ", ".join(Interpreter)
+                   + " (each claim is judged on each)")
     args = p.parse_args(argv)
+    try:
+        interpreters = [Interpreter(n) for n in args.interpreters.split(",") if n]
+    except ValueError as exc:
+        return p.error(f"{exc}; interpreters: {', '.join(Interpreter)}")
     claims = [verdicts.CLAIMS[n] for n in (args.claim or sorted(verdicts.CLAIMS))
               if n in verdicts.CLAIMS or sys.exit(f"no claim {n}; claims: {sorted(verdicts.CLAIMS)}")]
     needed = [name for name in EXPERIMENTS if any(name in c.experiments for c in claims)]
     print("claims:      " + ", ".join(str(c.number) for c in claims))
     print("experiments: " + ", ".join(f"{n} (~{EXPERIMENTS[n].minutes:g} min)" for n in needed))
-    print(f"estimated:   {sum(EXPERIMENTS[n].minutes for n in needed):.0f} min"
+    # Each interpreter repeats every experiment (the harness ones in the same interleaved rounds).
+    print(f"estimated:   {sum(EXPERIMENTS[n].minutes for n in needed) * len(interpreters):.0f} min"
+          + (f" ({len(interpreters)} interpreters)" if len(interpreters) > 1 else "")
           + (" (--quick: much less)" if args.quick else ""))
     if args.dry_run:
         return 0
@@ -176,7 +206,10 @@ def main(argv: list[str] | None = None) -> int:
     meta = json.loads(meta_path.read_text()) if meta_path.exists() else {
         "started": datetime.now().isoformat(timespec="seconds"), "interpreter": interpreter(),
         "quick": args.quick, "machine": platform.platform(), "experiments": {},
+        "interpreters": {str(i): describe(i) for i in interpreters},
     }
+    # A run judged again (--from) keeps the interpreters it was measured on.
+    interpreters = [Interpreter(n) for n in meta.get("interpreters", {"standard": {}})]
     if not args.source:
         calibration = meta.setdefault("calibration", {})
         calibration["before"] = calibrate([0, 1], 0.5 if args.quick else 3.0)
@@ -186,7 +219,7 @@ def main(argv: list[str] | None = None) -> int:
             started = time.monotonic()
             entry = meta["experiments"][name] = {"what": EXPERIMENTS[name].what}
             try:
-                run_experiment(EXPERIMENTS[name], run_dir / name, args.quick)
+                run_experiment(EXPERIMENTS[name], run_dir / name, args.quick, interpreters)
             except subprocess.CalledProcessError as exc:  # recorded; the other experiments still run
                 entry["error"] = f"{' '.join(map(str, exc.cmd[1:4]))} exited with status {exc.returncode}"
                 print(f"  ! {name}: {entry['error']}", flush=True)
@@ -196,8 +229,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"calibration (protocol-layer us per request, CPU 0 / 1): before {calibration['before']}, "
               f"after {calibration['after']}", flush=True)
         meta_path.write_text(json.dumps(meta, indent=1))
-    results = verdicts.Results(run_dir)
-    judged = [claim.judge(results) for claim in claims]
+    results = {i: verdicts.Results(run_dir, i) for i in interpreters}
+    judged = {i: [claim.judge(r) for claim in claims] for i, r in results.items()}
     paths = write_report(run_dir, meta, claims, judged, results)
     if not args.quick and not args.claim:
         args.results_dir.mkdir(parents=True, exist_ok=True)

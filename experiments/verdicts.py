@@ -237,8 +237,8 @@ def judge_thread_memory(results: Results) -> Verdict:
            f"asyncio or trio task is a coroutine frame and a few objects: {min(tasks):.1f}-{max(tasks):.1f} KiB. "
            "Creation is 'cheap' for the kernel (clone is a few microseconds) but Python's threading.Thread.start "
            "waits for the new thread to run, two GIL trips.")
-    return Verdict(verdict, summary, numbers, why, plots=["memory.png", "micro.png"],
-                   sources=["memory/memory.json", "micro/micro.json"])
+    return Verdict(verdict, summary, numbers, why, plots=[results.named("memory.png"), results.named("micro.png")],
+                   sources=["memory/" + results.named("memory.json"), "micro/" + results.named("micro.json")])
 
 
 def judge_pool(results: Results) -> Verdict:
@@ -271,7 +271,7 @@ def judge_pool(results: Results) -> Verdict:
            "count is indeed the wrong yardstick. A thread blocked in sleep, recv or on the GIL's condition "
            "variable gives up the CPU itself (a voluntary switch); involuntary switches are the kernel "
            "preempting a thread at the end of its slice, which happens when more threads are runnable than cores.")
-    return Verdict(verdict, summary, numbers, why, plots=["pool-size.png"],
+    return Verdict(verdict, summary, numbers, why, plots=[results.named("pool-size.png")],
                    sources=[f"{results.run_dir('pool-size', lbl)}/runs.jsonl" for lbl in ("30-workers", "1000-workers")])
 
 
@@ -296,7 +296,7 @@ def judge_switch(results: Results) -> Verdict:
            "thread reacquiring it). Through a socket, a task pays the event loop's selector round trip and "
            "future bookkeeping per readiness event, which is exactly where the seed says the advantage of tasks "
            "disappears.")
-    return Verdict(verdict, summary, numbers, why, plots=["micro.png"], sources=["micro/micro.json"])
+    return Verdict(verdict, summary, numbers, why, plots=[results.named("micro.png")], sources=["micro/" + results.named("micro.json")])
 
 
 def judge_penalty(results: Results) -> Verdict:
@@ -319,8 +319,8 @@ def judge_penalty(results: Results) -> Verdict:
            + " of CPU per hello-world request against a few to ten microseconds per switch (claim 7), and a "
            "request needs one or two. The ratio of micro-benchmarks does not survive contact with a real "
            "request path.")
-    return Verdict(verdict, summary, numbers, why, plots=["micro.png", f"{results.run_dir('workloads')}/hello-h1.png"],
-                   sources=["micro/micro.json", f"{results.run_dir('workloads')}/runs.jsonl"])
+    return Verdict(verdict, summary, numbers, why, plots=[results.named("micro.png"), f"{results.run_dir('workloads')}/hello-h1.png"],
+                   sources=["micro/" + results.named("micro.json"), f"{results.run_dir('workloads')}/runs.jsonl"])
 
 
 def judge_scaling(results: Results) -> Verdict:
@@ -354,7 +354,7 @@ def judge_scaling(results: Results) -> Verdict:
            "Rust threads did. On this 2-core machine the second process competes with wrk for the second core, "
            "so 2x cannot be reached; the closed-loop load (more connections, each waiting for its answer) shows "
            "the knee as rising p99 once the server's core is saturated.")
-    return Verdict(verdict, summary, numbers, why, plots=["scaling.png"],
+    return Verdict(verdict, summary, numbers, why, plots=[results.named("scaling.png")],
                    sources=[f"{results.run_dir('scaling', lbl)}/runs.jsonl" for lbl in ("1-process", "2-processes")])
 
 

@@ -50,6 +50,35 @@ def test_micro_and_memory_claims_end_to_end(tmp_path):
     assert not (tmp_path / "REPORT.md").exists()  # partial and quick runs do not replace the reference report
 
 
+@pytest.mark.timeout(300)
+def test_claims_judged_per_interpreter_side_by_side(tmp_path):
+    """--interpreters: each micro-benchmark once per interpreter, each claim judged on each, one report.
+
+    The second interpreter is this one again under the free-threaded label (ASTRA_FREETHREADED_PYTHON):
+    what is checked is the pipeline (files per interpreter, columns, the comparison section), not the GIL.
+    """
+    import os
+
+    out = subprocess.run([sys.executable, "-m", "experiments.claims", "--quick", "--claim", "5", "--claim", "7",
+                          "--interpreters", "standard,freethreaded", "--results-dir", str(tmp_path)],
+                         cwd=ROOT, capture_output=True, text=True, timeout=300,
+                         env={**os.environ, "ASTRA_FREETHREADED_PYTHON": sys.executable})
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+    run_dir, = tmp_path.glob("claims-*")
+    for name in ("micro/micro.json", "micro/micro+ft.json", "memory/memory.json", "memory/memory+ft.json",
+                 "micro.png", "micro+ft.png"):
+        assert (run_dir / name).exists(), name
+    report = (run_dir / "REPORT.md").read_text()
+    assert "| verdict on standard | verdict on freethreaded |" in report
+    assert report.count("### On standard") == 2 and report.count("### On freethreaded") == 2
+    assert "## Without the GIL: the same claims, side by side" in report and PENDING not in report
+    # judged again from the files alone, the same interpreters come back
+    again = subprocess.run([sys.executable, "-m", "experiments.claims", "--from", str(run_dir), "--claim", "7"],
+                           cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert "### On freethreaded" in (run_dir / "REPORT.md").read_text()
+
+
 def test_a_run_compared_with_itself_reproduces_everything():
     """The reproducibility check on the committed reference run against itself: nothing may differ."""
     from experiments.claims_compare import render

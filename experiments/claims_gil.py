@@ -1,0 +1,207 @@
+"""The claims report's side-by-side section: the same measurements with and without the GIL.
+
+When ``make claims INTERPRETERS=...`` ran the servers on several
+interpreters, every claim has one verdict per interpreter (same rule, same
+rounds). This section puts the figures behind claims 3 to 7 next to each
+other, so that a reader sees what removing the GIL moved, and by how much
+against the rounds' own spread. It reports; it does not judge: the verdicts
+are the rules' (:mod:`experiments.verdicts`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .claim_results import ASYNC, THREADS, Results, Verdict
+from .interpreters import Interpreter
+
+__all__ = ["draw_gil_plot", "gil_comparison", "changed_verdicts"]
+
+RUNTIMES = THREADS + ASYNC
+ANCHOR = "Without the GIL: the same claims, side by side"
+
+
+def changed_verdicts(claims: list, judged: dict[Interpreter, list[Verdict]]) -> list[str]:
+    """One line per claim whose verdict is not the same on every interpreter."""
+    lines = []
+    for k, claim in enumerate(claims):
+        words = {i: v[k].verdict for i, v in judged.items()}
+        if len(set(words.values())) > 1:
+            lines.append(f"claim {claim.number}: " + ", ".join(f"{w} on {i}" for i, w in words.items()))
+    return lines
+
+
+def gil_comparison(results: dict[Interpreter, Results], meta: dict, plots: list[Path],
+                   changed: list[str] | None = None) -> list[str]:
+    names = list(results)
+    lines = [f"## {ANCHOR}", "",
+             "Every harness experiment ran its servers on " + " and ".join(f"`{n}`" for n in names)
+             + " in the same interleaved rounds; the micro-benchmarks ran once on each. The rules are the same "
+             "for both; the figures below are reported, not judged. A difference smaller than the rounds' spread "
+             "(shown as min..max) is noise. `--loop auto` gives the asyncio runtime uvloop where there is a GIL and "
+             "asyncio's own loop where there is none (uvloop's thread-safe wake-up is not safe without it): each "
+             "interpreter's async side is at its best, so the asyncio rows differ by the loop too.", ""]
+    if changed is not None:
+        lines += (["Verdicts that differ between the interpreters: " + "; ".join(changed) + "."] if changed
+                  else ["Every verdict is the same on both interpreters."]) + [""]
+    lines += _table_throughput(results) + _table_tail(results) + _table_scale(results)
+    lines += _table_pool(results) + _table_micro(results) + _table_memory(results)
+    for plot in plots:
+        if plot.name == "gil.png":
+            lines += ["![with and without the GIL](./gil.png)", ""]
+    return lines
+
+
+def _rps_range(row: dict | None) -> str:
+    if not row or not row.get("rps"):
+        return "-"
+    values = row.get("rps_all") or [row["rps"]]
+    return f"{row['rps']:,.0f} ({min(values):,.0f}..{max(values):,.0f})"
+
+
+def _num(value, spec: str = ",.0f") -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def _ratio(a: dict | None, b: dict | None, key: str = "rps") -> str:
+    if not a or not b or not a.get(key) or not b.get(key):
+        return "-"
+    return f"{b[key] / a[key]:.2f}x"
+
+
+def _table_throughput(results: dict[Interpreter, Results]) -> list[str]:
+    (na, a), (nb, b) = list(results.items())[:2]
+    rows = []
+    for workload in ("hello", "cpu", "sleep", "file"):
+        for runtime in RUNTIMES:
+            ra, rb = a.row("workloads", runtime, workload, 64), b.row("workloads", runtime, workload, 64)
+            if ra or rb:
+                rows.append(f"| {workload} | {runtime} | {_rps_range(ra)} | {_rps_range(rb)} | {_ratio(ra, rb)} | "
+                            f"{_num((ra or {}).get('cpu_us_per_request'))} | "
+                            f"{_num((rb or {}).get('cpu_us_per_request'))} |")
+    if not rows:
+        return []
+    return ["**Throughput and CPU at 64 connections** (claims 1, 2 and 8; req/s median round, min..max of the "
+            "rounds; server on one core):", "",
+            f"| workload | runtime | {na} req/s | {nb} req/s | {nb}/{na} | {na} CPU us/req | {nb} CPU us/req |",
+            "| --- | --- | --- | --- | --- | --- | --- |", *rows, ""]
+
+
+def _slowest(row: dict | None) -> str:
+    return "-" if not row or row.get("fair_min_rps") is None else f"{row['fair_min_rps']:.2f}"
+
+
+def _table_tail(results: dict[Interpreter, Results]) -> list[str]:
+    (na, a), (nb, b) = list(results.items())[:2]
+    rows = []
+    for workload in ("hello", "sleep", "cpu", "file"):
+        for runtime in RUNTIMES:
+            ra, rb = a.row("workloads", runtime, workload, 1000), b.row("workloads", runtime, workload, 1000)
+            if ra or rb:
+                rows.append(f"| {workload} | {runtime} | {_num((ra or {}).get('p99_ms'), ',.1f')} | "
+                            f"{_num((rb or {}).get('p99_ms'), ',.1f')} | {_slowest(ra)} | {_slowest(rb)} | "
+                            f"{_num((ra or {}).get('peak_rss_mib'), ',.0f')} | {_num((rb or {}).get('peak_rss_mib'), ',.0f')} |")
+    if not rows:
+        return []
+    return ["**Tail, fairness and memory at 1,000 connections** (claim 3; p99 from wrk's closed loop, the slowest "
+            "client's req/s from the fairness run, peak RSS of the server):", "",
+            f"| workload | runtime | {na} p99 ms | {nb} p99 ms | {na} slowest client req/s | "
+            f"{nb} slowest client req/s | {na} RSS MiB | {nb} RSS MiB |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- |", *rows, ""]
+
+
+def _table_scale(results: dict[Interpreter, Results]) -> list[str]:
+    rows = []
+    for conc in (10000, 25000):
+        for runtime in RUNTIMES:
+            cells = []
+            for r in results.values():
+                row = r.row("scale", runtime, "hello", conc)
+                cells.append("-" if not row else f"{row['rps']:,.0f} req/s, {row.get('conns_established') or 0:,} "
+                             f"established, {row['errors']:,} errors, p99 {_num(row['p99_ms'], ',.0f')} ms")
+            if any(c != "-" for c in cells):
+                rows.append(f"| {conc:,} | {runtime} | " + " | ".join(cells) + " |")
+    if not rows:
+        return []
+    return ["**Tens of thousands of connections** (claim 4, hello world):", "",
+            "| connections | runtime | " + " | ".join(str(n) for n in results) + " |",
+            "| --- | --- | " + "--- | " * len(results) + "", *rows, ""]
+
+
+def _table_pool(results: dict[Interpreter, Results]) -> list[str]:
+    rows = []
+    for label in ("30-workers", "1000-workers"):
+        cells = []
+        for r in results.values():
+            row = r.row("pool-size", "hybrid", "sleep", 1000, label)
+            cells.append("-" if not row else f"{_rps_range(row)} req/s, p99 {row['p99_ms']:,.0f} ms, switches "
+                         f"{row.get('ctx_vol') or 0:,} vol / {row.get('ctx_invol') or 0:,} invol")
+        rows.append(f"| {label} | " + " | ".join(cells) + " |")
+    if all("-" == c for row in rows for c in row.split(" | ")[1:-1]):
+        return []
+    return ["**Pool size** (claim 6: hybrid, 10 ms blocking handler, 1,000 connections):", "",
+            "| pool | " + " | ".join(str(n) for n in results) + " |",
+            "| --- | " + "--- | " * len(results) + "", *rows, ""]
+
+
+def _table_micro(results: dict[Interpreter, Results]) -> list[str]:
+    micro = {n: r.micro() for n, r in results.items()}
+    (na, a), (nb, b) = list(micro.items())[:2]
+    names = [k for k in a if k in b]
+    if not names:
+        return []
+    rows = [f"| {k} | {a[k][0] * 1e6:.2f} | {b[k][0] * 1e6:.2f} | {b[k][0] / a[k][0]:.2f}x |" for k in names]
+    return ["**Switch and creation costs** (claim 7; pyperf medians, microseconds):", "",
+            f"| benchmark | {na} us | {nb} us | {nb}/{na} |", "| --- | --- | --- | --- |", *rows, ""]
+
+
+def _table_memory(results: dict[Interpreter, Results]) -> list[str]:
+    docs = {n: r.json("memory", "memory.json") for n, r in results.items()}
+    (na, a), (nb, b) = list(docs.items())[:2]
+    if not a or not b:
+        return []
+    rows = [f"| {case} | {a[case]['rss_kib_per_unit']:.1f} | {b[case]['rss_kib_per_unit']:.1f} |"
+            for case in a if case in b]
+    return ["**Memory per idle thread or task** (claim 5; RSS KiB each, kernel stack not included):", "",
+            f"| case | {na} KiB | {nb} KiB |", "| --- | --- | --- |", *rows, ""]
+
+
+def draw_gil_plot(run_dir: Path, results: dict[Interpreter, Results]) -> list[Path]:
+    """gil.png: hello at 64 connections (req/s, whiskers min..max of the rounds) and p99 at 1,000."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return []
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.8))
+    width = 0.8 / len(results)
+    drawn = False
+    for k, (name, r) in enumerate(results.items()):
+        xs = [i + k * width for i in range(len(RUNTIMES))]
+        rows64 = [r.row("workloads", rt, "hello", 64) for rt in RUNTIMES]
+        values = [(row or {}).get("rps") or 0 for row in rows64]
+        low = [v - min((row or {}).get("rps_all") or [v]) for v, row in zip(values, rows64)]
+        high = [max((row or {}).get("rps_all") or [v]) - v for v, row in zip(values, rows64)]
+        left.bar(xs, values, width, yerr=[low, high], capsize=3, label=str(name))
+        tails = [(r.row("workloads", rt, "hello", 1000) or {}).get("p99_ms") or 0 for rt in RUNTIMES]
+        right.bar(xs, tails, width, label=str(name))
+        drawn = drawn or any(values) or any(tails)
+    if not drawn:
+        plt.close(fig)
+        return []
+    for ax in (left, right):
+        ax.set_xticks([i + width * (len(results) - 1) / 2 for i in range(len(RUNTIMES))], RUNTIMES)
+        ax.legend(fontsize=8)
+    left.set_ylabel("requests/s (whiskers: min..max of rounds)")
+    left.set_title("hello world, 64 connections", fontsize=9)
+    right.set_ylabel("p99 ms (log)")
+    right.set_yscale("log")
+    right.set_title("hello world, 1,000 connections", fontsize=9)
+    fig.tight_layout()
+    path = run_dir / "gil.png"
+    fig.savefig(path, dpi=110)
+    fig.savefig(path.with_suffix(".svg"))
+    plt.close(fig)
+    return [path]
