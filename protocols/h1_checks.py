@@ -1,6 +1,7 @@
 """RFC 9112's rules for the values in a request head that are more than tokens.
 
-The request-target's form (origin, absolute, asterisk; authority-form is
+The head's syntax (size, bare CR or LF, obsolete folding, control characters),
+the request-target's form (origin, absolute, asterisk; authority-form is
 CONNECT's, which an origin server refuses) and Content-Length. Split from
 ``http11`` so that the connection reads as the state machine it is; the
 rules here are pure functions of the bytes, with no state of their own.
@@ -62,3 +63,38 @@ def content_length_value(value: bytes, previous: int | None) -> int:
     if previous is not None and previous != length:
         raise ProtocolError("conflicting Content-Length headers")
     return length
+
+
+# Control characters but HTAB (RFC 9110 5.5: field values are visible characters,
+# spaces and tabs; the request line has no room for any), searched for once the
+# CRLF line endings are removed, so a CR or LF found is a bare one.
+_CONTROL = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
+# A field line continued on the next (RFC 9112 5.2: a server rejects it).
+_OBSOLETE_FOLD = re.compile(rb"\n[ \t]")
+
+
+def check_head_syntax(buffered: bytes, limit: int) -> None:
+    """Refuse an oversized head, bare CR/LF line endings and obsolete line folding in
+    ``buffered`` (the unparsed bytes, a head first) before any parser sees them."""
+    end = buffered.find(b"\r\n\r\n")
+    if end < 0 and b"\n" not in buffered and b"\r" not in buffered:
+        if len(buffered) > limit:
+            raise ProtocolError("request head too large", status=431)
+        return
+    # Measured here whether the head is complete or not: a parser may bound
+    # only an incomplete one, and one arriving whole in a read escapes that.
+    # A complete head counts its blank line, so that a head cut short by a
+    # read is never over the limit when the whole of it is not.
+    if (len(buffered) if end < 0 else end + 4) > limit:
+        raise ProtocolError("request head too large", status=431)
+    head = buffered if end < 0 else buffered[: end + 2]
+    stripped = head.replace(b"\r\n", b"")
+    if end < 0 and head.endswith(b"\r"):
+        stripped = stripped[:-1]  # half of a CRLF still in flight
+    control = _CONTROL.search(stripped)  # one scan for CR, LF and the rest
+    if control is not None:
+        if control.group() in b"\r\n":
+            raise ProtocolError("bare CR or LF in request head")
+        raise ProtocolError("control character in request head")  # h11 lets them into field values
+    if _OBSOLETE_FOLD.search(head):  # one scan: two ``in`` tests cost three times as much
+        raise ProtocolError("obsolete line folding in request head")

@@ -30,7 +30,6 @@ h11's or llhttp's adapter) turns bytes into request heads and body bytes, and
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Optional
 
@@ -44,7 +43,7 @@ from .events import (
     ProtocolSwitched,
     RequestReceived,
 )
-from .h1_checks import connect_refused, content_length_value, other_target_form
+from .h1_checks import check_head_syntax, connect_refused, content_length_value, other_target_form
 from .h1_parser import CONNECTION_CLOSED, END_OF_MESSAGE, ParserFactory, parser_factory
 from .h1_wire import CONTINUE, LAST_CHUNK, SERVER_NAME, chunk, encode_response_head, error_response_bytes
 from .headers import VALID_HOST as _VALID_HOST, Headers  # RFC 9112 3.2: any other Host gets a 400
@@ -67,12 +66,6 @@ UpgradeHook = Callable[[Request, bytes, bool, bytes], Optional["ServerConnection
 
 # Statuses whose responses never carry a body (RFC 9110 6.4.1 and 15.3.5).
 _NO_BODY_STATUSES = frozenset({204, 304})
-# Control characters but HTAB (RFC 9110 5.5: field values are visible characters,
-# spaces and tabs; the request line has no room for any), searched for once the
-# CRLF line endings are removed, so a CR or LF found is a bare one.
-_CONTROL = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
-# A field line continued on the next (RFC 9112 5.2: a server rejects it).
-_OBSOLETE_FOLD = re.compile(rb"\n[ \t]")
 # Framing is ours to decide; a handler's own values would contradict it.
 _FRAMING_HEADERS = frozenset({"transfer-encoding", "content-length"})
 
@@ -152,7 +145,7 @@ class HTTP11Connection:
         while not (self._broken or self._finished):
             try:
                 if self._awaiting_head:
-                    self._check_head_syntax()
+                    check_head_syntax(parser.buffered(), self.limits.max_header_bytes)
                 event = parser.next_event()
                 kind = type(event)
                 if kind is bytes:
@@ -191,34 +184,6 @@ class HTTP11Connection:
             except ProtocolError as exc:
                 events.append(self._fail(exc.status, exc.message, exc.headers))
         return events
-
-    def _check_head_syntax(self) -> None:
-        """Refuse oversized heads, bare CR/LF line endings and obsolete line folding
-        before the parser sees them."""
-        buffered = self._parser.buffered()
-        limit = self.limits.max_header_bytes
-        end = buffered.find(b"\r\n\r\n")
-        if end < 0 and b"\n" not in buffered and b"\r" not in buffered:
-            if len(buffered) > limit:
-                raise ProtocolError("request head too large", status=431)
-            return
-        # Measured here whether the head is complete or not: a parser may bound
-        # only an incomplete one, and one arriving whole in a read escapes that.
-        # A complete head counts its blank line, so that a head cut short by a
-        # read is never over the limit when the whole of it is not.
-        if (len(buffered) if end < 0 else end + 4) > limit:
-            raise ProtocolError("request head too large", status=431)
-        head = buffered if end < 0 else buffered[: end + 2]
-        stripped = head.replace(b"\r\n", b"")
-        if end < 0 and head.endswith(b"\r"):
-            stripped = stripped[:-1]  # half of a CRLF still in flight
-        control = _CONTROL.search(stripped)  # one scan for CR, LF and the rest
-        if control is not None:
-            if control.group() in b"\r\n":
-                raise ProtocolError("bare CR or LF in request head")
-            raise ProtocolError("control character in request head")  # h11 lets them into field values
-        if _OBSOLETE_FOLD.search(head):  # one scan: two ``in`` tests cost three times as much
-            raise ProtocolError("obsolete line folding in request head")
 
     def _start_request(
         self, method: bytes, target: bytes, version: bytes, fields: list[tuple[bytes, bytes]],

@@ -5,154 +5,28 @@ Every rule of :mod:`protocols.h1_body` and of the request-target policy in
 test also checks the part that matters behind a proxy: the bytes after the
 bad framing are never served as a request of their own.
 
-:func:`drive` plays a well-behaved runtime (it answers every complete request
-and feeds the next piece of input); the fuzz tests use it too.
+:func:`~tests.h1_drive.drive` plays a well-behaved runtime (it answers every
+complete request and feeds the next piece of input); the fuzz tests use it too.
 
-Every test runs with each HTTP/1 parser (:data:`H1_PARSERS`, by the autouse
-fixture :func:`h1_parser`, which ``test_protocol_http11`` imports too): the
+Every test runs with each HTTP/1 parser (by the autouse fixture
+:func:`~tests.h1_drive.h1_parser`, which ``test_protocol_http11`` imports too): the
 policy, and so every status and every request boundary here, must not depend
 on the parser.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
-
 import pytest
 
-from protocols import (
-    BodyEnded,
-    BodyReceived,
-    ConnectionClosed,
-    ConnectionInfo,
-    HTTP11Connection,
-    Limits,
-    ProtocolFailed,
-    RequestReceived,
-    Response,
-)
-
+from protocols import BodyEnded, BodyReceived, HTTP11Connection, RequestReceived
 from protocols.h1_body import ChunkedDecoder, FramingError, LengthDecoder
 from protocols.h1_parser import END_OF_MESSAGE, PAUSED, ParseError, parser_factory
 from protocols.response import CONNECT_REFUSAL
 
+from . import h1_drive
 from .conftest import header, parse_responses
 from .fuzzing import bytewise
-
-INFO = ConnectionInfo(("10.0.0.1", 1234), ("10.0.0.2", 80))
-#: More events than any test input can honestly produce: reaching it means a loop.
-MAX_EVENTS = 10_000
-
-#: The HTTP/1 parsers the policy is tested over: h11's adapter and llhttp's (httptools).
-H1_PARSERS = ["h11", "httptools"]
-#: The parser of the running test (set by :func:`h1_parser`).
-PARSER = "h11"
-
-
-@pytest.fixture(autouse=True, params=H1_PARSERS)
-def h1_parser(request) -> Iterator[str]:
-    """Run the test with each parser; :func:`limits` and :func:`drive` pick it up."""
-    global PARSER
-    PARSER = request.param
-    yield PARSER
-    PARSER = "h11"
-
-
-def limits(**values: int) -> Limits:
-    """:class:`Limits` with the running test's parser."""
-    return Limits(http1_parser=PARSER, **values)
-
-
-@dataclass
-class Served:
-    method: str
-    target: str
-    host: str | None
-    body: bytes = b""
-
-
-@dataclass
-class Outcome:
-    """What a connection made of some bytes."""
-
-    served: list[Served] = field(default_factory=list)  # complete requests, answered in order
-    partial: Served | None = None  # a request whose body had not ended
-    failed: int | None = None  # the status of the server's own error answer
-    closed: bool = False  # the connection is done (failed, client gone, or Connection: close)
-    output: bytes = b""
-
-    @property
-    def targets(self) -> list[str]:
-        return [s.target for s in self.served]
-
-
-def drive(pieces: Iterable[bytes], limits: Limits | None = None, *, eof: bool = False) -> Outcome:
-    """Feed ``pieces`` one receive_data call each, answering each complete request with 200.
-
-    ``limits`` name the parser too (by default the running test's, see
-    :func:`h1_parser`). Raises AssertionError when the connection produces an
-    implausible number of events (a loop) or breaks the event contract; any
-    other exception is the connection's own and propagates.
-    """
-    conn = HTTP11Connection(INFO, limits or Limits(http1_parser=PARSER))
-    outcome = Outcome()
-    count = 0
-    pieces = list(pieces)
-    if eof:
-        pieces.append(b"")
-    for piece in pieces:
-        if conn.should_close:
-            break
-        conn.receive_data(piece)
-        while True:
-            events = conn.events()
-            count += len(events)
-            assert count < MAX_EVENTS, "the connection keeps producing events"
-            answered = False
-            for event in events:
-                if isinstance(event, RequestReceived):
-                    assert outcome.partial is None, "a request started before the last one ended"
-                    request = event.request
-                    outcome.partial = Served(request.method, request.target, request.headers.get("host"))
-                elif isinstance(event, BodyReceived):
-                    assert outcome.partial is not None and event.data
-                    outcome.partial.body += event.data
-                elif isinstance(event, BodyEnded):
-                    assert outcome.partial is not None
-                    outcome.served.append(outcome.partial)
-                    outcome.partial = None
-                    conn.send_response(event.stream_id, Response(b"ok"))
-                    conn.send_data(event.stream_id, b"ok")
-                    conn.end_stream(event.stream_id)
-                    answered = True
-                elif isinstance(event, ProtocolFailed):
-                    outcome.failed = event.status
-                elif isinstance(event, ConnectionClosed):
-                    outcome.closed = True
-                else:
-                    raise AssertionError(f"unexpected event {event!r}")
-            # An answer releases the next pipelined request; anything else means
-            # events() has said all it can until more bytes arrive.
-            if not answered or conn.should_close:
-                break
-    outcome.output = conn.data_to_send()
-    outcome.closed = outcome.closed or conn.should_close
-    return outcome
-
-
-def serve(raw: bytes, **values: int) -> Outcome:
-    return drive([raw], limits(**values))
-
-
-def refused(outcome: Outcome, status: int = 400) -> None:
-    """The request was answered with ``status`` by the server itself, and the connection closes."""
-    assert outcome.failed == status, outcome
-    assert outcome.closed
-    response, _ = parse_responses(outcome.output)[-1]  # after the answers to any earlier requests
-    assert response.status_code == status
-    assert header(response, "connection") == "close"
-
+from .h1_drive import INFO, drive, h1_parser, limits, refused, serve  # noqa: F401 (h1_parser: an autouse fixture)
 
 CHUNKED = b"POST /upload HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
 NEXT = b"GET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n"
@@ -468,7 +342,7 @@ def test_data_before_bad_framing_is_handed_out_before_the_error():
 
 
 def test_the_parser_keeps_its_contract_around_a_decoded_body():
-    parser = parser_factory(PARSER)(1024)
+    parser = parser_factory(h1_drive.PARSER)(1024)
     parser.receive_data(chunked(b"3\r\nabc\r\n0\r\n\r\nGET /2 HTTP/1.1\r\nHost: x\r\n\r\n"))
     assert type(parser.next_event()) is tuple
     data = parser.next_event()
@@ -480,7 +354,7 @@ def test_the_parser_keeps_its_contract_around_a_decoded_body():
 
 
 def test_parser_errors_in_a_body_are_parse_errors_with_a_status():
-    parser = parser_factory(PARSER)(64)
+    parser = parser_factory(h1_drive.PARSER)(64)
     parser.receive_data(chunked(b"0\r\nX: " + b"v" * 100))
     parser.next_event()
     with pytest.raises(ParseError) as caught:

@@ -22,7 +22,7 @@ from protocols import (
 )
 
 from .conftest import header, parse_responses
-from .test_protocol_h1_strict import h1_parser, limits  # noqa: F401 (h1_parser: an autouse fixture)
+from .h1_drive import h1_parser, limits  # noqa: F401 (h1_parser: an autouse fixture)
 
 INFO = ConnectionInfo(("10.0.0.1", 1234), ("10.0.0.2", 80))
 
