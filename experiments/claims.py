@@ -209,7 +209,10 @@ def main(argv: list[str] | None = None) -> int:
         "interpreters": {str(i): describe(i) for i in interpreters},
     }
     # A run judged again (--from) keeps the interpreters it was measured on.
-    interpreters = [Interpreter(n) for n in meta.get("interpreters", {"standard": {}})]
+    measured_on = [Interpreter(n) for n in meta.get("interpreters", {"standard": {}})]
+    if args.source and args.interpreters != "standard" and measured_on != interpreters:
+        print(f"note: {run_dir.name} was measured on {', '.join(measured_on)}: judged on those", flush=True)
+    interpreters = measured_on
     if not args.source:
         calibration = meta.setdefault("calibration", {})
         calibration["before"] = calibrate([0, 1], 0.5 if args.quick else 3.0)

@@ -130,7 +130,7 @@ def gil_section(results: Results, plots: list[Path], which: str = "") -> list[st
     for conc in (1, 64, 1000):
         r = results.row("workloads", "threaded", "hello", conc)
         h = results.row("workloads", "hybrid", "hello", conc)
-        if r and h:
+        if r and h and r["p99_ms"] is not None and h["p99_ms"] is not None:
             rows.append(f"| {conc:,} | {r['rps']:,.0f} | {r['p99_ms']:.1f} | {_fair(r)} | {r['peak_threads'] or 0:,} "
                         f"| {h['rps']:,.0f} | {h['p99_ms']:.1f} | {_fair(h)} |")
     if rows:
@@ -147,7 +147,7 @@ def gil_section(results: Results, plots: list[Path], which: str = "") -> list[st
     switch, tails = [], {}
     for label in ("0.5ms", "5ms", "50ms"):
         r = results.row("switch-interval", "threaded", "hello", 100, label)
-        if r:
+        if r and r["p99_ms"] is not None and r["p50_ms"] is not None:
             tails[label] = r["p99_ms"]
             switch.append(f"| {label} | {r['rps']:,.0f} | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} | {_fair(r)} | "
                           f"{r.get('ctx_vol') or 0:,} / {r.get('ctx_invol') or 0:,} |")

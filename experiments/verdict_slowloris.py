@@ -102,5 +102,6 @@ def judge_slowloris(results: Results) -> Verdict:
             "moves that cost rather than removing it. Buffering nginx reads whole requests before passing them on and takes whole responses at once, so "
             "the server behind it only ever sees fast clients; without buffering it still absorbs slow heads "
             "(nginx always reads the head itself) but streams bodies and responses at the slow client's pace.")
-    return Verdict(verdict, summary, numbers, why, plots=["slowloris.png"], sources=["slowloris/slowloris.json"]
+    return Verdict(verdict, summary, numbers, why, plots=[results.named("slowloris.png")],
+                   sources=["slowloris/" + results.named("slowloris.json")]
                    + (["slowloris/slowloris-before-body-gathering.json"] if before else []))
