@@ -370,7 +370,7 @@ def measure_level(plan: Plan, server: ServerProcess, stats: list[Path], targets:
         drive(plan, targets, conc, plan.warmup)
         drained = wait_for_drain(stats)
     other = busy_cpus(0.5)  # server idle, no load: anything busy now is someone else
-    sampler = CostSampler([server.proc.pid], stats)
+    sampler = CostSampler([server.proc.pid], stats, ports=sorted({t.port for t in targets}))
     db_before = database.cpu_seconds() if database is not None else None
     sampler.start()
     load = drive(plan, targets, conc, plan.duration, measured=True)
