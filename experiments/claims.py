@@ -213,6 +213,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.source and args.interpreters != "standard" and measured_on != interpreters:
         print(f"note: {run_dir.name} was measured on {', '.join(measured_on)}: judged on those", flush=True)
     interpreters = measured_on
+    if args.source and not args.claim:  # a partial run is judged on the claims it measured, no others
+        ran = set(meta.get("experiments", {}))
+        claims = [c for c in claims if set(c.experiments) <= ran]
+    complete = len(claims) == len(verdicts.CLAIMS)
     if not args.source:
         calibration = meta.setdefault("calibration", {})
         calibration["before"] = calibrate([0, 1], 0.5 if args.quick else 3.0)
@@ -235,7 +239,7 @@ def main(argv: list[str] | None = None) -> int:
     results = {i: verdicts.Results(run_dir, i) for i in interpreters}
     judged = {i: [claim.judge(r) for claim in claims] for i, r in results.items()}
     paths = write_report(run_dir, meta, claims, judged, results)
-    if not args.quick and not args.claim:
+    if not args.quick and not args.claim and complete:  # only a full run replaces the reference report
         args.results_dir.mkdir(parents=True, exist_ok=True)
         (args.results_dir / "REPORT.md").write_text(_rebase(paths[0].read_text(), run_dir, args.results_dir))
         print(f"wrote {args.results_dir / 'REPORT.md'}")

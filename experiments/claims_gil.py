@@ -69,16 +69,21 @@ def _ratio(a: dict | None, b: dict | None, key: str = "rps") -> str:
     return f"{b[key] / a[key]:.2f}x"
 
 
-def _table_throughput(results: dict[Interpreter, Results]) -> list[str]:
-    (na, a), (nb, b) = list(results.items())[:2]
-    rows = []
-    for workload in ("hello", "cpu", "sleep", "file"):
+def _pairs(results: dict[Interpreter, Results], workloads: tuple[str, ...], conc: int):
+    """(workload, runtime, first interpreter's row, second's) for every pair where either was measured."""
+    (_, a), (_, b) = list(results.items())[:2]
+    for workload in workloads:
         for runtime in RUNTIMES:
-            ra, rb = a.row("workloads", runtime, workload, 64), b.row("workloads", runtime, workload, 64)
+            ra, rb = a.row("workloads", runtime, workload, conc), b.row("workloads", runtime, workload, conc)
             if ra or rb:
-                rows.append(f"| {workload} | {runtime} | {_rps_range(ra)} | {_rps_range(rb)} | {_ratio(ra, rb)} | "
-                            f"{_num((ra or {}).get('cpu_us_per_request'))} | "
-                            f"{_num((rb or {}).get('cpu_us_per_request'))} |")
+                yield workload, runtime, ra, rb
+
+
+def _table_throughput(results: dict[Interpreter, Results]) -> list[str]:
+    (na, _), (nb, _) = list(results.items())[:2]
+    rows = [f"| {workload} | {runtime} | {_rps_range(ra)} | {_rps_range(rb)} | {_ratio(ra, rb)} | "
+            f"{_num((ra or {}).get('cpu_us_per_request'))} | {_num((rb or {}).get('cpu_us_per_request'))} |"
+            for workload, runtime, ra, rb in _pairs(results, ("hello", "cpu", "sleep", "file"), 64)]
     if not rows:
         return []
     return ["**Throughput and CPU at 64 connections** (claims 1, 2 and 8; req/s median round, min..max of the "
@@ -92,15 +97,11 @@ def _slowest(row: dict | None) -> str:
 
 
 def _table_tail(results: dict[Interpreter, Results]) -> list[str]:
-    (na, a), (nb, b) = list(results.items())[:2]
-    rows = []
-    for workload in ("hello", "sleep", "cpu", "file"):
-        for runtime in RUNTIMES:
-            ra, rb = a.row("workloads", runtime, workload, 1000), b.row("workloads", runtime, workload, 1000)
-            if ra or rb:
-                rows.append(f"| {workload} | {runtime} | {_num((ra or {}).get('p99_ms'), ',.1f')} | "
-                            f"{_num((rb or {}).get('p99_ms'), ',.1f')} | {_slowest(ra)} | {_slowest(rb)} | "
-                            f"{_num((ra or {}).get('peak_rss_mib'), ',.0f')} | {_num((rb or {}).get('peak_rss_mib'), ',.0f')} |")
+    (na, _), (nb, _) = list(results.items())[:2]
+    rows = [f"| {workload} | {runtime} | {_num((ra or {}).get('p99_ms'), ',.1f')} | "
+            f"{_num((rb or {}).get('p99_ms'), ',.1f')} | {_slowest(ra)} | {_slowest(rb)} | "
+            f"{_num((ra or {}).get('peak_rss_mib'), ',.0f')} | {_num((rb or {}).get('peak_rss_mib'), ',.0f')} |"
+            for workload, runtime, ra, rb in _pairs(results, ("hello", "sleep", "cpu", "file"), 1000)]
     if not rows:
         return []
     return ["**Tail, fairness and memory at 1,000 connections** (claim 3; p99 from wrk's closed loop, the slowest "
