@@ -9,6 +9,7 @@ not how fast anything is.
 
 from __future__ import annotations
 
+import json
 import socket
 import subprocess
 import sys
@@ -157,6 +158,11 @@ def test_two_processes_are_pooled_and_share_one_schedule():
 
 
 def test_the_stall_server_and_the_validation_command_run():
-    out = subprocess.run([sys.executable, "-m", "experiments.openload.validate", "--duration", "3", "--rate", "300",
-                          "--conns", "10"], cwd=ROOT, capture_output=True, text=True, timeout=100)
+    out = subprocess.run([sys.executable, "-m", "experiments.openload.validate", "--periods", "1", "--every", "2",
+                          "--stall", "0.5", "--rate", "300", "--conns", "10", "--saturation-s", "2"],
+                         cwd=ROOT, capture_output=True, text=True, timeout=100)
     assert '"what": "stall server' in out.stdout, out.stderr[-2000:]
+    checks = json.loads(out.stdout)
+    # 0.5 s frozen every 2 s: p99 about 480 ms, whatever the machine does; throughput is counted inside the window.
+    assert checks[0]["openload"]["latency_ms"]["p99"] >= 300, checks[0]
+    assert 0 < checks[1]["openload"]["throughput_rps"] <= 1.2 * checks[1]["rate"], checks[1]

@@ -13,6 +13,7 @@ build-essential), and rebuilt when the source is newer.
 
 from __future__ import annotations
 
+import bisect
 import json
 import math
 import shutil
@@ -24,7 +25,7 @@ from pathlib import Path
 
 from ..loadgen import LoadGenError, Target, _check, _ensure_fds, _pinning, _run_all, _slack, split
 
-__all__ = ["binary", "pooled_percentiles", "run_openload"]
+__all__ = ["binary", "pooled_percentiles", "run_openload", "shares_over"]
 
 SOURCE = Path(__file__).resolve().with_name("openload.c")
 BUILD = Path(__file__).resolve().parents[2] / "build" / "openload"
@@ -50,6 +51,9 @@ def binary() -> Path:
     return BUILD
 
 
+SHARE_OVER_MS = (1, 10, 100, 1000)
+
+
 def pooled_percentiles(latencies_us: array) -> dict[str, float | None]:
     """Nearest-rank percentiles (ms) over every process's latencies, with mean and max."""
     values = sorted(latencies_us)
@@ -57,6 +61,13 @@ def pooled_percentiles(latencies_us: array) -> dict[str, float | None]:
         return {name: None for name, _ in PERCENTILES} | {"mean": None, "max": None}
     out = {name: values[max(0, math.ceil(p / 100 * len(values)) - 1)] / 1000 for name, p in PERCENTILES}
     return out | {"mean": sum(values) / len(values) / 1000, "max": values[-1] / 1000}
+
+
+def shares_over(latencies_us: array) -> dict[str, float | None]:
+    """The share of measured requests slower than each of :data:`SHARE_OVER_MS` (an SLO reads off it)."""
+    values = sorted(latencies_us)
+    return {f"{ms}": (len(values) - bisect.bisect_right(values, ms * 1000)) / len(values) if values else None
+            for ms in SHARE_OVER_MS}
 
 
 def run_openload(targets: list[Target], conns: int, rate: float, duration: float, *, warmup: float = 1.0,
@@ -106,7 +117,10 @@ def run_openload(targets: list[Target], conns: int, rate: float, duration: float
         "duration_s": duration, "warmup_s": warmup, "timeout_s": timeout, "cpus": pinned, "notes": notes,
         **{name: sum(p[name] for p in per_process) for name in COUNTERS},
         "measured_rps": sum(p["measured_rps"] for p in per_process),
+        "throughput_rps": sum(p["throughput_rps"] for p in per_process),
+        "ok_rps": sum(p["ok_rps"] for p in per_process),
         "latency_ms": pooled_percentiles(latencies),
+        "share_over_ms": shares_over(latencies),
         "late_start_ms": max(p["late_start_ms"] for p in per_process),
         "generator": {
             "cpu_share_max": max(p["generator"]["cpu_share"] for p in per_process),

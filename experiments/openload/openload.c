@@ -145,6 +145,9 @@ static void record(int64_t latency_ns) {
 }
 
 static int measured(int64_t due) { return due >= measure_from && due < schedule_end; }
+/* Responses that arrive inside the window, whenever their request was due: the server's throughput there.
+ * (answered counts the requests due in the window, some answered after it, so over capacity it overstates.) */
+static uint64_t done_in_window, ok_in_window;
 
 /* -- connections -- */
 
@@ -340,6 +343,10 @@ static void on_readable(int i) {
     completed++;
     busy--;
     if (status < 200 || status > 399) non2xx++;
+    if (measured(now)) {
+        done_in_window++;
+        if (status >= 200 && status <= 399) ok_in_window++;
+    }
     if (measured(c->due_ns)) {
         record(now - c->due_ns);
         answered++;
@@ -575,6 +582,7 @@ int main(int argc, char **argv) {
     printf("{\"target_rate\": %.3f, \"arrivals\": \"%s\", \"connections\": %d, \"connected\": %d, "
            "\"late_start_ms\": %.3f, \"warmup_s\": %.3f, \"duration_s\": %.3f, \"wall_s\": %.3f, "
            "\"sent\": %llu, \"completed\": %llu, \"measured\": %zu, \"answered\": %llu, \"measured_rps\": %.3f, "
+           "\"throughput_rps\": %.3f, \"ok_rps\": %.3f, "
            "\"unsent\": %llu, \"outstanding\": %llu, \"censored\": %llu, \"non2xx\": %llu, "
            "\"connect_errors\": %llu, \"broken\": %llu, \"timeouts\": %llu, \"malformed\": %llu, "
            "\"reconnects\": %llu, "
@@ -584,7 +592,8 @@ int main(int argc, char **argv) {
            "\"dispatch_lag_max_us\": %.1f, \"dispatch_lag_over_1ms\": %llu}}\n",
            opt.rate, opt.poisson ? "poisson" : "uniform", opt.conns, up, late_start_ms, opt.warmup, opt.duration,
            wall, (unsigned long long)sent, (unsigned long long)completed, lat_n, (unsigned long long)answered,
-           answered / opt.duration, (unsigned long long)unsent, (unsigned long long)outstanding,
+           answered / opt.duration, done_in_window / opt.duration, ok_in_window / opt.duration,
+           (unsigned long long)unsent, (unsigned long long)outstanding,
            (unsigned long long)censored, (unsigned long long)non2xx, (unsigned long long)connect_errors,
            (unsigned long long)broken, (unsigned long long)timeouts, (unsigned long long)malformed,
            (unsigned long long)reconnects, num(b[0], lat_n ? sum / (double)lat_n / 1000.0 : NAN),
