@@ -126,6 +126,8 @@ def run_openload(targets: list[Target], conns: int, rate: float, duration: float
             "cpu_share_max": max(p["generator"]["cpu_share"] for p in per_process),
             "dispatch_lag_max_us": max(p["generator"]["dispatch_lag_max_us"] for p in per_process),
             "dispatch_lag_over_1ms": sum(p["generator"]["dispatch_lag_over_1ms"] for p in per_process),
+            "queued_sends": sum(p["generator"]["queued_sends"] for p in per_process),
+            "queued_handoff_max_us": max(p["generator"]["queued_handoff_max_us"] for p in per_process),
         },
         "per_process": per_process, "commands": commands,
     }

@@ -26,8 +26,10 @@
  * the tail look better. Output: one JSON object on stdout with exact
  * nearest-rank percentiles (every latency is kept and sorted at the end),
  * and the generator's own CPU time and dispatch lag (how late it sent a
- * request that was due on a connection that was free), so that a run shows
- * the generator was not the bottleneck. -o FILE writes every measured
+ * request that fell due while a connection stood idle), so that a run shows
+ * the generator was not the bottleneck. Requests that had to wait for a
+ * connection are counted apart (queued_sends), with the longest hand-off of
+ * a freed connection to the head of the line: that wait is the server's. -o FILE writes every measured
  * latency (uint32 microseconds, native byte order) so that several
  * processes can be pooled exactly.
  *
@@ -91,7 +93,8 @@ static uint32_t *lat_us;
 static size_t lat_n, lat_cap;
 static uint64_t sent, completed, answered, censored, non2xx, connect_errors, broken, timeouts, malformed,
     reconnects, lag_over_1ms, lag_n;
-static int64_t lag_max_ns;
+static int64_t lag_max_ns, catchup_max_ns;
+static uint64_t catchup_n;
 static double lag_sum_ns;
 
 static int64_t now_ns(void) {
@@ -367,12 +370,20 @@ static void send_due(int64_t due) {
     idle_remove(i);
     struct conn *c = &conns[i];
     int64_t now = now_ns();
-    int64_t ready = due > c->idle_since_ns ? due : c->idle_since_ns;
-    int64_t lag = now - ready; /* both the request and a connection were ready: the generator's delay */
-    if (lag > lag_max_ns) lag_max_ns = lag;
-    if (lag > 1000000) lag_over_1ms++;
-    lag_sum_ns += (double)lag;
-    lag_n++;
+    if (due >= c->idle_since_ns) {
+        /* A connection stood idle when the request fell due: any delay is the generator's own. */
+        int64_t lag = now - due;
+        if (lag > lag_max_ns) lag_max_ns = lag;
+        if (lag > 1000000) lag_over_1ms++;
+        lag_sum_ns += (double)lag;
+        lag_n++;
+    } else {
+        /* The request waited in line for a connection (the server was behind): the line's own delay is
+         * latency already; how long the generator took to hand it the freed connection is kept apart. */
+        int64_t lag = now - c->idle_since_ns;
+        if (lag > catchup_max_ns) catchup_max_ns = lag;
+        catchup_n++;
+    }
     c->state = BUSY;
     busy++;
     c->due_ns = due;
@@ -589,7 +600,8 @@ int main(int argc, char **argv) {
            "\"latency_ms\": {\"mean\": %s, \"p50\": %s, \"p75\": %s, \"p90\": %s, \"p99\": %s, "
            "\"p99.9\": %s, \"p99.99\": %s, \"max\": %s}, "
            "\"generator\": {\"cpu_s\": %.3f, \"cpu_share\": %.4f, \"dispatch_lag_mean_us\": %.1f, "
-           "\"dispatch_lag_max_us\": %.1f, \"dispatch_lag_over_1ms\": %llu}}\n",
+           "\"dispatch_lag_max_us\": %.1f, \"dispatch_lag_over_1ms\": %llu, \"queued_sends\": %llu, "
+           "\"queued_handoff_max_us\": %.1f}}\n",
            opt.rate, opt.poisson ? "poisson" : "uniform", opt.conns, up, late_start_ms, opt.warmup, opt.duration,
            wall, (unsigned long long)sent, (unsigned long long)completed, lat_n, (unsigned long long)answered,
            answered / opt.duration, done_in_window / opt.duration, ok_in_window / opt.duration,
@@ -600,6 +612,6 @@ int main(int argc, char **argv) {
            num(b[1], pct(50)), num(b[2], pct(75)), num(b[3], pct(90)), num(b[4], pct(99)), num(b[5], pct(99.9)),
            num(b[6], pct(99.99)), num(b[7], lat_n ? lat_us[lat_n - 1] / 1000.0 : NAN), cpu,
            wall > 0 ? cpu / wall : 0, lag_n ? lag_sum_ns / (double)lag_n / 1000.0 : 0, lag_max_ns / 1000.0,
-           (unsigned long long)lag_over_1ms);
+           (unsigned long long)lag_over_1ms, (unsigned long long)catchup_n, catchup_max_ns / 1000.0);
     return 0;
 }
