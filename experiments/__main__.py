@@ -6,6 +6,7 @@ Examples::
     python -m experiments run --conc 25000             # 1, 10, 100, 1000, 10000, 25000
     python -m experiments run --conc 1,64,1000 --runtimes hybrid,asyncio --workloads sleep
     python -m experiments run --dry-run                # the plan and how long it will take
+    python -m experiments run --conc 64, --rates 1000,2000,4000,8000   # open loop: latency vs offered load
 """
 
 from __future__ import annotations
@@ -52,6 +53,13 @@ def main(argv: list[str]) -> int:
     run.add_argument("--warmup", type=float, default=1.0, help="discarded warm-up seconds per level (default 1)")
     run.add_argument("--repeat", type=int, default=1, help="rounds; the median is reported (default 1)")
     run.add_argument("--pause", type=float, default=1.0, help="seconds between levels (default 1)")
+    run.add_argument("--rates", default="",
+                     help="open loop: offered requests/s, comma-separated, at each connection level (openload; "
+                          "latency from each request's due time). Default: closed loop (wrk)")
+    run.add_argument("--arrivals", choices=["uniform", "poisson"], default="uniform",
+                     help="open loop: evenly spaced or Poisson arrivals (default uniform)")
+    run.add_argument("--p99-bound-ms", type=float, default=100.0,
+                     help="open loop: a rate is sustained with 95%% answered and p99 under this (default 100)")
     run.add_argument("--fairness", type=float, default=3.0,
                      help="seconds of h2load --h1 per level from 100 connections (0: skip; default 3)")
     run.add_argument("--server-cpus", default="0", help="CPUs the servers are pinned to (default 0)")
@@ -96,7 +104,11 @@ def main(argv: list[str]) -> int:
         pause=args.pause, repeat=args.repeat, fairness_duration=args.fairness,
         server_cpus=parse_cpus(args.server_cpus), client_cpus=parse_cpus(args.client_cpus),
         min_servers=args.servers,
+        rates=sorted(float(r) for r in args.rates.split(",") if r.strip()), arrivals=args.arrivals,
+        p99_bound_ms=args.p99_bound_ms,
     )
+    if plan.open_loop and plan.proto != "h1":
+        raise SystemExit("open loop (--rates) drives HTTP/1.1 only: openload has no HTTP/2")
     from .run import check_limits, system_limits
 
     print(plan.describe(), flush=True)

@@ -64,6 +64,21 @@ class Plan:
     #: Server processes at every level, at least (``--servers``): a control for the sharded levels,
     #: whose processes share the server's core(s).
     min_servers: int = 1
+    #: Open loop (``--rates``): offered requests/s at each connection level, driven by openload instead of
+    #: wrk; latency runs from each request's due time. Empty: closed loop (wrk keeps every connection busy).
+    rates: list[float] = field(default_factory=list)
+    arrivals: str = "uniform"  # or "poisson"
+    #: Open loop: a rate is *sustained* when at least 95% of it is answered 2xx/3xx with p99 under this
+    #: bound; a runtime's ladder stops after two rates in a row that are not (it is past its knee).
+    p99_bound_ms: float = 100.0
+
+    @property
+    def open_loop(self) -> bool:
+        return bool(self.rates)
+
+    def points(self) -> int:
+        """Measured points per (runtime, workload, round): levels, times rates in open loop."""
+        return len(self.levels) * max(1, len(self.rates))
 
     @property
     def shards(self) -> int:
@@ -82,14 +97,16 @@ class Plan:
 
     def fairness_seconds(self, conc: int) -> float:
         """The fairness run at ``conc`` connections: ``fairness_duration``, longer where the level needs it."""
-        if conc < FAIRNESS_FROM or not self.separate_fairness_run:
+        if conc < FAIRNESS_FROM or not self.separate_fairness_run or self.open_loop:
             return 0.0
         return max(self.fairness_duration, conc / FAIR_SERVER_RATE)
 
     def level_seconds(self, conc: int) -> float:
         fairness = self.fairness_seconds(conc)
         # Opening thousands of connections is not free either: ~1 s per 10,000.
-        return self.warmup + self.duration + fairness + self.pause + 0.5 + conc / 10_000
+        one = self.warmup + self.duration + fairness + self.pause + 0.5 + conc / 10_000
+        # Open loop: openload connects first (at least 1 s) at every rate; the ladder usually stops early.
+        return one if not self.open_loop else len(self.rates) * (one + 1.0)
 
     def estimate_seconds(self) -> float:
         per_server = self.server_starts() * SERVER_START_S + sum(self.level_seconds(c) for c in self.levels)
@@ -100,15 +117,19 @@ class Plan:
             f"runtimes:   {', '.join(self.runtimes)}",
             f"workloads:  {', '.join(self.workloads)}",
             f"protocol:   {self.proto}" + (f" ({self.streams} concurrent streams per connection, h2load)"
-                                               if self.proto == "h2" else " (wrk)"),
+                                               if self.proto == "h2" else " (openload)" if self.open_loop else " (wrk)"),
             f"levels:     {', '.join(f'{c:,}' for c in self.levels)} connections",
+            *([f"open loop:  offered {', '.join(f'{r:,g}' for r in self.rates)} requests/s ({self.arrivals} "
+               f"arrivals, openload; latency from each request's due time); a runtime stops after two rates in "
+               f"a row not sustained (95% answered, p99 under {self.p99_bound_ms:g} ms)"] if self.open_loop else []),
             "servers:    a fresh server per runtime and workload"
             + (f"; levels above {SHARD_CONNECTIONS:,} connections restart it as up to {self.shards} processes"
                f" (--workers, SO_REUSEPORT) on 127.0.0.1..{self.shards}, one load generator per address"
                if self.shards > 1 else ""),
             f"each level: {self.warmup:g} s warm-up (discarded), {self.duration:g} s measured"
             + (f", {self.fairness_duration:g} s fairness run (h2load --h1) from {FAIRNESS_FROM} connections"
-               f" (at least 1 s per {FAIR_SERVER_RATE:,} connections)" if self.separate_fairness_run else "")
+               f" (at least 1 s per {FAIR_SERVER_RATE:,} connections)"
+               if self.separate_fairness_run and not self.open_loop else "")
             + f", {self.pause:g} s pause",
             f"rounds:     {self.repeat} (median reported)",
             f"pinning:    servers on CPU {','.join(map(str, self.server_cpus))}, "

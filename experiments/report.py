@@ -28,12 +28,15 @@ from pathlib import Path
 
 from .plots import figure_stem, plot, tables
 
-KEY = ("runtime", "workload", "proto", "conc")
+#: A row is one (runtime, workload, protocol, connections, offered rate); the rate is None in closed loop.
+KEY = ("runtime", "workload", "proto", "conc", "rate")
 METRICS = ("rps", "p50_ms", "p99_ms", "p999_ms", "max_ms", "errors", "cpu_us_per_request", "peak_rss_mib",
            "rss_per_conn_kib", "peak_threads", "ctx_vol", "ctx_invol", "conns_established",
-           "fair_min_rps", "fair_max_rps", "fair_mean_rps", "steady_rps", "other_cpus")
-CSV_FIELDS = ("workload", "proto", "conc", "runtime", "failed", "error", "rounds", "rounds_ok", "round",
-              "servers", *METRICS, "spread", "rps_all")
+           "fair_min_rps", "fair_max_rps", "fair_mean_rps", "steady_rps", "other_cpus",
+           # open loop only (None in closed loop)
+           "ok_rps", "censored", "sustained", "generator_cpu_share")
+CSV_FIELDS = ("workload", "proto", "conc", "rate", "runtime", "failed", "error", "rounds", "rounds_ok", "round",
+              "servers", *METRICS, "spread", "rps_all", "p99_all")
 
 
 ENV_FILE, RUNS_FILE = "env.json", "runs.jsonl"
@@ -132,14 +135,24 @@ def _flatten(run: dict) -> dict:
         # the connect storm, which at 25,000 fresh connections fills much of wrk's window.
         "steady_rps": dig(run, "fairness", "requests_per_s") if run.get("proto") != "h2" else None,
         "other_cpus": run.get("other_cpus"),  # CPUs something else kept busy just before the run
+        "ok_rps": dig(run, "load", "ok_rps"), "censored": dig(run, "load", "censored"),
+        "sustained": run.get("sustained"), "generator_cpu_share": dig(run, "load", "generator", "cpu_share_max"),
     }
 
 
+def _p99(run: dict):
+    value = dig(run, "load", "latency_us", "p99")
+    return value if isinstance(value, (int, float)) else None
+
+
 def summarize(doc: dict) -> list[dict]:
-    """One row per (runtime, workload, proto, conc), from the round with the median req/s.
+    """One row per (runtime, workload, proto, conc, rate), from the round with the median req/s.
 
     With an even number of good rounds the lower of the two middle ones is
     taken, so every field of a row (rps included) comes from one real run.
+    In open loop (a rate is offered) the throughput is the rate while the
+    server keeps up, so the median round is the one with the median p99, and
+    ``p99_all`` lists every round's p99 for the whiskers.
     ``spread`` is (max - min) / median req/s over the good rounds, None with
     fewer than two. A row whose every round errored has ``failed`` True,
     ``error`` set and None metrics; errors of some rounds only are listed in
@@ -157,15 +170,18 @@ def summarize(doc: dict) -> list[dict]:
                    error="; ".join(bad) if not ok else None, round_errors=bad)
         if not ok:
             rows.append(row | dict.fromkeys(METRICS) | {"round": None, "servers": None, "rps_all": [],
-                                                        "spread": None})
+                                                        "spread": None, "p99_all": []})
             continue
-        pick = sorted(ok, key=_rps)[(len(ok) - 1) // 2]
+        open_loop = key[KEY.index("rate")] is not None
+        by = (lambda r: _p99(r) if _p99(r) is not None else float("inf")) if open_loop else _rps
+        pick = sorted(ok, key=by)[(len(ok) - 1) // 2]
         rps_all = [_rps(r) for r in ok]
         median = statistics.median(rps_all)
         spread = (max(rps_all) - min(rps_all)) / median if len(ok) > 1 and median else None
         rows.append(row | _flatten(pick) | {"round": pick.get("round"), "servers": pick.get("servers"),
-                                            "rps_all": rps_all, "spread": spread})
-    rows.sort(key=lambda r: (str(r["workload"]), str(r["proto"]), r["conc"] or 0, str(r["runtime"])))
+                                            "rps_all": rps_all, "spread": spread,
+                                            "p99_all": [_p99(r) / 1000 for r in ok if _p99(r) is not None]})
+    rows.sort(key=lambda r: (str(r["workload"]), str(r["proto"]), r["conc"] or 0, r["rate"] or 0, str(r["runtime"])))
     return rows
 
 
@@ -368,7 +384,8 @@ def write_csv(rows: list[dict], path: Path) -> None:
         writer = csv.DictWriter(f, fieldnames=CSV_FIELDS, extrasaction="ignore")
         writer.writeheader()
         for row in rows:
-            writer.writerow(row | {"rps_all": ";".join(f"{v:g}" for v in row["rps_all"])})
+            writer.writerow(row | {"rps_all": ";".join(f"{v:g}" for v in row["rps_all"]),
+                                   "p99_all": ";".join(f"{v:g}" for v in row["p99_all"])})
 
 
 def render(target: Path) -> list[Path]:
@@ -382,6 +399,10 @@ def render(target: Path) -> list[Path]:
     target = Path(target)
     doc = load_run(target)
     rows = summarize(doc)
+    if target.is_dir() and any(r["rate"] is not None for r in rows):
+        from .curves import render_curves  # open loop: latency against offered load, not against connections
+
+        return render_curves(target, doc, rows)
     print_table(rows)
     if not target.is_dir():
         plots = plot(doc, rows, target.parent, target.stem)

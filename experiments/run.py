@@ -115,6 +115,8 @@ def environment(plan: Plan, command: str, extra_args: list[str], sleep_ms: float
         "interpreters": {str(i): describe(i) for i in sorted({split_label(r)[1] for r in plan.runtimes})},
         "shard_connections": SHARD_CONNECTIONS, "min_servers": plan.min_servers, "server_args": extra_args,
         "sleep_ms": sleep_ms,
+        "load": ({"loop": "open", "tool": "openload", "rates": plan.rates, "arrivals": plan.arrivals,
+                  "p99_bound_ms": plan.p99_bound_ms} if plan.open_loop else {"loop": "closed", "tool": "wrk"}),
         "handler_style": handler_style, "command": command,
         "notes": [
             "wrk latency percentiles across several load-generator processes are the worst process's",
@@ -154,15 +156,17 @@ def run_plan(plan: Plan, *, command: str, extra_args: list[str], sleep_ms: float
         for round_no in range(1, plan.repeat + 1):
             for runtime in plan.runtimes:
                 for name in plan.workloads:
-                    levels = [c for c in plan.levels if (runtime, name, plan.proto, c, round_no) not in done]
-                    if not levels:
+                    points = [(c, rate) for c in plan.levels for rate in (plan.rates or [None])
+                              if (runtime, name, plan.proto, c, rate, round_no) not in done]
+                    if not points:
                         continue
                     print(f"{progress.line()}  round {round_no}: {runtime} / {name}", flush=True)
-                    for run in measure_workload(plan, setup, runtime, name, levels, round_no):
+                    for run in measure_workload(plan, setup, runtime, name, points, round_no):
                         out.write(json.dumps(run) + "\n")
                         out.flush()
                         progress.advance()
-                        print(f"    {run['conc']:>6,} conns: " + summary_line(run), flush=True)
+                        offered = f" @ {run['rate']:>8,g}/s" if run.get("rate") is not None else ""
+                        print(f"    {run['conc']:>6,} conns{offered}: " + summary_line(run), flush=True)
     env_path = run_dir / "env.json"
     env = json.loads(env_path.read_text())
     env["elapsed_s"] = round(env.get("elapsed_s", 0) + time.monotonic() - progress.started)
@@ -186,14 +190,14 @@ def _lines(path: Path) -> list[str]:
 
 
 def _key(run: dict) -> tuple:
-    return (run["runtime"], run["workload"], run["proto"], run["conc"], run["round"])
+    return (run["runtime"], run["workload"], run["proto"], run["conc"], run.get("rate"), run["round"])
 
 
 class Progress:
     """A one-line progress bar with an ETA from the measured pace (the plan's estimate at first)."""
 
     def __init__(self, plan: Plan, already: int = 0) -> None:
-        self.total = plan.repeat * len(plan.runtimes) * len(plan.workloads) * len(plan.levels)
+        self.total = plan.repeat * len(plan.runtimes) * len(plan.workloads) * plan.points()
         self.done = already
         self.started = time.monotonic()
         self.measured = 0
@@ -271,16 +275,24 @@ def _note(run_dir: Path, note: str) -> None:
     env_path.write_text(json.dumps(env, indent=1) + "\n")
 
 
-def measure_workload(plan: Plan, setup: Setup, runtime: str, workload: str, levels: list[int],
+Point = tuple[int, float | None]  # (connections, offered requests/s or None for closed loop)
+
+
+def measure_workload(plan: Plan, setup: Setup, runtime: str, workload: str, points: list[Point],
                      round_no: int) -> Iterator[dict]:
     """Each group of levels that needs the same number of server processes gets a fresh server."""
-    for workers, group in groupby(levels, key=lambda conc: shards_for(conc, plan.min_servers)):
+    for workers, group in groupby(points, key=lambda point: shards_for(point[0], plan.min_servers)):
         yield from measure_server(plan, setup, runtime, workload, list(group), workers, round_no)
 
 
-def measure_server(plan: Plan, setup: Setup, runtime: str, workload: str, levels: list[int], workers: int,
+def measure_server(plan: Plan, setup: Setup, runtime: str, workload: str, levels: list[Point], workers: int,
                    round_no: int) -> Iterator[dict]:
-    """Measure ``levels`` on one server; each run is yielded as soon as it is measured."""
+    """Measure ``levels`` on one server; each run is yielded as soon as it is measured.
+
+    In open loop a connection level's rates rise until the server has missed
+    two in a row (see :func:`sustained`): the rates above are not attempted,
+    and their rows say so, since they would measure only a growing queue.
+    """
     base = {"runtime": runtime, "workload": workload, "proto": plan.proto, "round": round_no,
             "servers": workers, "load_processes": workers, "error": None}
     env = {"ASTRA_SLEEP_MS": str(setup.sleep_ms), "ASTRA_WORKLOAD": workload}
@@ -293,8 +305,8 @@ def measure_server(plan: Plan, setup: Setup, runtime: str, workload: str, levels
             from .peer_apps import peer_argv
 
             if workers > 1:
-                for c in levels:
-                    yield base | {"conc": c, "error": "peers run as one process: level not attempted"}
+                for c, rate in levels:
+                    yield base | {"conc": c, "rate": rate, "error": "peers run as one process: level not attempted"}
                 return
             argv, handler, stats_files = peer_argv(runtime[len(PEER_PREFIX):]), "peer", []
         else:
@@ -310,29 +322,37 @@ def measure_server(plan: Plan, setup: Setup, runtime: str, workload: str, levels
         log = open(Path(tmp) / "server.log", "w+")
         server = ServerProcess(argv, cpus=plan.server_cpus, log=log, env=env,
                                port=None if runtime.startswith(PEER_PREFIX) else port)
-        measured = 0
+        measured, missed = 0, {}
         try:
             server.wait_ready(hosts=[f"127.0.0.{i + 1}" for i in range(workers)])
-            for conc in levels:
-                run = base | {"conc": conc}
+            for conc, rate in levels:
+                run = base | {"conc": conc, "rate": rate}
+                measured += 1
+                if missed.get(conc, 0) >= 2:
+                    yield run | {"error": f"not attempted: past the knee (two lower rates not sustained at {conc:,} "
+                                          "connections)", "past_knee": True}
+                    continue
                 targets = [Target(f"127.0.0.{i + 1}", server.port) for i in range(workers)]
                 try:
-                    run |= measure_level(plan, server, stats_files, targets, conc, database)
+                    run |= measure_level(plan, server, stats_files, targets, conc, database, rate)
                 except LoadGenError as exc:
                     run["error"] = f"load generator: {exc}"
                 exited = server.proc.poll() is not None
                 if exited:
                     run["error"] = (run["error"] or "") + f" server exited ({server.proc.returncode})"
-                measured += 1
+                if rate is not None:
+                    run["sustained"] = sustained(run, plan.p99_bound_ms)
+                    missed[conc] = 0 if run["sustained"] else missed.get(conc, 0) + 1
                 yield _with_log(run, log)
                 if exited:
-                    for c in levels[measured:]:
-                        yield _with_log(base | {"conc": c, "error": "not attempted: the server had exited"}, log)
+                    for c, r in levels[measured:]:
+                        yield _with_log(base | {"conc": c, "rate": r, "error": "not attempted: the server had exited"},
+                                        log)
                     return
                 time.sleep(plan.pause)
         except RuntimeError as exc:  # a server that never became ready
-            for c in levels[measured:]:
-                yield _with_log(base | {"conc": c, "error": str(exc)}, log)
+            for c, r in levels[measured:]:
+                yield _with_log(base | {"conc": c, "rate": r, "error": str(exc)}, log)
         finally:
             server.stop()
             log.close()
@@ -362,10 +382,20 @@ def free_port_everywhere(addresses: int) -> int:
     raise RuntimeError("no port free on every loopback address")
 
 
+def sustained(run: dict, p99_bound_ms: float) -> bool:
+    """An offered rate the server kept up with: 95% of it answered 2xx/3xx inside the window, p99 in bound."""
+    load = run.get("load") or {}
+    p99 = (load.get("latency_us") or {}).get("p99")
+    return (not run.get("error") and load.get("ok_rps", 0) >= 0.95 * run["rate"]
+            and p99 is not None and p99 / 1000 <= p99_bound_ms)
+
+
 def measure_level(plan: Plan, server: ServerProcess, stats: list[Path], targets: list[Target],
-                  conc: int, database: Any = None) -> dict:
+                  conc: int, database: Any = None, rate: float | None = None) -> dict:
     time_wait = wait_for_time_wait()
     drained = None
+    if rate is not None:
+        return measure_open_loop(plan, server, stats, targets, conc, rate, database) | {"time_wait_before": time_wait}
     if plan.warmup:
         drive(plan, targets, conc, plan.warmup)
         drained = wait_for_drain(stats)
@@ -390,6 +420,44 @@ def measure_level(plan: Plan, server: ServerProcess, stats: list[Path], targets:
             fairness["drain_before_s"] = drained_after
     return {"load": load, "cost": cost, "fairness": fairness,
             "other_cpus": round(other, 2), "time_wait_before": time_wait, "warmup_drain_s": drained}
+
+
+def measure_open_loop(plan: Plan, server: ServerProcess, stats: list[Path], targets: list[Target], conc: int,
+                      rate: float, database: Any = None) -> dict:
+    """openload offers ``rate`` requests/s over ``conc`` connections: its warm-up is its own first seconds.
+
+    The cost sampler spans the whole openload run (connecting, warm-up,
+    window, drain), so CPU per request divides by every response it got.
+    There is no fairness run: at a fixed arrival rate every connection is
+    offered the same work, and a starved request shows in the latency.
+    """
+    from .openload import run_openload
+
+    other = busy_cpus(0.5)
+    sampler = CostSampler([server.proc.pid], stats, ports=sorted({t.port for t in targets}))
+    db_before = database.cpu_seconds() if database is not None else None
+    sampler.start()
+    opened = run_openload(targets, conc, rate, plan.duration, warmup=max(plan.warmup, 1.0), cpus=plan.client_cpus,
+                          timeout=10.0, poisson_seed=1 if plan.arrivals == "poisson" else None)
+    cost = sampler.stop(opened["completed"])
+    if database is not None:
+        db_cpu = database.cpu_seconds() - db_before
+        cost["db_cpu_s"] = round(db_cpu, 3)
+        cost["db_cpu_us_per_request"] = db_cpu * 1e6 / opened["completed"] if opened["completed"] else None
+    return {"load": open_loop_load(opened), "cost": cost, "fairness": None, "other_cpus": round(other, 2)}
+
+
+def open_loop_load(opened: dict) -> dict:
+    """openload's result in the shape the report reads (wrk's), with what only open loop has kept."""
+    keep = ("tool", "conns", "target_rate", "arrivals", "duration_s", "warmup_s", "timeout_s", "cpus", "sent",
+            "completed", "measured", "answered", "unsent", "outstanding", "censored", "throughput_rps", "ok_rps",
+            "late_start_ms", "share_over_ms", "generator", "commands")
+    return {k: opened[k] for k in keep} | {
+        "requests": opened["completed"],
+        "requests_per_s": opened["throughput_rps"],
+        "latency_us": {k: None if v is None else v * 1000 for k, v in opened["latency_ms"].items()},
+        "errors": {k: opened[k] for k in ("non2xx", "connect_errors", "broken", "timeouts", "malformed")},
+    }
 
 
 def drive(plan: Plan, targets: list[Target], conc: int, seconds: float, measured: bool = False) -> dict:
@@ -471,9 +539,13 @@ def summary_line(run: dict) -> str:
         return f"FAILED: {run['error']}"
     load, cost, fair = run["load"], run["cost"], run.get("fairness")
     errors = sum(load["errors"].values())
-    text = (f"{load['requests_per_s']:>9,.0f} req/s  p99 {load['latency_us']['p99'] / 1000:8.1f} ms  "
+    p99 = load["latency_us"]["p99"]
+    text = (f"{load['requests_per_s']:>9,.0f} req/s  p99 {(p99 or 0) / 1000:8.1f} ms  "
             f"cpu {cost['cpu_us_per_request'] or 0:6.1f} us/req  rss {cost['peak_rss_kib'] / 1024:6.1f} MiB  "
             f"threads {cost['peak_threads']:>6}  conns {cost['connections_established'] or '-'}  errors {errors}")
+    if "sustained" in run:
+        text += (f"  {'sustained' if run['sustained'] else 'NOT sustained'}, {load['censored']:,} censored, "
+                 f"generator {load['generator']['cpu_share_max']:.0%} of a CPU")
     if fair and "client_rps" in fair:
         text += f"  per-client req/s {fair['client_rps']['min']:.2f}..{fair['client_rps']['max']:.2f}"
     elif fair:
