@@ -53,9 +53,10 @@ experiment: venv tools $(if $(findstring freethreaded,$(INTERPRETERS)),freethrea
 
 # The seeds' claims, measured and judged: results/REPORT.md (CLAIM=7 runs one).
 # INTERPRETERS=standard-3.13,freethreaded judges every claim on each, side by side.
+# FROM=results/claims-<id> judges a committed run again without measuring.
 claims: venv tools $(if $(findstring freethreaded,$(INTERPRETERS)),freethreaded) \
 	  $(if $(findstring standard-3.13,$(INTERPRETERS)),standard-3.13)
-	$(PY) -m experiments.claims $(if $(CLAIM),--claim $(CLAIM)) \
+	$(PY) -m experiments.claims $(if $(CLAIM),--claim $(CLAIM)) $(if $(FROM),--from $(FROM)) \
 	  $(if $(INTERPRETERS),--interpreters $(INTERPRETERS))
 
 # Hello world, astra on every runtime with both HTTP/1 parsers, against uvicorn, granian,

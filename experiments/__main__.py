@@ -1,4 +1,21 @@
-"""``python -m experiments run``: the experiment harness (what ``make experiment`` runs).
+"""``python -m experiments COMMAND``: one entry point for every experiment.
+
+``run`` is the harness (what ``make experiment`` runs, below); the other
+commands hand their arguments to the module that does the work:
+
+=================  ==================================================================
+``run``            the harness: servers, load, cost, one directory per run
+``report DIR``     render a run again (tables, plots, CSV), no measuring
+``compare A B``    two harness runs point by point
+``claims``         the seeds' claims: measure and judge (``make claims``)
+``reproduce A B``  two claims runs: do the verdicts and figures reproduce?
+``bench``          hello world against the peers and raw floors (``make bench``)
+``bench-apps``     WSGI and ASGI apps on astra and the peers (``make bench-apps``)
+``bench-h2``       HTTP/2 against the peers
+``pool-sweep``     hybrid's pool size, swept
+``soak``           long run under mixed and hostile load (``make soak``)
+``validate-load``  openload against servers with a known behaviour, and wrk
+=================  ==================================================================
 
 Examples::
 
@@ -38,12 +55,27 @@ def names(text: str | None, known: list[str], what: str) -> list[str]:
     return chosen
 
 
+#: command -> module whose ``main(argv)`` takes the rest of the command line.
+COMMANDS = {
+    "report": "experiments.report", "compare": "experiments.compare", "claims": "experiments.claims.runner",
+    "reproduce": "experiments.claims.compare", "bench": "experiments.hello_bench",
+    "bench-apps": "experiments.app_bench", "bench-h2": "experiments.h2_bench", "pool-sweep": "experiments.pool_sweep",
+    "soak": "experiments.soak", "validate-load": "experiments.openload.validate",
+}
+
+
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="python -m experiments", description=__doc__.split("\n")[0])
+    if argv and argv[0] in COMMANDS:
+        import importlib
+
+        return importlib.import_module(COMMANDS[argv[0]]).main(argv[1:])
+    parser = argparse.ArgumentParser(prog="python -m experiments", description=__doc__.split("\n")[0],
+                                     epilog="other commands: " + ", ".join(COMMANDS) + " (each takes --help)")
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser("run", help="run an experiment")
     run.add_argument("--conc", default="1000", help="N (ladder 1, 10, ... N) or a list 1,64,1000 (default 1000)")
-    run.add_argument("--runtimes", help=f"comma-separated (default all: {', '.join(available_runtimes())})")
+    run.add_argument("--runtimes", help=f"comma-separated (default all: {', '.join(available_runtimes())}); "
+                                        "NAME~N is a pool runtime with --max-workers N, e.g. pinned~1000")
     run.add_argument("--workloads", help=f"comma-separated from {', '.join(WORKLOADS)} "
                                          f"(default {', '.join(DEFAULT_WORKLOADS)}; db brings up PostgreSQL)")
     run.add_argument("--proto", default="h1", choices=PROTOCOLS,
@@ -60,6 +92,9 @@ def main(argv: list[str]) -> int:
                      help="open loop: evenly spaced or Poisson arrivals (default uniform)")
     run.add_argument("--p99-bound-ms", type=float, default=100.0,
                      help="open loop: a rate is sustained with 95%% answered and p99 under this (default 100)")
+    run.add_argument("--rtt-ms", type=float, default=0.0,
+                     help="open loop: a network round trip between client and server, played by the load "
+                          "generator (this kernel has no netem); default 0 (loopback)")
     run.add_argument("--fairness", type=float, default=3.0,
                      help="seconds of h2load --h1 per level from 100 connections (0: skip; default 3)")
     run.add_argument("--server-cpus", default="0", help="CPUs the servers are pinned to (default 0)")
@@ -95,7 +130,15 @@ def main(argv: list[str]) -> int:
     interpreters = [Interpreter(n) for n in names(args.interpreters, list(Interpreter), "interpreter")]
     for interpreter in interpreters:
         python_for(interpreter)  # built, or a clear message now rather than a failed run later
-    astra_runtimes = names(args.runtimes, available_runtimes(), "runtime")
+    known = available_runtimes()
+    chosen = [n.strip() for n in (args.runtimes or ",".join(known)).split(",") if n.strip()]
+    from .run import variant
+
+    try:
+        names(",".join(variant(n)[0] for n in chosen), known, "runtime")
+        astra_runtimes = [n for n in chosen if variant(n)]
+    except ValueError as exc:
+        raise SystemExit(str(exc)) from None
     plan = Plan(
         # Peers run on the standard build only: their packages are not installed on the other.
         runtimes=[label(rt, i) for i in interpreters for rt in astra_runtimes] + peers,
@@ -105,8 +148,10 @@ def main(argv: list[str]) -> int:
         server_cpus=parse_cpus(args.server_cpus), client_cpus=parse_cpus(args.client_cpus),
         min_servers=args.servers,
         rates=sorted(float(r) for r in args.rates.split(",") if r.strip()), arrivals=args.arrivals,
-        p99_bound_ms=args.p99_bound_ms,
+        p99_bound_ms=args.p99_bound_ms, rtt_ms=args.rtt_ms,
     )
+    if args.rtt_ms and not plan.open_loop:
+        raise SystemExit("--rtt-ms needs open loop (--rates): wrk cannot play a network")
     if plan.open_loop and plan.proto != "h1":
         raise SystemExit("open loop (--rates) drives HTTP/1.1 only: openload has no HTTP/2")
     from .run import check_limits, system_limits

@@ -71,6 +71,8 @@ class Plan:
     #: Open loop: a rate is *sustained* when at least 95% of it is answered 2xx/3xx with p99 under this
     #: bound; a runtime's ladder stops after two rates in a row that are not (it is past its knee).
     p99_bound_ms: float = 100.0
+    #: Open loop: a network round trip played by the generator (openload -L; this kernel has no netem).
+    rtt_ms: float = 0.0
 
     @property
     def open_loop(self) -> bool:
@@ -121,7 +123,9 @@ class Plan:
             f"levels:     {', '.join(f'{c:,}' for c in self.levels)} connections",
             *([f"open loop:  offered {', '.join(f'{r:,g}' for r in self.rates)} requests/s ({self.arrivals} "
                f"arrivals, openload; latency from each request's due time); a runtime stops after two rates in "
-               f"a row not sustained (95% answered, p99 under {self.p99_bound_ms:g} ms)"] if self.open_loop else []),
+               f"a row not sustained (95% answered, p99 under {self.p99_bound_ms:g} ms)"
+               + (f"; a {self.rtt_ms:g} ms round trip played by the generator" if self.rtt_ms else "")]
+              if self.open_loop else []),
             "servers:    a fresh server per runtime and workload"
             + (f"; levels above {SHARD_CONNECTIONS:,} connections restart it as up to {self.shards} processes"
                f" (--workers, SO_REUSEPORT) on 127.0.0.1..{self.shards}, one load generator per address"

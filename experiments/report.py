@@ -34,7 +34,7 @@ METRICS = ("rps", "p50_ms", "p99_ms", "p999_ms", "max_ms", "errors", "cpu_us_per
            "rss_per_conn_kib", "peak_threads", "ctx_vol", "ctx_invol", "conns_established",
            "fair_min_rps", "fair_max_rps", "fair_mean_rps", "steady_rps", "other_cpus",
            # open loop only (None in closed loop)
-           "ok_rps", "censored", "sustained", "generator_cpu_share")
+           "ok_rps", "censored", "sustained", "generator_cpu_share", "conns_steady_min")
 CSV_FIELDS = ("workload", "proto", "conc", "rate", "runtime", "failed", "error", "rounds", "rounds_ok", "round",
               "servers", *METRICS, "spread", "rps_all", "p99_all")
 
@@ -137,6 +137,7 @@ def _flatten(run: dict) -> dict:
         "other_cpus": run.get("other_cpus"),  # CPUs something else kept busy just before the run
         "ok_rps": dig(run, "load", "ok_rps"), "censored": dig(run, "load", "censored"),
         "sustained": run.get("sustained"), "generator_cpu_share": dig(run, "load", "generator", "cpu_share_max"),
+        "conns_steady_min": cost.get("connections_steady_min"),
     }
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import json
+import math
 import os
 import platform
 import resource
@@ -116,7 +117,8 @@ def environment(plan: Plan, command: str, extra_args: list[str], sleep_ms: float
         "shard_connections": SHARD_CONNECTIONS, "min_servers": plan.min_servers, "server_args": extra_args,
         "sleep_ms": sleep_ms,
         "load": ({"loop": "open", "tool": "openload", "rates": plan.rates, "arrivals": plan.arrivals,
-                  "p99_bound_ms": plan.p99_bound_ms} if plan.open_loop else {"loop": "closed", "tool": "wrk"}),
+                  "p99_bound_ms": plan.p99_bound_ms, "rtt_ms": plan.rtt_ms}
+                 if plan.open_loop else {"loop": "closed", "tool": "wrk"}),
         "handler_style": handler_style, "command": command,
         "notes": [
             "wrk latency percentiles across several load-generator processes are the worst process's",
@@ -310,11 +312,13 @@ def measure_server(plan: Plan, setup: Setup, runtime: str, workload: str, levels
                 return
             argv, handler, stats_files = peer_argv(runtime[len(PEER_PREFIX):]), "peer", []
         else:
-            name, interpreter = split_label(runtime)
+            labelled, interpreter = split_label(runtime)
+            name, workers_cap = variant(labelled)
             handler = WORKLOADS[workload].handler_for(name, load_runtime(name).supports_async,
                                                       setup.handler_style)
             port = free_port_everywhere(workers)
-            argv = server_argv(name, handler, stats, workers, port, setup.extra_args, python_for(interpreter))
+            extra = setup.extra_args + (["--max-workers", str(workers_cap)] if workers_cap else [])
+            argv = server_argv(name, handler, stats, workers, port, extra, python_for(interpreter))
             env |= env_for(interpreter)
             base["interpreter"] = str(interpreter)
             stats_files = [Path(f"{stats}.{i}") for i in range(workers)] if workers > 1 else [stats]
@@ -366,6 +370,16 @@ def _with_log(run: dict, log) -> dict:
         run["server_log_tail"] = log.read().splitlines()[-20:]
         log.seek(0, 2)
     return run
+
+
+def variant(runtime: str) -> tuple[str, int | None]:
+    """``pinned~1000`` -> (``pinned``, 1000): a pool runtime with ``--max-workers 1000``, measured as its own
+    runtime in the same rounds as the others (the seeds' design with its default pool and with a pool in
+    the thousands, side by side); a plain name has no cap of its own."""
+    name, sep, cap = runtime.partition("~")
+    if sep and not cap.isdigit():
+        raise ValueError(f"a runtime variant is NAME~WORKERS, e.g. pinned~1000: {runtime!r}")
+    return name, int(cap) if sep else None
 
 
 def free_port_everywhere(addresses: int) -> int:
@@ -438,8 +452,14 @@ def measure_open_loop(plan: Plan, server: ServerProcess, stats: list[Path], targ
     db_before = database.cpu_seconds() if database is not None else None
     sampler.start()
     opened = run_openload(targets, conc, rate, plan.duration, warmup=max(plan.warmup, 1.0), cpus=plan.client_cpus,
-                          timeout=10.0, poisson_seed=1 if plan.arrivals == "poisson" else None)
+                          timeout=10.0, poisson_seed=1 if plan.arrivals == "poisson" else None, rtt_ms=plan.rtt_ms)
     cost = sampler.stop(opened["completed"])
+    # Steady state: the fewest connections the kernel held in the measured window, once every connection
+    # had been opened and warmed (openload connects for max(1, conns / 5,000) s, then warms up).
+    series = cost.get("connections_by_kernel_each_second") or []
+    settled = math.ceil(max(1.0, conc / 5000) + max(plan.warmup, 1.0))
+    window = series[settled:settled + int(plan.duration)]
+    cost["connections_steady_min"] = min(window) if window else None
     if database is not None:
         db_cpu = database.cpu_seconds() - db_before
         cost["db_cpu_s"] = round(db_cpu, 3)
@@ -449,7 +469,7 @@ def measure_open_loop(plan: Plan, server: ServerProcess, stats: list[Path], targ
 
 def open_loop_load(opened: dict) -> dict:
     """openload's result in the shape the report reads (wrk's), with what only open loop has kept."""
-    keep = ("tool", "conns", "target_rate", "arrivals", "duration_s", "warmup_s", "timeout_s", "cpus", "sent",
+    keep = ("tool", "conns", "target_rate", "arrivals", "rtt_ms", "duration_s", "warmup_s", "timeout_s", "cpus", "sent",
             "completed", "measured", "answered", "unsent", "outstanding", "censored", "throughput_rps", "ok_rps",
             "late_start_ms", "share_over_ms", "generator", "commands")
     return {k: opened[k] for k in keep} | {

@@ -196,6 +196,7 @@ class CostSampler:
         self.peak_rss_kib = 0
         self.peak_threads = 0
         self.peak_established = 0
+        self.kernel_series: list[tuple[float, int]] = []  # (seconds since start, established), once a second
         self.baseline_rss_kib = self._memory()[0]
 
     def _trees(self) -> list[int]:
@@ -220,6 +221,7 @@ class CostSampler:
         self._cpu0 = sum(cpu_us(pid) for pid in self.pids)
         self._switches0 = self._switches()
         self._stats_offsets = [f.stat().st_size if f.exists() else 0 for f in self.stats_files]
+        self._started = time.monotonic()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
 
@@ -230,7 +232,9 @@ class CostSampler:
             self.peak_rss_kib = max(self.peak_rss_kib, rss)
             self.peak_threads = max(self.peak_threads, threads)
             if self.ports and samples % max(1, round(1 / self.interval)) == 0:
-                self.peak_established = max(self.peak_established, self._established())
+                count = self._established()
+                self.kernel_series.append((round(time.monotonic() - self._started, 2), count))
+                self.peak_established = max(self.peak_established, count)
             samples += 1
 
     def _established(self) -> int:
@@ -270,6 +274,7 @@ class CostSampler:
             "connections_established": connections,
             "connections_counted_by_server": inside,
             "connections_counted_by_kernel": self.peak_established if self.ports else None,
+            "connections_by_kernel_each_second": [c for _, c in self.kernel_series] if self.ports else None,
         }
 
     def _peak_connections(self) -> int | None:

@@ -105,6 +105,17 @@ def test_a_stall_shows_in_the_tail():
     assert out["censored"] == 0 and out["answered"] >= 1100
 
 
+def test_a_played_round_trip_adds_to_latency_and_limits_each_connection():
+    """-L 20: every request takes at least 20 ms, and a connection carries at most one per round trip."""
+    with raw_server(lambda head, sock: sock.sendall(OK)) as target:
+        light = run_openload([target], conns=5, rate=100, duration=2, warmup=0.5, timeout=2, rtt_ms=20)
+        heavy = run_openload([target], conns=5, rate=600, duration=2, warmup=0.5, timeout=2, rtt_ms=20)
+    assert light["rtt_ms"] == 20 and 20 <= light["latency_ms"]["p50"] < 40, light["latency_ms"]
+    assert 180 <= light["answered"] <= 220
+    # 5 connections, 20 ms each way round: 250 requests/s at most, whatever the server could do.
+    assert heavy["throughput_rps"] <= 260 and heavy["latency_ms"]["p99"] > 200
+
+
 def test_chunked_interim_and_close_delimited_responses_are_read():
     responses = [
         b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n3;ext=1\r\nabc\r\n0\r\nX-T: 1\r\n\r\n",

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import bisect
 import json
+import os
 import math
 import shutil
 import subprocess
@@ -36,13 +37,13 @@ COUNTERS = ("sent", "completed", "measured", "answered", "unsent", "outstanding"
 
 def binary() -> Path:
     """``build/openload``, compiled when missing or older than its source."""
-    if BUILD.exists() and BUILD.stat().st_mtime >= SOURCE.stat().st_mtime:
+    if BUILD.exists() and os.access(BUILD, os.X_OK) and BUILD.stat().st_mtime >= SOURCE.stat().st_mtime:
         return BUILD
     compiler = shutil.which("cc") or shutil.which("gcc")
     if compiler is None:
         raise LoadGenError("no C compiler (cc) to build openload: apt-get install build-essential")
     BUILD.parent.mkdir(parents=True, exist_ok=True)
-    tmp = BUILD.with_suffix(".tmp")
+    tmp = BUILD.with_name(f"openload.{os.getpid()}.tmp")  # processes building at once do not collide
     out = subprocess.run([compiler, "-O2", "-Wall", "-o", str(tmp), str(SOURCE), "-lm"], capture_output=True,
                          text=True, timeout=120)
     if out.returncode:
@@ -72,7 +73,7 @@ def shares_over(latencies_us: array) -> dict[str, float | None]:
 
 def run_openload(targets: list[Target], conns: int, rate: float, duration: float, *, warmup: float = 1.0,
                  cpus: list[int] | None = None, timeout: float = 10.0, path: str = "/",
-                 poisson_seed: int | None = None, sources: list[str] | None = None) -> dict:
+                 poisson_seed: int | None = None, sources: list[str] | None = None, rtt_ms: float = 0.0) -> dict:
     """Offer ``rate`` requests/s over ``conns`` keep-alive connections for ``duration`` seconds.
 
     Latency runs from each request's due time; requests due in the measured
@@ -80,7 +81,8 @@ def run_openload(targets: list[Target], conns: int, rate: float, duration: float
     because no connection came free) count at the latency they had reached,
     as lower bounds (``censored``). ``generator`` gives each process's CPU
     share and dispatch lag: a lag in milliseconds means the generator, not the
-    server, was late.
+    server, was late. ``rtt_ms`` plays a network round trip between client
+    and server inside the generator (``openload -L``: see openload.c).
     """
     _check(targets, path)
     shares = split(conns, len(targets))
@@ -99,6 +101,8 @@ def run_openload(targets: list[Target], conns: int, rate: float, duration: float
                     "-T", str(timeout), "-p", path, "-o", str(files[i]), "-S", str(start_ns), "-O", f"{i / rate:.9f}"]
             if poisson_seed is not None:
                 argv += ["-P", str(poisson_seed + i)]
+            if rtt_ms:
+                argv += ["-L", f"{rtt_ms:g}"]
             if sources:
                 argv += ["-b", sources[i % len(sources)]]
             commands.append(prefix + argv + [f"{target.host}:{target.port}"])
@@ -113,7 +117,7 @@ def run_openload(targets: list[Target], conns: int, rate: float, duration: float
                 latencies.frombytes(f.read())
     return {
         "tool": "openload", "processes": len(targets), "conns": conns, "target_rate": rate,
-        "arrivals": "poisson" if poisson_seed is not None else "uniform",
+        "arrivals": "poisson" if poisson_seed is not None else "uniform", "rtt_ms": rtt_ms,
         "duration_s": duration, "warmup_s": warmup, "timeout_s": timeout, "cpus": pinned, "notes": notes,
         **{name: sum(p[name] for p in per_process) for name in COUNTERS},
         "measured_rps": sum(p["measured_rps"] for p in per_process),

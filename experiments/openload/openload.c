@@ -33,6 +33,17 @@
  * latency (uint32 microseconds, native byte order) so that several
  * processes can be pooled exactly.
  *
+ * A network in between (-L RTT_MS). Where the kernel has no netem to delay
+ * packets, the generator plays the network: a request is written half a
+ * round trip after it could have left (the time it would take to reach the
+ * server), a response counts as received half a round trip after its last
+ * byte arrives, and the connection is free again only then. So the server
+ * sees what a client RTT_MS away would make it see (each keep-alive
+ * connection idle for a round trip between requests, so a given rate needs
+ * more connections), and latency includes the round trip. Not modelled:
+ * the handshake (connections are opened before the schedule), TCP windows
+ * (the responses here are small), loss.
+ *
  * Build: cc -O2 -o openload openload.c -lm (Linux 5.11 or later: epoll_pwait2).
  */
 #define _GNU_SOURCE
@@ -75,7 +86,7 @@ struct conn {
 static struct {
     int conns;
     double rate, duration, warmup, timeout, drain, offset;
-    int64_t start_at;
+    int64_t start_at, half_rtt; /* half_rtt: -L, in ns */
     int poisson;
     unsigned seed;
     const char *path, *host, *port, *source, *out;
@@ -129,11 +140,16 @@ static void idle_remove(int i) {
     idle_count--;
 }
 
+/* With a round trip to play (-L), a connection is usable again a whole round trip after the response
+ * arrived: half for the response to reach the client, half for the next request to reach the server. Every
+ * connection waits the same, so the FIFO stays ordered by when each becomes usable. */
 static void become_idle(int i, int64_t now) {
     conns[i].state = IDLE;
-    conns[i].idle_since_ns = now;
+    conns[i].idle_since_ns = now + 2 * opt.half_rtt;
     idle_append(i);
 }
+
+static int usable_now(int64_t now) { return idle_count && conns[idle_first].idle_since_ns <= now; }
 
 /* -- latencies -- */
 
@@ -351,7 +367,7 @@ static void on_readable(int i) {
         if (status >= 200 && status <= 399) ok_in_window++;
     }
     if (measured(c->due_ns)) {
-        record(now - c->due_ns);
+        record(now + opt.half_rtt - c->due_ns); /* the client has it half a round trip later */
         answered++;
     }
     c->len = 0;
@@ -370,6 +386,7 @@ static void send_due(int64_t due) {
     idle_remove(i);
     struct conn *c = &conns[i];
     int64_t now = now_ns();
+    due += opt.half_rtt; /* from here on: when the request reaches the server, which is when it is written */
     if (due >= c->idle_since_ns) {
         /* A connection stood idle when the request fell due: any delay is the generator's own. */
         int64_t lag = now - due;
@@ -386,7 +403,7 @@ static void send_due(int64_t due) {
     }
     c->state = BUSY;
     busy++;
-    c->due_ns = due;
+    c->due_ns = due - opt.half_rtt;
     c->sent_ns = now;
     c->written = 0;
     sent++;
@@ -416,13 +433,14 @@ static double pct(double p) {
 static void usage(void) {
     fprintf(stderr,
             "usage: openload [-c CONNS] [-R RATE] [-d SECONDS] [-w WARMUP] [-T TIMEOUT] [-D DRAIN] [-P SEED]\n"
-            "                [-S START_NS] [-O OFFSET_S] [-p PATH] [-b SOURCE_IP] [-o LATENCY_FILE] HOST:PORT\n");
+            "                [-S START_NS] [-O OFFSET_S] [-L RTT_MS] [-p PATH] [-b SOURCE_IP] [-o LATENCY_FILE]\n"
+            "                HOST:PORT\n");
     exit(2);
 }
 
 static void parse_args(int argc, char **argv) {
     int ch;
-    while ((ch = getopt(argc, argv, "c:R:d:w:T:D:P:S:O:p:b:o:")) != -1) {
+    while ((ch = getopt(argc, argv, "c:R:d:w:T:D:P:S:O:L:p:b:o:")) != -1) {
         switch (ch) {
         case 'c': opt.conns = atoi(optarg); break;
         case 'R': opt.rate = atof(optarg); break;
@@ -433,6 +451,7 @@ static void parse_args(int argc, char **argv) {
         case 'P': opt.poisson = 1; opt.seed = (unsigned)strtoul(optarg, NULL, 10); break;
         case 'S': opt.start_at = strtoll(optarg, NULL, 10); break;
         case 'O': opt.offset = atof(optarg); break;
+        case 'L': opt.half_rtt = (int64_t)(atof(optarg) * 1e6 / 2); break;
         case 'p': opt.path = optarg; break;
         case 'b': opt.source = optarg; break;
         case 'o': opt.out = optarg; break;
@@ -533,7 +552,7 @@ int main(int argc, char **argv) {
 
     for (;;) {
         int64_t now = now_ns();
-        while (next_due < schedule_end && next_due <= now && idle_count) {
+        while (next_due < schedule_end && next_due + opt.half_rtt <= now && usable_now(now)) {
             send_due(next_due);
             next_due += next_gap_ns();
         }
@@ -544,7 +563,11 @@ int main(int argc, char **argv) {
         }
         now = now_ns();
         int64_t wake = next_sweep;
-        if (next_due < schedule_end && idle_count && next_due < wake) wake = next_due;
+        if (next_due < schedule_end && idle_count) {
+            int64_t ready = next_due + opt.half_rtt; /* the request can leave, and a connection is free */
+            if (conns[idle_first].idle_since_ns > ready) ready = conns[idle_first].idle_since_ns;
+            if (ready < wake) wake = ready;
+        }
         if (hard_end < wake) wake = hard_end;
         int64_t wait = wake > now ? wake - now : 0;
         struct timespec ts = {.tv_sec = wait / 1000000000, .tv_nsec = wait % 1000000000};
@@ -590,7 +613,7 @@ int main(int argc, char **argv) {
                  (double)(ru1.ru_utime.tv_usec - ru0.ru_utime.tv_usec + ru1.ru_stime.tv_usec - ru0.ru_stime.tv_usec) / 1e6;
     double wall = (double)(finished - start) / 1e9;
     char b[8][32];
-    printf("{\"target_rate\": %.3f, \"arrivals\": \"%s\", \"connections\": %d, \"connected\": %d, "
+    printf("{\"target_rate\": %.3f, \"arrivals\": \"%s\", \"rtt_ms\": %.3f, \"connections\": %d, \"connected\": %d, "
            "\"late_start_ms\": %.3f, \"warmup_s\": %.3f, \"duration_s\": %.3f, \"wall_s\": %.3f, "
            "\"sent\": %llu, \"completed\": %llu, \"measured\": %zu, \"answered\": %llu, \"measured_rps\": %.3f, "
            "\"throughput_rps\": %.3f, \"ok_rps\": %.3f, "
@@ -602,7 +625,7 @@ int main(int argc, char **argv) {
            "\"generator\": {\"cpu_s\": %.3f, \"cpu_share\": %.4f, \"dispatch_lag_mean_us\": %.1f, "
            "\"dispatch_lag_max_us\": %.1f, \"dispatch_lag_over_1ms\": %llu, \"queued_sends\": %llu, "
            "\"queued_handoff_max_us\": %.1f}}\n",
-           opt.rate, opt.poisson ? "poisson" : "uniform", opt.conns, up, late_start_ms, opt.warmup, opt.duration,
+           opt.rate, opt.poisson ? "poisson" : "uniform", 2 * opt.half_rtt / 1e6, opt.conns, up, late_start_ms, opt.warmup, opt.duration,
            wall, (unsigned long long)sent, (unsigned long long)completed, lat_n, (unsigned long long)answered,
            answered / opt.duration, done_in_window / opt.duration, ok_in_window / opt.duration,
            (unsigned long long)unsent, (unsigned long long)outstanding,

@@ -5,15 +5,15 @@ interpreters, every claim has one verdict per interpreter (same rule, same
 rounds). This section puts the figures behind claims 3 to 7 next to each
 other, so that a reader sees what removing the GIL moved, and by how much
 against the rounds' own spread. It reports; it does not judge: the verdicts
-are the rules' (:mod:`experiments.verdicts`).
+are the rules' (the claim modules of :mod:`experiments.claims`).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from .claim_results import ASYNC, THREADS, Results, Verdict
-from .interpreters import Interpreter
+from ..interpreters import Interpreter
+from .results import ASYNC, THREADS, Results, Verdict
 
 __all__ = ["draw_gil_plot", "gil_comparison", "changed_verdicts"]
 
@@ -21,13 +21,14 @@ RUNTIMES = THREADS + ASYNC
 ANCHOR = "Without the GIL: the same claims, side by side"
 
 
-def changed_verdicts(claims: list, judged: dict[Interpreter, list[Verdict]]) -> list[str]:
-    """One line per claim whose verdict is not the same on every interpreter."""
+def changed_verdicts(claims: list, judged: dict[Interpreter, list[dict[str, Verdict]]]) -> list[str]:
+    """One line per claim and design whose verdict is not the same on every interpreter."""
     lines = []
     for k, claim in enumerate(claims):
-        words = {i: v[k].verdict for i, v in judged.items()}
-        if len(set(words.values())) > 1:
-            lines.append(f"claim {claim.number}: " + ", ".join(f"{w} on {i}" for i, w in words.items()))
+        for design in claim.designs():
+            words = {i: v[k][design.key].verdict for i, v in judged.items()}
+            if len(set(words.values())) > 1:
+                lines.append(f"claim {claim.number} ({design.key}): " + ", ".join(f"{w} on {i}" for i, w in words.items()))
     return lines
 
 
@@ -101,10 +102,10 @@ def _table_tail(results: dict[Interpreter, Results]) -> list[str]:
     rows = [f"| {workload} | {runtime} | {_num((ra or {}).get('p99_ms'), ',.1f')} | "
             f"{_num((rb or {}).get('p99_ms'), ',.1f')} | {_slowest(ra)} | {_slowest(rb)} | "
             f"{_num((ra or {}).get('peak_rss_mib'), ',.0f')} | {_num((rb or {}).get('peak_rss_mib'), ',.0f')} |"
-            for workload, runtime, ra, rb in _pairs(results, ("hello", "sleep", "cpu", "file"), 1000)]
+            for workload, runtime, ra, rb in _pairs(results, ("hello", "sleep", "cpu", "file"), 500)]
     if not rows:
         return []
-    return ["**Tail, fairness and memory at 1,000 connections** (claim 3; p99 from wrk's closed loop, the slowest "
+    return ["**Tail, fairness and memory at 500 connections** (p99 from wrk's closed loop, the slowest "
             "client's req/s from the fairness run, peak RSS of the server):", "",
             f"| workload | runtime | {na} p99 ms | {nb} p99 ms | {na} slowest client req/s | "
             f"{nb} slowest client req/s | {na} RSS MiB | {nb} RSS MiB |",
@@ -114,36 +115,38 @@ def _table_tail(results: dict[Interpreter, Results]) -> list[str]:
 def _table_scale(results: dict[Interpreter, Results]) -> list[str]:
     rows = []
     for conc in (10000, 25000):
-        for runtime in RUNTIMES:
+        for runtime in ("threaded", "pinned", "pinned~10000", "hybrid") + ASYNC:
             cells = []
             for r in results.values():
-                row = r.row("scale", runtime, "hello", conc)
-                cells.append("-" if not row else f"{row['rps']:,.0f} req/s, {row.get('conns_established') or 0:,} "
-                             f"established, {row['errors']:,} errors, p99 {_num(row['p99_ms'], ',.0f')} ms")
+                row = r.row("scale", runtime, "hello", conc, rate=2000)
+                cells.append("-" if not row else f"{row['ok_rps'] or 0:,.0f} of 2,000 req/s, fewest connections "
+                             f"{row.get('conns_steady_min') or 0:,}, {row['errors']:,} errors, "
+                             f"p99 {_num(row['p99_ms'], ',.0f')} ms")
             if any(c != "-" for c in cells):
                 rows.append(f"| {conc:,} | {runtime} | " + " | ".join(cells) + " |")
     if not rows:
         return []
-    return ["**Tens of thousands of connections** (claim 4, hello world):", "",
+    return ["**Tens of thousands of connections** (claim 4: open loop, 2,000 req/s, a minute in steady state):", "",
             "| connections | runtime | " + " | ".join(str(n) for n in results) + " |",
             "| --- | --- | " + "--- | " * len(results) + "", *rows, ""]
 
 
 def _table_pool(results: dict[Interpreter, Results]) -> list[str]:
     rows, measured = [], False
-    for label in ("30-workers", "1000-workers"):
-        cells = []
-        for r in results.values():
-            row = r.row("pool-size", "hybrid", "sleep", 1000, label)
-            measured = measured or row is not None
-            cells.append("-" if not row else f"{_rps_range(row)} req/s, p99 {_num(row['p99_ms'])} ms, switches "
-                         f"{row.get('ctx_vol') or 0:,} vol / {row.get('ctx_invol') or 0:,} invol")
-        rows.append(f"| {label} | " + " | ".join(cells) + " |")
+    for runtime in ("pinned", "hybrid"):
+        for label in ("30", "1000"):
+            cells = []
+            for r in results.values():
+                row = r.row("pool-size", f"{runtime}~{label}", "sleep", 1000)
+                measured = measured or row is not None
+                cells.append("-" if not row else f"{_rps_range(row)} req/s, p99 {_num(row['p99_ms'])} ms, switches "
+                             f"{row.get('ctx_vol') or 0:,} vol / {row.get('ctx_invol') or 0:,} invol")
+            rows.append(f"| {runtime} | {label} | " + " | ".join(cells) + " |")
     if not measured:
         return []
-    return ["**Pool size** (claim 6: hybrid, 10 ms blocking handler, 1,000 connections):", "",
-            "| pool | " + " | ".join(str(n) for n in results) + " |",
-            "| --- | " + "--- | " * len(results) + "", *rows, ""]
+    return ["**Pool size** (claim 6: 10 ms blocking handler, 1,000 connections):", "",
+            "| runtime | pool | " + " | ".join(str(n) for n in results) + " |",
+            "| --- | --- | " + "--- | " * len(results) + "", *rows, ""]
 
 
 def _table_micro(results: dict[Interpreter, Results]) -> list[str]:
@@ -169,7 +172,7 @@ def _table_memory(results: dict[Interpreter, Results]) -> list[str]:
 
 
 def draw_gil_plot(run_dir: Path, results: dict[Interpreter, Results]) -> list[Path]:
-    """gil.png: hello at 64 connections (req/s, whiskers min..max of the rounds) and p99 at 1,000."""
+    """gil.png: hello at 64 connections (req/s, whiskers min..max of the rounds) and p99 at 500 (closed loop)."""
     try:
         import matplotlib
 
@@ -187,7 +190,7 @@ def draw_gil_plot(run_dir: Path, results: dict[Interpreter, Results]) -> list[Pa
         low = [v - min((row or {}).get("rps_all") or [v]) for v, row in zip(values, rows64)]
         high = [max((row or {}).get("rps_all") or [v]) - v for v, row in zip(values, rows64)]
         left.bar(xs, values, width, yerr=[low, high], capsize=3, label=str(name))
-        tails = [(r.row("workloads", rt, "hello", 1000) or {}).get("p99_ms") or 0 for rt in RUNTIMES]
+        tails = [(r.row("workloads", rt, "hello", 500) or {}).get("p99_ms") or 0 for rt in RUNTIMES]
         right.bar(xs, tails, width, label=str(name))
         drawn = drawn or any(values) or any(tails)
     if not drawn:
@@ -200,7 +203,7 @@ def draw_gil_plot(run_dir: Path, results: dict[Interpreter, Results]) -> list[Pa
     left.set_title("hello world, 64 connections", fontsize=9)
     right.set_ylabel("p99 ms (log)")
     right.set_yscale("log")
-    right.set_title("hello world, 1,000 connections", fontsize=9)
+    right.set_title("hello world, 500 connections (closed loop)", fontsize=9)
     fig.tight_layout()
     path = run_dir / "gil.png"
     fig.savefig(path, dpi=110)

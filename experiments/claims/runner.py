@@ -2,7 +2,7 @@
 
 ``python -m experiments.claims [--claim N ...] [--quick] [--dry-run] [--from DIR]``
 
-Each claim (see :mod:`experiments.verdicts`) names the experiments it needs;
+Each claim (a module of :mod:`experiments.claims`) names the experiments it needs;
 an experiment is either a harness configuration (``python -m experiments
 run ...``, a subprocess, its results in its own directory) or a
 micro-benchmark. The runner runs each needed experiment once, in this order,
@@ -16,6 +16,10 @@ harness experiment on each interpreter in the same interleaved rounds, and
 each micro-benchmark once per interpreter (``micro+ft.json``); every claim is
 then judged once per interpreter, by the same rule, and the report sets the
 verdicts side by side (:mod:`experiments.interpreters`).
+
+Each claim's rule is recorded when the run starts and checked when it is
+judged (:mod:`.rules`): a full run refuses to start while a needed rule has
+uncommitted changes, and a rule changed after the data is not applied to it.
 """
 
 from __future__ import annotations
@@ -27,85 +31,16 @@ import subprocess
 import sys
 import sysconfig
 import time
-from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from .calibrate import calibrate
-from .interpreters import Interpreter, describe, label, python_for
+from ..calibrate import calibrate
+from ..interpreters import Interpreter, describe, label, python_for
+from . import rules
+from .experiments import EXPERIMENTS, Experiment
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 RESULTS = ROOT / "results"
-
-
-@dataclass(frozen=True)
-class Experiment:
-    name: str
-    what: str  # one line for the report
-    #: ``python -m experiments run`` arguments, one list per harness invocation
-    #: (several for a comparison of server options), keyed by a label.
-    harness: dict[str, list[str]] = field(default_factory=dict)
-    #: or a module run as ``python -m MODULE ARGS`` writing ``OUTPUT``.
-    module: tuple[str, list[str], str] | None = None
-    minutes: float = 1.0  # estimate, for the plan
-
-
-def _harness(conc: str, runtimes: str, workloads: str, *extra: str) -> list[str]:
-    return ["--conc", conc, "--runtimes", runtimes, "--workloads", workloads, *extra]
-
-
-EXPERIMENTS = {e.name: e for e in [
-    Experiment(
-        "workloads", "every runtime, the four workloads, 1 / 64 / 1,000 connections, 3 rounds",
-        harness={"all": _harness("1,64,1000", "threaded,hybrid,asyncio,trio", "hello,cpu,sleep,file",
-                                 "--duration", "4", "--warmup", "1", "--fairness", "2", "--repeat", "3")},
-        minutes=19),
-    Experiment(
-        "scale", "hello world at 10,000 and 25,000 connections on every runtime",
-        harness={"all": _harness("10000,25000", "threaded,hybrid,asyncio,trio", "hello",
-                                 "--duration", "5", "--warmup", "1", "--fairness", "3")},
-        minutes=7),
-    Experiment(
-        "switch-interval", "threaded, hello, 100 connections, sys.setswitchinterval 0.5 / 5 / 50 ms",
-        harness={f"{ms}ms": _harness("100", "threaded", "hello", "--duration", "4", "--fairness", "3",
-                                     "--repeat", "2", "--server-args", f"--switch-interval {ms / 1000}")
-                 for ms in (0.5, 5, 50)},
-        minutes=2),
-    Experiment(
-        "pool-size", "hybrid, sleep (10 ms), 1,000 connections, 30 (default) against 1,000 worker threads",
-        harness={f"{n}-workers": _harness("1000", "hybrid", "sleep", "--duration", "4", "--fairness", "3",
-                                          "--repeat", "2", "--server-args", f"--max-workers {n}")
-                 for n in (30, 1000)},
-        minutes=2),
-    Experiment(
-        "scaling", "every runtime, cpu workload, 1 and 2 server processes (SO_REUSEPORT), 1..256 connections",
-        harness={
-            "1-process": _harness("1,4,16,64,256", "threaded,hybrid,asyncio,trio", "cpu", "--duration", "4",
-                                  "--fairness", "0"),
-            # Two processes need both cores, so the load generator shares them: said in the report.
-            "2-processes": _harness("1,4,16,64,256", "threaded,hybrid,asyncio,trio", "cpu", "--duration", "4",
-                                    "--fairness", "0",
-                                    "--server-args", "--workers 2", "--server-cpus", "0,1",
-                                    "--client-cpus", "0,1"),
-        },
-        minutes=5),
-    Experiment(
-        "db", "TechEmpower fortunes on a throwaway PostgreSQL (pinned to CPU 1) with Jinja2, 64 / 1,000 connections, 3 rounds",
-        harness={"all": _harness("64,1000", "threaded,hybrid,asyncio,trio", "db",
-                                 "--duration", "4", "--warmup", "1", "--fairness", "2", "--repeat", "3")},
-        minutes=4),
-    Experiment(
-        "slowloris", "slowhttptest (2,000 slow connections: headers, body, read) against each runtime, alone "
-                     "(header timeout 10 s, and 60 s for slow headers) and behind nginx (buffering on and off); a "
-                     "normal visitor's success and latency, the server's and the kernel's memory",
-        module=("experiments.slowloris", ["--seconds", "15", "-o", "{out}"], "slowloris.json"), minutes=14),
-    Experiment(
-        "micro", "pyperf: switch and creation costs of threads and tasks",
-        module=("experiments.micro", ["--fast", "-o", "{out}"], "micro.json"), minutes=3),
-    Experiment(
-        "memory", "RSS per idle thread (default and 64 KiB stacks) and per idle task, 2,000 of each",
-        module=("experiments.idle_memory", ["--count", "2000", "-o", "{out}"], "memory.json"), minutes=1),
-]}
 
 
 def interpreter() -> dict:
@@ -128,17 +63,26 @@ def run_experiment(exp: Experiment, into: Path, quick: bool,
         return
     for name, args in exp.harness.items():
         out = into / name
-        if list(out.glob("experiment-*/runs.jsonl")):
+        started = sorted(out.glob("experiment-*/env.json"))
+        if started and "completed" in json.loads(started[-1].read_text()):
             print(f"  {name}: already measured, kept", flush=True)
+            continue
+        if started:  # interrupted: the harness carries on where it stopped
+            command = [sys.executable, "-m", "experiments", "run", "--resume", str(started[-1].parent)]
+            print(f"  {name}: resuming {started[-1].parent.name}", flush=True)
+            subprocess.run(command + list(args) + _interpreter_args(interpreters), cwd=ROOT, check=True)
             continue
         args = list(args)
         if quick:
             args = _quicken(args)
-        if interpreters != [Interpreter.STANDARD]:
-            args += ["--interpreters", ",".join(interpreters)]
+        args += _interpreter_args(interpreters)
         command = [sys.executable, "-m", "experiments", "run", *args, "--results-dir", str(out)]
         print(f"  {name}: {' '.join(command[3:])}", flush=True)
         subprocess.run(command, cwd=ROOT, check=True)
+
+
+def _interpreter_args(interpreters: list[Interpreter]) -> list[str]:
+    return [] if interpreters == [Interpreter.STANDARD] else ["--interpreters", ",".join(interpreters)]
 
 
 def _run_module(spec: tuple[str, list[str], str], into: Path, quick: bool, interpreter: Interpreter) -> None:
@@ -149,12 +93,13 @@ def _run_module(spec: tuple[str, list[str], str], into: Path, quick: bool, inter
         print(f"  {target.name}: already measured, kept", flush=True)
         return
     args = [a.replace("{out}", str(target)) for a in args]
+    out = ["-o", str(target)]
     if quick and module == "experiments.micro":
-        args = ["--processes", "1", "--values", "1", "--warmups", "0", "--loops", "200", *args[1:]]
+        args = ["--processes", "1", "--values", "1", "--warmups", "0", "--loops", "200", "--fast", *out]
     elif quick and module == "experiments.slowloris":
-        args = ["--seconds", "8", "--connections", "100", "--runtimes", "hybrid", "--modes", "headers", *args[2:]]
+        args = ["--seconds", "8", "--connections", "100", "--runtimes", "hybrid", "--modes", "headers", *out]
     elif quick:
-        args = ["--count", "200", "--repeat", "1", *args[2:]]
+        args = ["--count", "200", "--repeat", "1", *out]
     print(f"  {target.name}: {module} on {interpreter}", flush=True)
     subprocess.run([python_for(interpreter), "-m", module, *args], cwd=ROOT, check=True)
 
@@ -167,19 +112,26 @@ def _quicken(args: list[str]) -> list[str]:
         quick["--fairness"] = "1"
     if quick["--conc"] in ("10000,25000",):
         quick["--conc"] = "200"
+    if "--rates" in quick:  # the two lowest rates: the pipeline, not the curve
+        quick["--rates"] = ",".join(quick["--rates"].split(",")[:2])
+    quick.pop("--peers", None)
     return [x for pair in quick.items() for x in pair]
 
 
 def main(argv: list[str] | None = None) -> int:
-    from . import verdicts
-    from .claims_report import write_report
+    from . import CLAIMS
+    from .report import write_report
+    from .results import Results
 
     p = argparse.ArgumentParser(prog="python -m experiments.claims", description=__doc__.splitlines()[0])
     p.add_argument("--claim", type=int, action="append", help="a claim number (repeatable; default all)")
     p.add_argument("--quick", action="store_true", help="short runs: checks the pipeline, not the claims")
     p.add_argument("--dry-run", action="store_true", help="print the plan and its estimated duration")
     p.add_argument("--from", dest="source", type=Path, help="judge an earlier claims-* directory again")
+    p.add_argument("--resume", type=Path, help="carry on an interrupted claims-* run: measure what it lacks")
     p.add_argument("--results-dir", type=Path, default=RESULTS)
+    p.add_argument("--allow-uncommitted-rules", action="store_true",
+                   help="measure even though a rule has uncommitted changes (its verdicts are marked so)")
     p.add_argument("--interpreters", default="standard",
                    help="the servers' interpreters, comma-separated: " + ", ".join(Interpreter)
                    + " (each claim is judged on each)")
@@ -188,8 +140,8 @@ def main(argv: list[str] | None = None) -> int:
         interpreters = [Interpreter(n) for n in args.interpreters.split(",") if n]
     except ValueError as exc:
         return p.error(f"{exc}; interpreters: {', '.join(Interpreter)}")
-    claims = [verdicts.CLAIMS[n] for n in (args.claim or sorted(verdicts.CLAIMS))
-              if n in verdicts.CLAIMS or sys.exit(f"no claim {n}; claims: {sorted(verdicts.CLAIMS)}")]
+    claims = [CLAIMS[n] for n in (args.claim or sorted(CLAIMS))
+              if n in CLAIMS or sys.exit(f"no claim {n}; claims: {sorted(CLAIMS)}")]
     needed = [name for name in EXPERIMENTS if any(name in c.experiments for c in claims)]
     print("claims:      " + ", ".join(str(c.number) for c in claims))
     print("experiments: " + ", ".join(f"{n} (~{EXPERIMENTS[n].minutes:g} min)" for n in needed))
@@ -199,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
           + (" (--quick: much less)" if args.quick else ""))
     if args.dry_run:
         return 0
-    run_dir = (args.source or args.results_dir / f"claims-{datetime.now():%Y%m%d-%H%M%S}").resolve()
+    run_dir = (args.source or args.resume or args.results_dir / f"claims-{datetime.now():%Y%m%d-%H%M%S}").resolve()
     args.results_dir = args.results_dir.resolve()
     run_dir.mkdir(parents=True, exist_ok=True)
     meta_path = run_dir / "claims.json"
@@ -216,12 +168,27 @@ def main(argv: list[str] | None = None) -> int:
     if args.source and not args.claim:  # a partial run is judged on the claims it measured, no others
         ran = set(meta.get("experiments", {}))
         claims = [c for c in claims if set(c.experiments) <= ran]
-    complete = len(claims) == len(verdicts.CLAIMS)
+    complete = len(claims) == len(CLAIMS)
     if not args.source:
+        now = rules.record(claims)
+        moved = [n for n, r in now.items() if meta.get("rules", {}).get(n, r)["fingerprint"] != r["fingerprint"]]
+        if moved:  # resuming: the rules the first half was measured under must still be the rules
+            sys.exit(f"the rules of claims {moved} changed since this run started: start a new run")
+        meta["rules"] = now | meta.get("rules", {})
+        meta.setdefault("git_commit", rules._git("rev-parse", "HEAD"))
+        loose = [c.number for c in claims if not meta["rules"][str(c.number)]["committed"]]
+        if loose and not (args.quick or args.allow_uncommitted_rules):
+            sys.exit(f"the rules of claims {loose} have uncommitted changes: commit them before the run that "
+                     "they judge (or --allow-uncommitted-rules, and their verdicts say so)")
         calibration = meta.setdefault("calibration", {})
-        calibration["before"] = calibrate([0, 1], 0.5 if args.quick else 3.0)
+        if "before" not in calibration:
+            calibration["before"] = calibrate([0, 1], 0.5 if args.quick else 3.0)
         meta_path.write_text(json.dumps(meta, indent=1))
         for name in needed:
+            done = meta["experiments"].get(name) or {}
+            if "minutes" in done and "error" not in done:
+                print(f"{name}: measured earlier in this run, kept", flush=True)
+                continue
             print(f"{name}: {EXPERIMENTS[name].what}", flush=True)
             started = time.monotonic()
             entry = meta["experiments"][name] = {"what": EXPERIMENTS[name].what}
@@ -236,8 +203,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"calibration (protocol-layer us per request, CPU 0 / 1): before {calibration['before']}, "
               f"after {calibration['after']}", flush=True)
         meta_path.write_text(json.dumps(meta, indent=1))
-    results = {i: verdicts.Results(run_dir, i) for i in interpreters}
-    judged = {i: [claim.judge(r) for claim in claims] for i, r in results.items()}
+    results = {i: Results(run_dir, i) for i in interpreters}
+    judged = {i: [judge(claim, r, meta.get("rules")) for claim in claims] for i, r in results.items()}
     paths = write_report(run_dir, meta, claims, judged, results)
     if not args.quick and not args.claim and complete:  # only a full run replaces the reference report
         args.results_dir.mkdir(parents=True, exist_ok=True)
@@ -245,6 +212,22 @@ def main(argv: list[str] | None = None) -> int:
         print(f"wrote {args.results_dir / 'REPORT.md'}")
     print("wrote " + ", ".join(str(p) for p in paths))
     return 0
+
+
+def judge(claim, results, recorded: dict | None) -> dict:
+    """design key -> Verdict for one claim; a stale rule is not applied (its verdict says why)."""
+    from .results import STALE, Verdict
+
+    state, sentence = rules.status(claim, recorded)
+    out = {}
+    for design in claim.designs():
+        if state == "stale":
+            out[design.key] = Verdict(STALE, sentence, why="", rule_state=state, rule_note=sentence)
+            continue
+        verdict = claim.judge(results, design)
+        verdict.rule_state, verdict.rule_note = state, sentence
+        out[design.key] = verdict
+    return out
 
 
 def _rebase(markdown: str, run_dir: Path, results: Path) -> str:

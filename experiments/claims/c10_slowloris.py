@@ -1,8 +1,23 @@
-"""Claim 10's judgement: Slowloris, from ``slowloris/slowloris.json`` (``experiments/slowloris.py``)."""
+"""Claim 10: blocking servers are susceptible to Slowloris; an async reverse proxy in front helps."""
 
 from __future__ import annotations
 
-from .claim_results import ASYNC, CAVEAT, FAILS, HOLDS, THREADS, Results, Verdict, missing
+from pathlib import Path
+
+from .claim import Claim
+from .results import ASYNC, CAVEAT, FAILS, HOLDS, Design, Results, Verdict, missing
+
+RULE = """\
+Measured: experiments/slowloris.py, slowhttptest with 2,000 slow connections (slow heads, slow bodies, slow
+reading) for 15 s against each runtime alone (header timeout 10 s, and 60 s for slow heads) and behind nginx
+(buffering on, and off); a normal visitor's requests meanwhile. A runtime is *hurt* in a case when the visitor's
+success rate falls under 90% or its p99 passes 1 s. Slowloris proper is slow heads and bodies; slow reading is
+reported apart (the kernel's TCP memory bounds it, not the design).
+- holds: slow heads or bodies hurt every runtime of the design (alone, with the header timeout or without),
+  no event loop, and behind buffering nginx the visitor is served on every runtime;
+- holds with a caveat: something is hurt (some of the design's runtimes, or the event loops too) and nginx
+  saves them all;
+- does not hold: nginx does not save them, or nothing is hurt at all."""
 
 
 def _slowloris_case(r: dict, first_timeout: float) -> str:
@@ -11,7 +26,7 @@ def _slowloris_case(r: dict, first_timeout: float) -> str:
     return f"{r['runtime']} / {r['mode']} / {proxy}" + ("" if timeout == first_timeout else f" / header timeout {timeout:g} s")
 
 
-def judge_slowloris(results: Results) -> Verdict:
+def judge(results: Results, design: Design) -> Verdict:
     doc = results.json("slowloris", "slowloris.json")
     if not doc or not doc.get("results"):
         return missing("slowloris.json (is slowhttptest installed?)")
@@ -60,7 +75,7 @@ def judge_slowloris(results: Results) -> Verdict:
     # (or the event loops too); it does not hold if nginx does not save them, or nothing is hurt at all.
     # (Whether thread per connection is hurt *with* its header timeout, when 2,000 heads expire at once,
     # is itself noisy: it flipped between two runs, so it is reported but does not decide the verdict.)
-    if set(THREADS) <= susceptible and not susceptible & set(ASYNC) and proxy_saves:
+    if set(design.runtimes) <= susceptible and not susceptible & set(ASYNC) and proxy_saves:
         verdict = HOLDS
     elif susceptible and proxy_saves:
         verdict = CAVEAT
@@ -78,6 +93,20 @@ def judge_slowloris(results: Results) -> Verdict:
             f"{'alone' if topo == 'direct' else topo if topo == 'nginx' else 'unbuffered nginx'}: "
             + (", ".join(sorted(r for r, bad in cases.items() if bad)) or "none")
             for topo, cases in read.items())
+    return Verdict(verdict, summary, numbers, explain(results, doc, first_timeout, unguarded, unguarded_hurt,
+                                                      kernel_peaks),
+                   plots=[results.named("slowloris.png")], sources=["slowloris/" + results.named("slowloris.json")])
+
+
+CLAIM = Claim(10, "Blocking I/O servers are susceptible to Slowloris; run them behind an async reverse proxy",
+              "001, 002", "Which runtime survives slow clients, and does nginx in front help, buffering or not?",
+              ("slowloris",), RULE, judge, Path(__file__))
+
+
+# Presentation ------------------------------------------------------------------------
+
+def explain(results: Results, doc: dict, first_timeout: float, unguarded: dict, unguarded_hurt: set,
+            kernel_peaks: list) -> str:
     before = results.json("slowloris", "slowloris-before-body-gathering.json")
     why = (f"Slow headers are cut off by the header timeout ({first_timeout:g} s) and slow bodies by the I/O "
            "timeout. Thread per connection pays a thread for each slow client (the server's peak threads above); "
@@ -101,7 +130,7 @@ def judge_slowloris(results: Results) -> Verdict:
     why += ("; nginx on the same machine holds the same bytes in its own sockets (and temporary files), so it "
             "moves that cost rather than removing it. Buffering nginx reads whole requests before passing them on and takes whole responses at once, so "
             "the server behind it only ever sees fast clients; without buffering it still absorbs slow heads "
-            "(nginx always reads the head itself) but streams bodies and responses at the slow client's pace.")
-    return Verdict(verdict, summary, numbers, why, plots=[results.named("slowloris.png")],
-                   sources=["slowloris/" + results.named("slowloris.json")]
-                   + (["slowloris/slowloris-before-body-gathering.json"] if before else []))
+            "(nginx always reads the head itself) but streams bodies and responses at the slow client's pace. "
+            "On the seeds' design a worker is taken only once a request head is complete, so slow heads cost a "
+            "registered socket; a slow body holds a worker only past the small-body gathering.")
+    return why

@@ -1,9 +1,9 @@
 """Two claims runs side by side: does a rerun of ``make claims`` reproduce the report?
 
-``python -m experiments.claims_compare FIRST SECOND [-o results/REPRODUCIBILITY.md]``
+``python -m experiments.claims.compare FIRST SECOND [-o results/REPRODUCIBILITY.md]``
 
 FIRST and SECOND are ``results/claims-*`` directories. Both are judged again
-with the current ``experiments/verdicts.py`` (same thresholds for both), and
+with the current `claim modules (`experiments/claims/cNN_*.py`)` (same thresholds for both), and
 for every measurement the two runs share it compares:
 
 - the verdicts of the ten claims;
@@ -28,10 +28,10 @@ import statistics
 import sys
 from pathlib import Path
 
-from . import verdicts
-from .claim_results import Results
-from .compare import compare
-from .report import load_run, summarize
+from ..compare import compare
+from ..report import load_run, summarize
+from . import CLAIMS
+from .results import Results
 
 TOLERANCES = (0.10, 0.20)
 
@@ -52,9 +52,11 @@ def changed_experiments(a_dir: Path, b_dir: Path) -> set[str]:
             if whats[0][name].get("what") != whats[1][name].get("what")}
 
 
-def verdict_rows(first: Results, second: Results) -> list[tuple[int, str, str]]:
-    return [(claim.number, claim.judge(first).verdict, claim.judge(second).verdict)
-            for claim in verdicts.CLAIMS.values()]
+def verdict_rows(first: Results, second: Results) -> list[tuple[str, str, str]]:
+    """(claim and design, first run's verdict, second's), both judged by the current rules."""
+    return [(f"{claim.number}" + (f" ({design.key})" if claim.by_design else ""),
+             claim.judge(first, design).verdict, claim.judge(second, design).verdict)
+            for claim in CLAIMS.values() for design in claim.designs()]
 
 
 def harness_points(a_dir: Path, b_dir: Path) -> list[dict]:
@@ -139,16 +141,17 @@ def slowloris_rows(first: Results, second: Results) -> tuple[list[dict], int, in
 def render(a_dir: Path, b_dir: Path) -> str:
     first, second = Results(a_dir), Results(b_dir)
     out = [f"# Reproducibility: `{a_dir.name}` against `{b_dir.name}`", "",
-           "Written by `python -m experiments.claims_compare`. Both runs are judged with the same "
-           "`experiments/verdicts.py`; every number below comes from the two directories' files.", ""]
+           "Written by `python -m experiments.claims.compare`. Both runs are judged with the same "
+           "claim modules (`experiments/claims/cNN_*.py`); every number below comes from the two directories' files.", ""]
 
     rows = verdict_rows(first, second)
     changed = changed_experiments(a_dir, b_dir)
-    moved = {c.number: sorted(changed & set(c.experiments)) for c in verdicts.CLAIMS.values()}
+    moved = {str(c.number): sorted(changed & set(c.experiments)) for c in CLAIMS.values()}
     same = sum(v1 == v2 for _, v1, v2 in rows)
     out += [f"## Verdicts: {same} of {len(rows)} the same", "", "| claim | first | second |", "|---|---|---|"]
     out += [f"| {n} | {v1} | {v2}{'' if v1 == v2 else ' (differs)'}"
-            + (f"; the experiment changed between the runs ({', '.join(moved[n])})" if moved[n] else "") + " |"
+            + (f"; the experiment changed between the runs ({', '.join(moved[n.split()[0]])})"
+               if moved[n.split()[0]] else "") + " |"
             for n, v1, v2 in rows]
 
     speed = machine_speed(a_dir, b_dir)
@@ -212,7 +215,7 @@ def render(a_dir: Path, b_dir: Path) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m experiments.claims_compare", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m experiments.claims.compare", description=__doc__.splitlines()[0])
     p.add_argument("first", type=Path)
     p.add_argument("second", type=Path)
     p.add_argument("-o", "--output", type=Path)

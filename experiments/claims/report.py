@@ -10,43 +10,66 @@ from __future__ import annotations
 from datetime import datetime
 from pathlib import Path
 
-from .claims_gil import changed_verdicts, draw_gil_plot, gil_comparison
-from .interpreters import Interpreter
-from .verdicts import ASYNC, THREADS, Claim, Results, Verdict
+from ..interpreters import Interpreter
+from .claim import Claim
+from .gil import changed_verdicts, draw_gil_plot, gil_comparison
+from .results import ASYNC, DESIGNS, OURS, SEEDS, Results, Verdict
+
+#: judged[interpreter][k][design key]: the verdict of claim k on that design (claims judged once: "seeds" only).
+Judged = dict[Interpreter, list[dict[str, Verdict]]]
 
 
-def write_report(run_dir: Path, meta: dict, claims: list[Claim], judged: dict[Interpreter, list[Verdict]],
+def _cell(verdicts: dict[str, Verdict], key: str) -> str:
+    v = verdicts.get(key) or verdicts.get(SEEDS.key)
+    mark = "" if v.rule_state in ("pre-registered", "") else " ⚠"
+    return f"**{v.verdict}**{mark}"
+
+
+def write_report(run_dir: Path, meta: dict, claims: list[Claim], judged: Judged,
                  results: dict[Interpreter, Results]) -> list[Path]:
-    """REPORT.md: one verdict column per interpreter the servers ran on, one section per claim."""
+    """REPORT.md: a verdict column per design and interpreter, the rules' provenance, one section per claim."""
     interpreters = list(judged)
     plots = [p for r in results.values() for p in draw_plots(run_dir, r)]
     several = len(interpreters) > 1
     if several:
         plots += draw_gil_plot(run_dir, results)
     lines = _header(run_dir, meta, interpreters)
-    lines += ["", "| # | claim (source) | " + " | ".join(f"verdict on {i}" if several else "verdict" for i in interpreters) + " | in one line |",
-              "| --- | --- | " + "--- | " * len(interpreters) + "--- |"]
+    columns = [(i, d) for i in interpreters for d in DESIGNS]
+    lines += ["", "| # | claim (source) | " + " | ".join(
+        f"{'seeds' if d is SEEDS else 'ours'}{f' on {i}' if several else ''}" for i, d in columns) + " | in one line |",
+              "| --- | --- | " + "--- | " * len(columns) + "--- |"]
     for k, claim in enumerate(claims):
-        verdicts = [judged[i][k] for i in interpreters]
-        line = "<br>".join((f"{i}: " if several else "") + v.summary for i, v in zip(interpreters, verdicts))
+        line = "<br>".join(f"{'' if not several else f'{i}, '}{d.key if claim.by_design else 'both'}: "
+                           f"{judged[i][k][d.key].summary}" for i in interpreters for d in claim.designs())
         lines.append(f"| {claim.number} | {claim.claim} ({claim.source}) | "
-                     + " | ".join(f"**{v.verdict}**" for v in verdicts) + f" | {line} |")
+                     + " | ".join(_cell(judged[i][k], d.key) for i, d in columns) + f" | {line} |")
+    lines += ["", "Columns: **seeds** judges the seeds' own design, " + SEEDS.title.split("(", 1)[1].rstrip(")")
+              + "; **ours** judges threaded and hybrid (" + OURS.title.split("(", 1)[1].rstrip(")") + "); both "
+              "against the event loops (" + ", ".join(ASYNC) + "). Claims 5 and 7 are properties of threads and "
+              "of the interpreter, judged once. ⚠: the rule was not pre-registered for this run (see Rules).",
+              "", *_rules_section(meta, claims, judged)]
     lines += ["", "Experiments run: " + "; ".join(
         f"{name} ({info.get('minutes', '?')} min: {info['what']}"
         + (f"; {info['note']}" if info.get("note") else "") + (f"; FAILED: {info['error']}" if info.get("error") else "")
         + ")" for name, info in meta.get("experiments", {}).items()), ""]
     for k, claim in enumerate(claims):
-        verdicts = [judged[i][k] for i in interpreters]
-        title = " / ".join(v.verdict for v in verdicts) if several else verdicts[0].verdict
+        title = " / ".join(judged[i][k][d.key].verdict for i in interpreters for d in claim.designs())
         lines += [
             f"## Claim {claim.number}: {title}", "",
             f"> {claim.claim} (seed {claim.source})", "",
-            f"**Question.** {claim.question} **Rerun:** `make claims CLAIM={claim.number}`.", "",
+            f"**Question.** {claim.question} **Rerun:** `make claims CLAIM={claim.number}`; judge again without "
+            f"measuring: `make claims FROM={run_dir.name}`.", "",
+            "**Rule** (" + judged[interpreters[0]][k][claim.designs()[0].key].rule_note + "):", "",
+            *[f"    {line}" for line in claim.rule.splitlines()], "",
         ]
-        for interpreter, verdict in zip(interpreters, verdicts):
-            if several:
-                lines += [f"### On {interpreter} ({_build(meta, interpreter)})", ""]
-            lines += _claim_body(run_dir, claim, verdict, gil=_has_gil(meta, interpreter))
+        for interpreter in interpreters:
+            for design in claim.designs():
+                heading = ([f"on {interpreter} ({_build(meta, interpreter)})"] if several else []) + (
+                    [design.title] if claim.by_design else [])
+                if heading:
+                    lines += [f"### {', '.join(heading)}", ""]
+                lines += _claim_body(run_dir, claim, judged[interpreter][k][design.key],
+                                     gil=_has_gil(meta, interpreter))
     for interpreter, r in results.items():
         if _has_gil(meta, interpreter):
             lines += gil_section(r, plots, f" ({interpreter})" if several else "")
@@ -55,6 +78,19 @@ def write_report(run_dir: Path, meta: dict, claims: list[Claim], judged: dict[In
     path = run_dir / "REPORT.md"
     path.write_text("\n".join(lines) + "\n")
     return [path, *plots]
+
+
+def _rules_section(meta: dict, claims: list[Claim], judged: Judged) -> list[str]:
+    first = next(iter(judged.values()))
+    states = {claim.number: first[k][claim.designs()[0].key] for k, claim in enumerate(claims)}
+    loud = [f"claim {n}: {v.rule_note}" for n, v in states.items() if v.rule_state not in ("pre-registered",)]
+    lines = ["## Rules", "",
+             f"Measured at commit `{str(meta.get('git_commit') or '?')[:12]}`, started {meta.get('started', '?')}. "
+             "Each claim's rule (the code above `# Presentation` in `experiments/claims/cNN_*.py`, and its RULE text) "
+             "was fingerprinted when the run started and again when it was judged; a rule changed since is not "
+             "applied to this data (it needs a new run).", ""]
+    lines += [f"- **{line}**" for line in loud] or ["- Every rule was committed before this run and is unchanged."]
+    return lines + [""]
 
 
 def _header(run_dir: Path, meta: dict, interpreters: list[Interpreter]) -> list[str]:
@@ -67,8 +103,11 @@ def _header(run_dir: Path, meta: dict, interpreters: list[Interpreter]) -> list[
         + f" (switch interval {meta.get('interpreter', {}).get('switch_interval_s', 0.005) * 1000:g} ms where "
         f"there is a GIL). Machine: {meta.get('machine', '?')}; "
         "2 shared cores: servers pinned to CPU 0, load generators to CPU 1 unless a claim says otherwise.",
-        f"Thread runtimes: {', '.join(THREADS)}; async runtimes: {', '.join(ASYNC)} "
+        f"Thread runtimes: {', '.join(SEEDS.runtimes + OURS.runtimes)}; async runtimes: {', '.join(ASYNC)} "
         "(`async def` handlers where the work can be awaited).",
+        "Conditions that differ from the seeds': 2 shared cores (one for the server) instead of a multi-core server, "
+        "loopback instead of a network (this kernel has no netem), CPython instead of Rust, load generators wrk "
+        "(closed loop) and openload (open loop, ours) instead of the seeds' tools.",
     ]
     calibration = meta.get("calibration") or {}
     if calibration:
@@ -127,7 +166,7 @@ def gil_section(results: Results, plots: list[Path], which: str = "") -> list[st
     heading = [f"## The Python question: where the GIL changes the answer{which}", ""]
     lines = []
     rows = []
-    for conc in (1, 64, 1000):
+    for conc in (64, 500):
         r = results.row("workloads", "threaded", "hello", conc)
         h = results.row("workloads", "hybrid", "hello", conc)
         if r and h and r["p99_ms"] is not None and h["p99_ms"] is not None:
@@ -226,39 +265,27 @@ def draw_plots(run_dir: Path, results: Results) -> list[Path]:
         fig.tight_layout()
         written.append(_save(fig, run_dir / results.named("memory.png")))
         plt.close(fig)
-    one, two = results.rows("scaling", "1-process"), results.rows("scaling", "2-processes")
-    if one or two:
-        fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.5))
-        for label, rows, style in (("1 process", one, "-"), ("2 processes", two, "--")):
-            for runtime in sorted({r["runtime"] for r in rows}):
-                mine = sorted((r for r in rows if r["runtime"] == runtime and r["rps"]), key=lambda r: r["conc"])
-                name = f"{runtime}, {label}"
-                left.plot([r["conc"] for r in mine], [r["rps"] for r in mine], style, marker="o", label=name)
-                right.plot([r["conc"] for r in mine], [r["p99_ms"] for r in mine], style, marker="o", label=name)
-        for ax, what in ((left, "requests/s"), (right, "p99 latency (ms)")):
-            ax.set_xscale("log")
-            ax.set_xlabel("connections (closed-loop load)")
-            ax.set_ylabel(what)
-            ax.legend(fontsize=6)
-        right.set_yscale("log")
-        fig.suptitle("cpu workload: 1 and 2 processes sharing the port (load generator shares the cores)",
-                     fontsize=9)
-        fig.tight_layout()
-        written.append(_save(fig, run_dir / results.named("scaling.png")))
-        plt.close(fig)
-    pool = [(label, results.row("pool-size", "hybrid", "sleep", 1000, label)) for label in ("30-workers", "1000-workers")]
-    pool = [(label, r) for label, r in pool if r]
+    # Claim 9's curves are drawn by the harness itself (curves-cpu-h1.png in each scaling run).
+    pool = [(rt, f"{n} workers", results.row("pool-size", f"{rt}~{n}", "sleep", 1000))
+            for rt in ("pinned", "hybrid") for n in (30, 1000)]
+    pool = [(rt, label, r) for rt, label, r in pool if r]
     if pool:
-        fig, (left, right) = plt.subplots(1, 2, figsize=(8, 3))
-        left.bar([lbl for lbl, _ in pool], [r["rps"] for _, r in pool], color="tab:green")
-        left.set_ylabel("requests/s")
-        vol = [r.get("ctx_vol") or 0 for _, r in pool]
-        invol = [r.get("ctx_invol") or 0 for _, r in pool]
-        right.bar([lbl for lbl, _ in pool], vol, label="voluntary", color="tab:blue")
-        right.bar([lbl for lbl, _ in pool], invol, bottom=vol, label="involuntary", color="tab:red")
+        fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.4))
+        names = [f"{rt}\n{label}" for rt, label, _ in pool]
+        values = [r["rps"] for *_, r in pool]
+        low = [v - min(r["rps_all"] or [v]) for v, (*_, r) in zip(values, pool)]
+        high = [max(r["rps_all"] or [v]) - v for v, (*_, r) in zip(values, pool)]
+        left.bar(names, values, yerr=[low, high], capsize=4, color="tab:green")
+        left.set_ylabel("requests/s (whiskers: min..max of rounds)")
+        vol = [r.get("ctx_vol") or 0 for *_, r in pool]
+        invol = [r.get("ctx_invol") or 0 for *_, r in pool]
+        right.bar(names, vol, label="voluntary", color="tab:blue")
+        right.bar(names, invol, bottom=vol, label="involuntary", color="tab:red")
         right.set_ylabel("context switches in the run")
         right.legend(fontsize=8)
-        fig.suptitle("hybrid, 10 ms blocking handler, 1,000 connections", fontsize=9)
+        for ax in (left, right):
+            ax.tick_params(axis="x", labelsize=7)
+        fig.suptitle("the seeds' design (pinned) and hybrid, 10 ms blocking handler, 1,000 connections", fontsize=9)
         fig.tight_layout()
         written.append(_save(fig, run_dir / results.named("pool-size.png")))
         plt.close(fig)

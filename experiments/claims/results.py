@@ -1,11 +1,11 @@
-"""The measured files of one claims run, the verdicts' vocabulary, and the helpers that read them.
+"""The measured files of one claims run, the verdicts' vocabulary, the designs, and the helpers that read them.
 
-:class:`Verdict` and the verdict words are what every judgement returns
-(``experiments/verdicts.py``, ``experiments/verdict_slowloris.py``).
-:class:`Results` loads what :mod:`experiments.claims` wrote (harness runs,
-summarized to one row per runtime, workload and level; pyperf and JSON
-files) on demand; the helpers pick and format figures for
-:mod:`experiments.verdicts`.
+:class:`Verdict` and the verdict words are what every claim's judgement
+returns (``experiments/claims/cNN_*.py``). :class:`Results` loads what the
+runner wrote (harness runs, summarized to one row per runtime, workload,
+level and rate; pyperf and JSON files) on demand. A :class:`Design` names the
+thread runtimes a claim is judged on: the seeds' own design (``pinned``: a
+worker keeps its connection) or ours (``threaded`` and ``hybrid``).
 """
 
 from __future__ import annotations
@@ -14,16 +14,39 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .interpreters import Interpreter, label, split_label
-from .report import load_run, summarize
+from ..interpreters import Interpreter, label, split_label
+from ..report import load_run, summarize
 
-__all__ = ["ASYNC", "CAVEAT", "FAILS", "HOLDS", "PENDING", "THREADS", "Results", "Verdict", "best", "fmt",
-           "missing", "ratio", "rps", "spread"]
+__all__ = ["ASYNC", "CAVEAT", "DESIGNS", "Design", "FAILS", "HOLDS", "INCONCLUSIVE", "OURS", "PENDING", "SEEDS",
+           "THREADS", "Results", "Verdict", "band", "best", "combine", "fmt", "hello_pairs", "missing", "noise", "ratio", "rps",
+           "spread"]
 
 
-THREADS = ("threaded", "hybrid")
 ASYNC = ("asyncio", "trio")
 HOLDS, CAVEAT, FAILS, PENDING = "holds", "holds with a caveat", "does not hold in Python", "not measured yet"
+INCONCLUSIVE = "inconclusive"
+#: Given when the rule in force is newer than the data it would judge: a new run is needed.
+STALE = "rule newer than the data: not judged"
+
+
+@dataclass(frozen=True)
+class Design:
+    """The thread runtimes that stand for "threads" in a claim."""
+
+    key: str
+    title: str
+    runtimes: tuple[str, ...]
+
+
+#: The seeds' design is judged with a pool large enough for the connections (``pinned~1000``: seed 002 puts the
+#: cap in the thousands); with its default pool (30 here) a worker kept by each of 30 keep-alive clients leaves
+#: every other client waiting, which claims 4 and 6 judge and every table shows (``pinned``).
+SEEDS = Design("seeds", "the seeds' design (pinned~1000: a pool worker keeps each connection; 1,000 workers)",
+               ("pinned~1000",))
+OURS = Design("ours", "ours (threaded: a thread per connection; hybrid: a reactor hands requests to a pool)",
+              ("threaded", "hybrid"))
+DESIGNS = (SEEDS, OURS)
+THREADS = ("threaded", "pinned", "pinned~1000", "hybrid")  # every thread runtime, for tables
 
 
 @dataclass
@@ -34,6 +57,8 @@ class Verdict:
     why: str = ""  # the causal explanation, backed by cost metrics
     plots: list[str] = field(default_factory=list)  # paths relative to the claims directory
     sources: list[str] = field(default_factory=list)  # files the numbers come from
+    rule_state: str = ""  # rules.status: pre-registered, uncommitted, stale, unrecorded
+    rule_note: str = ""
 
 
 def missing(what: str) -> Verdict:
@@ -76,9 +101,11 @@ class Results:
         runs = sorted((self.root / experiment / label).glob("experiment-*"))
         return runs[-1].relative_to(self.root).as_posix() if runs else None
 
-    def row(self, experiment: str, runtime: str, workload: str, conc: int, label: str = "all") -> dict | None:
+    def row(self, experiment: str, runtime: str, workload: str, conc: int, label: str = "all",
+            rate: float | None = None) -> dict | None:
         for r in self.rows(experiment, label):
-            if (r["runtime"], r["workload"], r["conc"]) == (runtime, workload, conc) and not r["failed"]:
+            if (r["runtime"], r["workload"], r["conc"], r.get("rate")) == (runtime, workload, conc, rate) \
+                    and not r["failed"]:
                 return r
         return None
 
@@ -110,10 +137,26 @@ def rps(row: dict | None) -> str:
 
 
 def best(results: Results, runtimes: tuple[str, ...], workload: str, conc: int,
-         experiment: str = "workloads") -> tuple[str | None, dict | None]:
-    rows = [(n, results.row(experiment, n, workload, conc)) for n in runtimes]
+         experiment: str = "workloads", label: str = "all") -> tuple[str | None, dict | None]:
+    """The runtime with the highest throughput among ``runtimes`` (closed loop), and its row."""
+    rows = [(n, results.row(experiment, n, workload, conc, label)) for n in runtimes]
     rows = [(n, r) for n, r in rows if r is not None and r["rps"]]
     return max(rows, key=lambda nr: nr[1]["rps"]) if rows else (None, None)
+
+
+#: The workloads experiment's labels by HTTP/1 parser.
+PARSERS = {"all": "h11", "httptools": "httptools"}
+
+
+def hello_pairs(results: Results, design: Design, conc: int = 64) -> dict[str, tuple[str, dict, str, dict]]:
+    """parser -> (best thread runtime, its row, best async runtime, its row), hello world, closed loop."""
+    out = {}
+    for run_label, parser in PARSERS.items():
+        t_name, t = best(results, design.runtimes, "hello", conc, label=run_label)
+        a_name, a = best(results, ASYNC, "hello", conc, label=run_label)
+        if t is not None and a is not None:
+            out[parser] = (t_name, t, a_name, a)
+    return out
 
 
 def ratio(a: dict | None, b: dict | None, key: str = "rps") -> float | None:
@@ -124,3 +167,29 @@ def ratio(a: dict | None, b: dict | None, key: str = "rps") -> float | None:
 
 def fmt(value: float | None, spec: str = ".2f", suffix: str = "x") -> str:
     return "n/a" if value is None else f"{value:{spec}}{suffix}"
+
+
+def noise(*rows: dict | None, floor: float = 0.05) -> float:
+    """The run-to-run noise of a comparison: the largest round spread of its rows, at least ``floor``."""
+    return max([floor] + [r["spread"] for r in rows if r and r.get("spread") is not None])
+
+
+def band(value: float, n: float) -> tuple[float, float]:
+    """A ratio's noise band: what it could have read on another round."""
+    return value * (1 - n), value * (1 + n)
+
+
+def combine(parts: list[str]) -> str:
+    """A claim of several parts: each part is HOLDS, FAILS or INCONCLUSIVE (inside the noise).
+
+    All held: holds. None held and none inconclusive: does not hold. Some
+    held, some not: holds with a caveat. Otherwise (nothing held, something
+    inconclusive): inconclusive.
+    """
+    if parts and all(p == HOLDS for p in parts):
+        return HOLDS
+    if HOLDS in parts:
+        return CAVEAT
+    if INCONCLUSIVE in parts:
+        return INCONCLUSIVE
+    return FAILS

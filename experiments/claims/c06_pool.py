@@ -1,0 +1,69 @@
+"""Claim 6: a pool of 15 threads per CPU is conservative; the cap can be in the thousands."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .claim import Claim
+from .results import FAILS, HOLDS, INCONCLUSIVE, SEEDS, Design, Results, Verdict, combine, fmt, missing, noise, rps
+
+RULE = """\
+Measured: closed loop (wrk), the sleep workload (a 10 ms blocking handler), 1,000 connections, 3 rounds, the
+pool runtime of the design (the seeds': pinned; ours: hybrid) with 30 workers (15 per CPU) and with 1,000.
+g = throughput with 1,000 / with 30 (median rounds); n = the larger round spread of the two (at least 10%).
+Two parts:
+1. the cap can be in the thousands: g(1 - n) > 1 with p99 no worse than 30 workers' by more than n: holds;
+   g(1 + n) < 1, or p99 worse by more than n: does not hold; else inconclusive.
+2. I/O-heavy servers switch only when they block: at least 90% of the server's context switches are voluntary
+   with 1,000 workers: holds; otherwise does not hold.
+Verdict: both hold: holds; one: holds with a caveat; neither, one inconclusive: inconclusive; neither: does not."""
+
+
+def pool_runtime(design: Design) -> str:
+    return "pinned" if design is SEEDS else "hybrid"
+
+
+def judge(results: Results, design: Design) -> Verdict:
+    rt = pool_runtime(design)
+    few = results.row("pool-size", f"{rt}~30", "sleep", 1000)
+    many = results.row("pool-size", f"{rt}~1000", "sleep", 1000)
+    if few is None or many is None:
+        return missing(f"pool-size rows for {rt}")
+    g, n = many["rps"] / few["rps"], noise(few, many, floor=0.10)
+    worse = many["p99_ms"] > few["p99_ms"] * (1 + n)
+    bigger = (HOLDS if g * (1 - n) > 1 and not worse else FAILS if g * (1 + n) < 1 or worse else INCONCLUSIVE)
+    vol, invol = many.get("ctx_vol") or 0, many.get("ctx_invol") or 0
+    share = vol / max(1, vol + invol)
+    blocking = HOLDS if share >= 0.9 else FAILS
+    summary = (f"{rt}: 1,000 workers give {fmt(g)} the throughput of 30 (noise {n:.0%}; p99 {many['p99_ms']:,.0f} vs "
+               f"{few['p99_ms']:,.0f} ms): {bigger}; {share:.0%} of switches voluntary: {blocking}")
+    return Verdict(combine([bigger, blocking]), summary, lines(few, many), WHY,
+                   plots=[results.named("pool-size.png")], sources=[f"{results.run_dir('pool-size')}/runs.jsonl"])
+
+
+CLAIM = Claim(6, "15 threads per CPU is a conservative default, the cap can be in the thousands; I/O-heavy servers "
+                 "context-switch only when they block", "002",
+              "Does a large pool help blocking handlers, and are the switches voluntary?", ("pool-size",),
+              RULE, judge, Path(__file__))
+
+
+# Presentation ------------------------------------------------------------------------
+
+def lines(few: dict, many: dict) -> list[str]:
+    out = []
+    for label, r in (("30 workers (15 per CPU)", few), ("1,000 workers", many)):
+        vol, invol = r.get("ctx_vol") or 0, r.get("ctx_invol") or 0
+        slowest = "-" if r.get("fair_min_rps") is None else f"{r['fair_min_rps']:.2f}"
+        out.append(f"{label}: {rps(r)}, p99 {r['p99_ms']:,.0f} ms, slowest client {slowest} req/s, "
+                   f"{r['peak_threads']:,} threads, context switches {vol:,} voluntary / {invol:,} involuntary "
+                   f"({vol / max(1, vol + invol):.0%} voluntary)")
+    return out
+
+
+WHY = ("With handlers that block for 10 ms, N workers cap throughput at N / 10 ms whatever the CPU (30 workers: "
+       "3,000 req/s); more workers raise the cap until the CPU is the limit, so for I/O-bound handlers the CPU count "
+       "is the wrong yardstick. On the seeds' design the cap also bounds how many *connections* are served at "
+       "all: a worker keeps its connection between requests, so with 30 workers and 1,000 keep-alive clients, 970 "
+       "wait (the slowest client's rate shows it). A thread blocked in sleep, recv or on the GIL's condition "
+       "variable gives up the CPU itself (a voluntary switch); involuntary switches are the kernel preempting a "
+       "thread at the end of its slice, when more threads are runnable than cores.")
