@@ -30,7 +30,7 @@ from .plots import figure_stem, plot, tables
 
 #: A row is one (runtime, workload, protocol, connections, offered rate); the rate is None in closed loop.
 KEY = ("runtime", "workload", "proto", "conc", "rate")
-METRICS = ("rps", "p50_ms", "p99_ms", "p999_ms", "max_ms", "errors", "cpu_us_per_request", "peak_rss_mib",
+METRICS = ("rps", "p50_ms", "p99_ms", "p999_ms", "max_ms", "mean_ms", "errors", "cpu_us_per_request", "peak_rss_mib",
            "rss_per_conn_kib", "peak_threads", "ctx_vol", "ctx_invol", "conns_established",
            "fair_min_rps", "fair_max_rps", "fair_mean_rps", "steady_rps", "other_cpus",
            # open loop only (None in closed loop)
@@ -123,6 +123,7 @@ def _flatten(run: dict) -> dict:
         "rps": _rps(run),
         "p50_ms": _div(lat.get("p50"), 1000), "p99_ms": _div(lat.get("p99"), 1000),
         "p999_ms": _div(lat.get("p99.9"), 1000), "max_ms": _div(lat.get("max"), 1000),
+        "mean_ms": _div(lat.get("mean"), 1000),
         "errors": _errors(run),
         "cpu_us_per_request": cost.get("cpu_us_per_request"),
         "peak_rss_mib": _div(cost.get("peak_rss_kib"), 1024),

@@ -414,7 +414,8 @@ def measure_level(plan: Plan, server: ServerProcess, stats: list[Path], targets:
         drive(plan, targets, conc, plan.warmup)
         drained = wait_for_drain(stats)
     other = busy_cpus(0.5)  # server idle, no load: anything busy now is someone else
-    sampler = CostSampler([server.proc.pid], stats, ports=sorted({t.port for t in targets}))
+    sampler = CostSampler([server.proc.pid], stats, ports=sorted({t.port for t in targets}),
+                          baseline_rss_kib=getattr(server, "idle_rss_kib", None))
     db_before = database.cpu_seconds() if database is not None else None
     sampler.start()
     load = drive(plan, targets, conc, plan.duration, measured=True)
@@ -448,7 +449,8 @@ def measure_open_loop(plan: Plan, server: ServerProcess, stats: list[Path], targ
     from .openload import run_openload
 
     other = busy_cpus(0.5)
-    sampler = CostSampler([server.proc.pid], stats, ports=sorted({t.port for t in targets}))
+    sampler = CostSampler([server.proc.pid], stats, ports=sorted({t.port for t in targets}),
+                          baseline_rss_kib=getattr(server, "idle_rss_kib", None))
     db_before = database.cpu_seconds() if database is not None else None
     sampler.start()
     opened = run_openload(targets, conc, rate, plan.duration, warmup=max(plan.warmup, 1.0), cpus=plan.client_cpus,

@@ -139,6 +139,9 @@ class ServerProcess:
                 if time.monotonic() > deadline:
                     raise RuntimeError(f"server not ready on {host} after {timeout:.0f} s")
                 time.sleep(0.1)
+        # The idle server's memory, before any load: what "growth per connection" is measured against
+        # (a baseline taken after a warm-up would already hold the warm-up's threads and buffers).
+        self.idle_rss_kib = CostSampler([self.proc.pid]).baseline_rss_kib
 
     def _answers(self, host: str) -> bool:
         conn = http.client.HTTPConnection(host, self.port, timeout=2)
@@ -187,7 +190,7 @@ class CostSampler:
     """
 
     def __init__(self, pids: list[int], stats_files: list[Path] = (), interval: float = 0.25,
-                 ports: list[int] = ()) -> None:
+                 ports: list[int] = (), baseline_rss_kib: int | None = None) -> None:
         self.pids = pids
         self.stats_files = list(stats_files)
         self.interval = interval
@@ -197,7 +200,7 @@ class CostSampler:
         self.peak_threads = 0
         self.peak_established = 0
         self.kernel_series: list[tuple[float, int]] = []  # (seconds since start, established), once a second
-        self.baseline_rss_kib = self._memory()[0]
+        self.baseline_rss_kib = baseline_rss_kib if baseline_rss_kib is not None else self._memory()[0]
 
     def _trees(self) -> list[int]:
         return [p for pid in self.pids for p in (pid, *descendants(pid))]

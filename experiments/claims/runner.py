@@ -120,6 +120,7 @@ def _quicken(args: list[str]) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     from . import CLAIMS
+    from .lessons import write_lessons
     from .report import write_report
     from .results import Results
 
@@ -206,10 +207,16 @@ def main(argv: list[str] | None = None) -> int:
     results = {i: Results(run_dir, i) for i in interpreters}
     judged = {i: [judge(claim, r, meta.get("rules")) for claim in claims] for i, r in results.items()}
     paths = write_report(run_dir, meta, claims, judged, results)
+    paths.append(write_lessons(run_dir, claims, judged, results))
     if not args.quick and not args.claim and complete:  # only a full run replaces the reference report
         args.results_dir.mkdir(parents=True, exist_ok=True)
         (args.results_dir / "REPORT.md").write_text(_rebase(paths[0].read_text(), run_dir, args.results_dir))
         print(f"wrote {args.results_dir / 'REPORT.md'}")
+        if args.results_dir == RESULTS:  # the lessons quote the reference run
+            lessons = ROOT / "docs" / "lessons.md"
+            prefix = "../" + run_dir.relative_to(ROOT).as_posix() + "/" if run_dir.is_relative_to(ROOT) else f"{run_dir}/"
+            lessons.write_text(paths[-1].read_text().replace("](./", f"]({prefix}"))
+            print(f"wrote {lessons}")
     print("wrote " + ", ".join(str(p) for p in paths))
     return 0
 
