@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import json
 import signal
+import socket
 import sys
 import tempfile
 import threading
@@ -48,7 +49,8 @@ from .shutdown_clients import H1Flight, H2Flight, probe
 APP = "experiments.soak_app:app"
 PROBE_DELAYS = (0.2, 0.5, 0.8)  # seconds after SIGTERM
 PROBE_ANSWER_WITHIN = 1.0  # seconds from trying to a refusal
-SETTLE = 0.3  # seconds between the last request sent and the signal
+SETTLE = 0.3  # seconds between the last request sent and the signal, at least
+SETTLE_AT_MOST = 3.0  # ... and at most, waiting for every handler to be running (a small pool queues some)
 
 
 def run_case(runtime: str, protocol: str, n: int, handler_ms: int, shutdown_timeout: float, slack: float,
@@ -75,6 +77,7 @@ def _measure(server: ServerProcess, runtime: str, protocol: str, n: int, handler
     flight.prepare()  # idle and reused keep-alive connections first
     flight.send_all()
     time.sleep(SETTLE)
+    _wait_running(address, n, SETTLE_AT_MOST - SETTLE)
     signalled = time.monotonic()
     server.proc.send_signal(signal.SIGTERM)
     probes: list[dict] = []
@@ -88,6 +91,29 @@ def _measure(server: ServerProcess, runtime: str, protocol: str, n: int, handler
     for thread in threads:
         thread.join(limit + 10)
     return judge(runtime, protocol, n, results, probes, exit_s, server.proc.returncode, limit)
+
+
+def _wait_running(address: tuple[str, int], n: int, patience: float) -> int | None:
+    """Wait until the server runs all ``n`` handlers (``GET /sleeping``), so that every request counted as
+    in flight has really been read: on a loaded machine a fixed pause is not always enough, and a stream
+    the server never saw is one a GOAWAY may rightly refuse."""
+    deadline = time.monotonic() + patience
+    running = None
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(address, timeout=0.3) as sock:
+                sock.sendall(b"GET /sleeping HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                sock.settimeout(0.3)
+                reply = b""
+                while chunk := sock.recv(4096):
+                    reply += chunk
+            running = int(reply.rsplit(b"\r\n\r\n", 1)[1] or b"0")
+        except (OSError, ValueError, IndexError):
+            running = None
+        if running is not None and running >= n:
+            return running
+        time.sleep(0.05)
+    return running
 
 
 def _wait_exit(server: ServerProcess, since: float, timeout: float) -> float | None:

@@ -22,9 +22,13 @@ pool, which is the part of those runtimes a hostile client can exhaust.
 
 from __future__ import annotations
 
+import threading
 import time
 
 from astra import Response
+
+_sleeping = 0  # /sleep handlers running now: the shutdown experiment waits for all of them before SIGTERM
+_sleeping_lock = threading.Lock()
 
 MIB = 1024 * 1024
 BIG = b"x" * MIB
@@ -49,8 +53,17 @@ def app(request) -> Response:
             size += len(chunk)
         return Response(f"received {size} bytes")
     if path == "/sleep":
-        time.sleep(max(0.0, _number(request, "ms", 1000)) / 1000)
+        global _sleeping
+        with _sleeping_lock:
+            _sleeping += 1
+        try:
+            time.sleep(max(0.0, _number(request, "ms", 1000)) / 1000)
+        finally:
+            with _sleeping_lock:
+                _sleeping -= 1
         return Response("slept")
+    if path == "/sleeping":
+        return Response(str(_sleeping))
     if request.method == "POST":
         request.read()
     return Response("Hello World!")

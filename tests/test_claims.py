@@ -63,24 +63,9 @@ def test_a_stale_rule_is_not_applied(tmp_path):
 
 
 @pytest.mark.timeout(300)
-def test_micro_claim_end_to_end(tmp_path):
-    """Claim 7 in --quick mode: real measurements, a report with its rule and provenance, a plot."""
-    out = subprocess.run([sys.executable, "-m", "experiments.claims", "--quick", "--claim", "7",
-                          "--results-dir", str(tmp_path)], cwd=ROOT, capture_output=True, text=True, timeout=300)
-    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
-    run_dir, = tmp_path.glob("claims-*")
-    report = (run_dir / "REPORT.md").read_text()
-    assert "## Claim 7:" in report and PENDING not in report and "## Rules" in report
-    assert "**Rule** (" in report and "Seed figures: 0.2 us" in report
-    meta = json.loads((run_dir / "claims.json").read_text())
-    assert meta["rules"]["7"]["fingerprint"] and meta["git_commit"]
-    assert (run_dir / "micro.png").exists()
-    assert not (tmp_path / "REPORT.md").exists()  # partial and quick runs do not replace the reference report
-
-
-@pytest.mark.timeout(300)
 def test_claims_judged_per_interpreter_side_by_side(tmp_path):
-    """--interpreters: each micro-benchmark once per interpreter, each claim judged on each, one report.
+    """Claim 7 in --quick mode on two interpreters: real measurements, one report with its rule, provenance
+    and lessons, and each claim judged on each interpreter.
 
     The second interpreter is this one again under the free-threaded label (ASTRA_FREETHREADED_PYTHON):
     what is checked is the pipeline (files per interpreter, columns, the comparison section), not the GIL.
@@ -96,6 +81,11 @@ def test_claims_judged_per_interpreter_side_by_side(tmp_path):
     for name in ("micro/micro.json", "micro/micro+ft.json", "micro.png", "micro+ft.png"):
         assert (run_dir / name).exists(), name
     report = (run_dir / "REPORT.md").read_text()
+    assert "## Claim 7:" in report and "## Rules" in report and "Seed figures: 0.2 us" in report
+    meta = json.loads((run_dir / "claims.json").read_text())
+    assert meta["rules"]["7"]["fingerprint"] and meta["git_commit"]
+    assert "## 7. The cost of a switch" in (run_dir / "LESSONS.md").read_text()
+    assert not (tmp_path / "REPORT.md").exists()  # partial and quick runs do not replace the reference report
     assert "| seeds on standard | ours on standard | seeds on freethreaded | ours on freethreaded |" in report
     assert report.count("### on standard") == 1 and report.count("### on freethreaded") == 1
     assert "## Without the GIL: the same claims, side by side" in report and PENDING not in report

@@ -79,7 +79,7 @@ def test_a_small_experiment_end_to_end(tmp_path):
 def test_an_open_loop_experiment_draws_latency_against_offered_load(tmp_path):
     """--rates: openload offers each rate; a rate far past capacity is not sustained and the ladder stops."""
     out = subprocess.run(
-        [sys.executable, "-m", "experiments", "run", "--conc", "10,", "--rates", "200,400,200000,300000,400000",
+        [sys.executable, "-m", "experiments", "run", "--conc", "10,", "--rates", "200,200000,300000,400000",
          "--runtimes", "hybrid", "--workloads", "hello", "--duration", "1", "--warmup", "1", "--pause", "0",
          "--results-dir", str(tmp_path)],
         cwd=ROOT, capture_output=True, text=True, timeout=180,
@@ -87,7 +87,7 @@ def test_an_open_loop_experiment_draws_latency_against_offered_load(tmp_path):
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
     run_dir, = tmp_path.glob("experiment-*")
     runs = {r["rate"]: r for r in map(json.loads, (run_dir / "runs.jsonl").read_text().splitlines())}
-    assert sorted(runs) == [200, 400, 200000, 300000, 400000]
+    assert sorted(runs) == [200, 200000, 300000, 400000]
     light = runs[200]
     assert light["sustained"] and light["load"]["tool"] == "openload" and light["fairness"] is None
     assert 150 <= light["load"]["ok_rps"] <= 250 and light["cost"]["cpu_us_per_request"] > 0
