@@ -132,7 +132,7 @@ def main(argv: list[str]) -> int:
         python_for(interpreter)  # built, or a clear message now rather than a failed run later
     known = available_runtimes()
     chosen = [n.strip() for n in (args.runtimes or ",".join(known)).split(",") if n.strip()]
-    from .run import variant
+    from .plan import variant
 
     try:
         names(",".join(variant(n)[0] for n in chosen), known, "runtime")

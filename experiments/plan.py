@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-__all__ = ["Plan", "ladder", "SHARD_CONNECTIONS"]
+__all__ = ["Plan", "ladder", "SHARD_CONNECTIONS", "variant"]
 
 #: Connections one server process (and one load generator) is given at most.
 SHARD_CONNECTIONS = 9_000
@@ -40,6 +40,16 @@ def ladder(spec: str) -> list[int]:
     if not levels or min(levels) < 1:
         raise ValueError(f"concurrency levels must be positive: {spec!r}")
     return levels
+
+
+def variant(runtime: str) -> tuple[str, int | None]:
+    """``pinned~1000`` -> (``pinned``, 1000): a pool runtime with ``--max-workers 1000``, measured as its own
+    runtime in the same rounds as the others (the seeds' design with its default pool and with a pool in
+    the thousands, side by side); a plain name has no cap of its own."""
+    name, sep, cap = runtime.partition("~")
+    if sep and not cap.isdigit():
+        raise ValueError(f"a runtime variant is NAME~WORKERS, e.g. pinned~1000: {runtime!r}")
+    return name, int(cap) if sep else None
 
 
 def shards_for(conc: int, at_least: int = 1) -> int:

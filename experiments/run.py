@@ -40,7 +40,7 @@ from astra.registry import load_runtime
 
 from .interpreters import describe, env_for, python_for, split_label
 from .loadgen import LoadGenError, Target, run_h2load, run_wrk, tool_versions
-from .plan import FAIRNESS_FROM, SHARD_CONNECTIONS, Plan, shards_for
+from .plan import FAIRNESS_FROM, SHARD_CONNECTIONS, Plan, shards_for, variant
 from .servers import ROOT, CostSampler, ServerProcess, busy_cpus, free_port, open_connections
 from .workloads import WORKLOADS
 
@@ -370,16 +370,6 @@ def _with_log(run: dict, log) -> dict:
         run["server_log_tail"] = log.read().splitlines()[-20:]
         log.seek(0, 2)
     return run
-
-
-def variant(runtime: str) -> tuple[str, int | None]:
-    """``pinned~1000`` -> (``pinned``, 1000): a pool runtime with ``--max-workers 1000``, measured as its own
-    runtime in the same rounds as the others (the seeds' design with its default pool and with a pool in
-    the thousands, side by side); a plain name has no cap of its own."""
-    name, sep, cap = runtime.partition("~")
-    if sep and not cap.isdigit():
-        raise ValueError(f"a runtime variant is NAME~WORKERS, e.g. pinned~1000: {runtime!r}")
-    return name, int(cap) if sep else None
 
 
 def free_port_everywhere(addresses: int) -> int:

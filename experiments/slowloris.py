@@ -54,6 +54,7 @@ import time
 from datetime import datetime
 from pathlib import Path
 
+from .plan import variant
 from .servers import CostSampler, ServerProcess, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -200,14 +201,15 @@ def slowhttptest_summary(csv_path: Path) -> dict:
 
 def measure(runtime: str, mode: str, proxy: str, header_timeout: float, args, tools: dict, workdir: Path) -> dict:
     server_port = free_port()
-    argv = [sys.executable, "-m", "astra", APP, "--runtime", runtime, "--bind", f"127.0.0.1:{server_port}",
-            "--header-timeout", str(header_timeout)]
-    name = f"{runtime}-{mode}-{proxy}-{header_timeout:g}s"
+    name, workers = variant(runtime)  # pinned~1000: pinned with --max-workers 1000
+    argv = [sys.executable, "-m", "astra", APP, "--runtime", name, "--bind", f"127.0.0.1:{server_port}",
+            "--header-timeout", str(header_timeout), *(["--max-workers", str(workers)] if workers else [])]
+    label = f"{runtime}-{mode}-{proxy}-{header_timeout:g}s"
     result = {"runtime": runtime, "mode": mode, "proxy": None if proxy == "direct" else "nginx",
               "buffering": None if proxy == "direct" else proxy == "nginx",
               "connections": args.connections, "seconds": args.seconds, "header_timeout_s": header_timeout}
     nginx = None
-    with open(workdir / f"{name}.log", "w+") as log:
+    with open(workdir / f"{label}.log", "w+") as log:
         server = ServerProcess(argv, cpus=[int(SERVER_CPU)], log=log, port=server_port)
         try:
             server.wait_ready()
@@ -227,7 +229,7 @@ def measure(runtime: str, mode: str, proxy: str, header_timeout: float, args, to
                 costs["nginx"] = CostSampler([nginx.pid])
             for sampler in costs.values():
                 sampler.start()
-            prefix = workdir / f"slow-{name}"
+            prefix = workdir / f"slow-{label}"
             path = "/big" if mode == "read" else "/"
             # The opening rate fills the attack in about 5 s, before the visitor starts.
             rate = max(200, args.connections // 5)

@@ -29,8 +29,8 @@ def serves(row: dict | None, conns: int = CONNS) -> bool:
 def judge(results: Results, design: Design) -> Verdict:
     shown = ("pinned", "pinned~10000") if design is not OURS else design.runtimes
     rows = {rt: results.row("scale", rt, "hello", CONNS, rate=2000) for rt in shown + ASYNC}
-    if not results.rows("scale"):
-        return missing("scale rows")
+    if not any(rows[rt] for rt in shown):
+        return missing(f"scale rows at {CONNS:,} connections for {', '.join(shown)}")
     numbers = [line(rt, results.row("scale", rt, "hello", c, rate=2000), c)
                for c in (10000, CONNS) for rt in shown + ASYNC]
     if design is OURS:

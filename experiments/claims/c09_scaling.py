@@ -16,9 +16,9 @@ For each runtime of the design and each async runtime: g = capacity with 2 proce
 step at the 1-process capacity, s = (next rate / capacity) - 1, is g's resolution.
 Two parts, judged on the design's best runtime (the highest 1-process capacity):
 1. linear scaling: g >= 1.8 (the seed's 11k / 6k = 1.83): holds; g(1 + s) < 1.8: does not hold;
-   else inconclusive;
+   else inconclusive. A capacity at the top of the ladder is only a lower bound: then inconclusive;
 2. a sharp knee: p99 at the first rate not sustained is at least 10x p99 at the lightest rate (1 process):
-   holds; otherwise does not hold.
+   holds; less: does not hold; no rate missed (the knee not reached): inconclusive.
 Verdict: both: holds; one: holds with a caveat; neither, one inconclusive: inconclusive; neither: does not."""
 
 
@@ -57,9 +57,11 @@ def judge(results: Results, design: Design) -> Verdict:
     p1, c1, c2 = mine[rt]
     g = (c2 or 0) / c1
     s = step(p1, c1)
-    linear = HOLDS if g >= 1.8 else FAILS if g * (1 + s) < 1.8 else INCONCLUSIVE
+    p2 = curve(two, rt, "cpu")
+    censored = not s or (c2 is not None and c2 >= max(r["rate"] for r in p2))  # never missed a rate: a bound
+    linear = (INCONCLUSIVE if censored else HOLDS if g >= 1.8 else FAILS if g * (1 + s) < 1.8 else INCONCLUSIVE)
     knee = sharp(p1)
-    knee_part = HOLDS if knee else FAILS
+    knee_part = INCONCLUSIVE if knee is None else HOLDS if knee else FAILS
     summary = (f"{rt}: 2 processes sustain {fmt(g)} what 1 does (ladder resolution {s:.0%}): {linear}; "
                f"sharp knee: {'yes' if knee else 'no' if knee is not None else 'not reached'}")
     return Verdict(combine([linear, knee_part]), summary, numbers, WHY,

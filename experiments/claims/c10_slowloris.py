@@ -30,6 +30,8 @@ def judge(results: Results, design: Design) -> Verdict:
     doc = results.json("slowloris", "slowloris.json")
     if not doc or not doc.get("results"):
         return missing("slowloris.json (is slowhttptest installed?)")
+    if not {r["runtime"] for r in doc["results"]} & set(design.runtimes):
+        return missing(f"slowloris cases for {', '.join(design.runtimes)}")
     first_timeout = (doc.get("header_timeouts_s") or [10.0])[0]
     pressure = (doc.get("kernel_tcp_mem_pages") or {}).get("pressure")
     # Slowloris proper is slow heads (and, R.U.D.Y., slow bodies): a server can defend against those

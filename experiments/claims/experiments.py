@@ -95,11 +95,8 @@ EXPERIMENTS = {e.name: e for e in [
         "scale", "open loop, steady state: 10,000 and 25,000 connections (several server processes), 2,000 "
                  "requests/s in all, 60 s after every connection is open, connections counted by the kernel; "
                  "every runtime, and pinned with a pool of 10,000 workers per process",
-        harness={"all": harness("10000,25000", RUNTIMES, "hello", "--rates", "2000", "--duration", "60",
-                                "--warmup", "5", "--p99-bound-ms", "1000"),
-                 "pinned-10000-workers": harness("10000,25000", "pinned", "hello", "--rates", "2000",
-                                                 "--duration", "60", "--warmup", "5", "--p99-bound-ms", "1000",
-                                                 "--server-args", "--max-workers 10000")},
+        harness={"all": harness("10000,25000", "threaded,pinned,pinned~10000,hybrid,asyncio,trio", "hello",
+                                "--rates", "2000", "--duration", "60", "--warmup", "5", "--p99-bound-ms", "1000")},
         minutes=14),
     Experiment(
         "pool-size", "closed loop: sleep (10 ms), 1,000 connections, the seeds' design (pinned) and hybrid with "

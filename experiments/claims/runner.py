@@ -208,7 +208,8 @@ def main(argv: list[str] | None = None) -> int:
     judged = {i: [judge(claim, r, meta.get("rules")) for claim in claims] for i, r in results.items()}
     paths = write_report(run_dir, meta, claims, judged, results)
     paths.append(write_lessons(run_dir, claims, judged, results))
-    if not args.quick and not args.claim and complete:  # only a full run replaces the reference report
+    # Only a full, real run replaces the reference report: not --quick now, nor a quick run judged again.
+    if not (args.quick or meta.get("quick")) and not args.claim and complete:
         args.results_dir.mkdir(parents=True, exist_ok=True)
         (args.results_dir / "REPORT.md").write_text(_rebase(paths[0].read_text(), run_dir, args.results_dir))
         print(f"wrote {args.results_dir / 'REPORT.md'}")
