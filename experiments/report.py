@@ -153,7 +153,8 @@ def summarize(doc: dict) -> list[dict]:
     With an even number of good rounds the lower of the two middle ones is
     taken, so every field of a row (rps included) comes from one real run.
     In open loop (a rate is offered) the throughput is the rate while the
-    server keeps up, so the median round is the one with the median p99, and
+    server keeps up, so the median round is the one with the median p99 (the
+    higher of the two middle ones for an even count), and
     ``p99_all`` lists every round's p99 for the whiskers.
     ``spread`` is (max - min) / median req/s over the good rounds, None with
     fewer than two. A row whose every round errored has ``failed`` True,
@@ -175,8 +176,10 @@ def summarize(doc: dict) -> list[dict]:
                                                         "spread": None, "p99_all": []})
             continue
         open_loop = key[KEY.index("rate")] is not None
+        # The median round; with an even count, the worse of the two middle ones either way (lower req/s,
+        # higher p99), so that a figure never flatters the server.
         by = (lambda r: _p99(r) if _p99(r) is not None else float("inf")) if open_loop else _rps
-        pick = sorted(ok, key=by)[(len(ok) - 1) // 2]
+        pick = sorted(ok, key=by)[len(ok) // 2 if open_loop else (len(ok) - 1) // 2]
         rps_all = [_rps(r) for r in ok]
         median = statistics.median(rps_all)
         spread = (max(rps_all) - min(rps_all)) / median if len(ok) > 1 and median else None

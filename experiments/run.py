@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import importlib.metadata
 import json
-import math
 import os
 import platform
 import resource
@@ -448,9 +447,8 @@ def measure_open_loop(plan: Plan, server: ServerProcess, stats: list[Path], targ
     cost = sampler.stop(opened["completed"])
     # Steady state: the fewest connections the kernel held in the measured window, once every connection
     # had been opened and warmed (openload connects for max(1, conns / 5,000) s, then warms up).
-    series = cost.get("connections_by_kernel_each_second") or []
-    settled = math.ceil(max(1.0, conc / 5000) + max(plan.warmup, 1.0))
-    window = series[settled:settled + int(plan.duration)]
+    settled = max(1.0, conc / 5000) + max(plan.warmup, 1.0)
+    window = [n for t, n in sampler.kernel_series if settled <= t <= settled + plan.duration]
     cost["connections_steady_min"] = min(window) if window else None
     if database is not None:
         db_cpu = database.cpu_seconds() - db_before

@@ -203,7 +203,8 @@ def measure(runtime: str, mode: str, proxy: str, header_timeout: float, args, to
     server_port = free_port()
     name, workers = variant(runtime)  # pinned~1000: pinned with --max-workers 1000
     argv = [sys.executable, "-m", "astra", APP, "--runtime", name, "--bind", f"127.0.0.1:{server_port}",
-            "--header-timeout", str(header_timeout), *(["--max-workers", str(workers)] if workers else [])]
+            "--header-timeout", str(header_timeout), "--http1-parser", args.http1_parser,
+            *(["--max-workers", str(workers)] if workers else [])]
     label = f"{runtime}-{mode}-{proxy}-{header_timeout:g}s"
     result = {"runtime": runtime, "mode": mode, "proxy": None if proxy == "direct" else "nginx",
               "buffering": None if proxy == "direct" else proxy == "nginx",
@@ -295,6 +296,7 @@ def _wait_port(port: int, timeout: float = 10.0) -> None:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--runtimes", default="threaded,hybrid,asyncio,trio")
+    p.add_argument("--http1-parser", default="h11", help="the servers' HTTP/1 parser (default h11)")
     p.add_argument("--modes", default=",".join(MODES))
     p.add_argument("--proxies", default=",".join(PROXIES), help="direct, nginx (buffering), nginx-unbuffered")
     p.add_argument("--seconds", type=float, default=15.0)

@@ -13,7 +13,7 @@ RULE = """\
 Measured: open loop (openload), 500 connections (seed 003's clients), hello and db, offered rates rising until
 each runtime is two rates past its knee, 3 rounds; latency from each request's due time.
 For each workload: T = the design's thread runtime with the highest sustained rate (95% answered, p99 under
-100 ms), A = the async runtime likewise. At every rate both sustained, f = p99(A) / p99(T) (median rounds);
+100 ms; a tie goes to the lower p99 at the lightest rate), A = the async runtime likewise. At every rate both sustained, f = p99(A) / p99(T) (median rounds);
 the comparison is *clear* when the two p99 ranges over rounds (min..max) do not overlap.
 - does not hold: on a workload, the design sustains no rate that A sustains (it cannot serve that load);
 - inconclusive: fewer than half of the compared rates (over both workloads) are clear;
@@ -50,10 +50,12 @@ def decide(factors: list[tuple[float, float, bool]], unserved: bool = False) -> 
 
 
 def strongest(rows: list[dict], runtimes: tuple[str, ...], workload: str) -> tuple[str | None, list[dict]]:
-    scored = [(capacity(curve(rows, rt, workload)) or 0, rt) for rt in runtimes if curve(rows, rt, workload)]
+    # Highest sustained rate first; on a tie (the ladder is coarse), the lower p99 at the lightest rate.
+    scored = [(capacity(pts) or 0, -(pts[0]["p99_ms"] or float("inf")), rt)
+              for rt in runtimes if (pts := curve(rows, rt, workload))]
     if not scored:
         return None, []
-    _, name = max(scored)
+    *_, name = max(scored)
     return name, curve(rows, name, workload)
 
 

@@ -21,13 +21,16 @@ Verdict: all three: holds; part 1 and not all of 2 and 3: holds with a caveat; p
 
 def judge(results: Results, design: Design) -> Verdict:
     memory, micro = results.json("memory", "memory.json"), results.micro()
-    if not memory or not micro or "create-thread" not in micro:
+    if not memory or not micro or "create-thread" not in micro or "thread-default" not in memory \
+            or "thread-64k" not in memory:
         return missing("memory.json or micro.json")
     t, small = memory["thread-default"], memory["thread-64k"]
     kernel = t.get("kernel_stack_kib_per_unit") or 0
     create_us = micro["create-thread"][0] * 1e6
     request = (results.row("workloads", "threaded", "hello", 64) or {}).get("cpu_us_per_request")
-    lazy = abs(t["rss_kib_per_unit"] - small["rss_kib_per_unit"]) < 4
+    if not request:
+        return missing("the hello-world row of threaded at 64 connections (workloads)")
+    lazy = abs(t["rss_kib_per_unit"] - small["rss_kib_per_unit"]) <= 4
     small_enough = t["rss_kib_per_unit"] + kernel <= 16
     cheap = bool(request) and create_us <= 0.10 * request
     verdict = HOLDS if lazy and small_enough and cheap else CAVEAT if lazy else FAILS

@@ -15,7 +15,9 @@ Fairness is the slowest client's request rate in the fairness run (h2load, every
 counts only the requests that completed, so a pool that leaves clients waiting looks fast by it.
 Two parts:
 1. the cap can be in the thousands: g(1 - n) > 1 and the slowest client no worse off with 1,000 workers
-   than with 30: holds; g(1 + n) < 1, or the slowest client worse off: does not hold; else inconclusive.
+   than with 30: holds; g(1 + n) < 1, or the slowest client worse off: does not hold; else (including no
+   fairness figures) inconclusive.
+   (No context-switch figures: part 2 inconclusive.)
 2. I/O-heavy servers switch only when they block: at least 90% of the server's context switches are voluntary
    with 1,000 workers: holds; otherwise does not hold.
 Verdict: both hold: holds; one: holds with a caveat; neither, one inconclusive: inconclusive; neither: does not."""
@@ -29,17 +31,19 @@ def judge(results: Results, design: Design) -> Verdict:
     rt = pool_runtime(design)
     few = results.row("pool-size", f"{rt}~30", "sleep", 1000)
     many = results.row("pool-size", f"{rt}~1000", "sleep", 1000)
-    if few is None or many is None:
+    if few is None or many is None or not few["rps"] or not many["rps"]:
         return missing(f"pool-size rows for {rt}")
     g, n = many["rps"] / few["rps"], noise(few, many, floor=0.10)
-    worse = (many.get("fair_min_rps") or 0) < (few.get("fair_min_rps") or 0)
-    bigger = (HOLDS if g * (1 - n) > 1 and not worse else FAILS if g * (1 + n) < 1 or worse else INCONCLUSIVE)
-    vol, invol = many.get("ctx_vol") or 0, many.get("ctx_invol") or 0
-    share = vol / max(1, vol + invol)
-    blocking = HOLDS if share >= 0.9 else FAILS
+    fair = (few.get("fair_min_rps"), many.get("fair_min_rps"))
+    worse = None if None in fair else fair[1] < fair[0]  # None: no fairness run to tell
+    bigger = (FAILS if g * (1 + n) < 1 or worse else HOLDS if g * (1 - n) > 1 and worse is False
+              else INCONCLUSIVE)
+    vol, invol = many.get("ctx_vol"), many.get("ctx_invol")
+    share = vol / max(1, vol + invol) if vol is not None and invol is not None else None
+    blocking = INCONCLUSIVE if share is None else HOLDS if share >= 0.9 else FAILS
     summary = (f"{rt}: 1,000 workers give {fmt(g)} the throughput of 30 (noise {n:.0%}; slowest client "
                f"{fmt(many.get('fair_min_rps'), '.2f', '')} vs {fmt(few.get('fair_min_rps'), '.2f', '')} req/s): "
-               f"{bigger}; {share:.0%} of switches voluntary: {blocking}")
+               f"{bigger}; {fmt(share, '.0%', '')} of switches voluntary: {blocking}")
     return Verdict(combine([bigger, blocking]), summary, lines(few, many), WHY,
                    plots=[results.named("pool-size.png")], sources=[f"{results.run_dir('pool-size')}/runs.jsonl"])
 
@@ -57,8 +61,8 @@ def lines(few: dict, many: dict) -> list[str]:
     for label, r in (("30 workers (15 per CPU)", few), ("1,000 workers", many)):
         vol, invol = r.get("ctx_vol") or 0, r.get("ctx_invol") or 0
         slowest = "-" if r.get("fair_min_rps") is None else f"{r['fair_min_rps']:.2f}"
-        out.append(f"{label}: {rps(r)}, p99 {r['p99_ms']:,.0f} ms, slowest client {slowest} req/s, "
-                   f"{r['peak_threads']:,} threads, context switches {vol:,} voluntary / {invol:,} involuntary "
+        out.append(f"{label}: {rps(r)}, p99 {fmt(r['p99_ms'], ',.0f', ' ms')}, slowest client {slowest} req/s, "
+                   f"{r['peak_threads'] or 0:,} threads, context switches {vol:,} voluntary / {invol:,} involuntary "
                    f"({vol / max(1, vol + invol):.0%} voluntary)")
     return out
 

@@ -16,10 +16,17 @@ For each runtime of the design and each async runtime: g = capacity with 2 proce
 step at the 1-process capacity, s = (next rate / capacity) - 1, is g's resolution.
 Two parts, judged on the design's best runtime (the highest 1-process capacity):
 1. linear scaling: g >= 1.8 (the seed's 11k / 6k = 1.83): holds; g(1 + s) < 1.8: does not hold;
-   else inconclusive. A capacity at the top of the ladder is only a lower bound: then inconclusive;
+   else inconclusive. A capacity at the top of the rates tried (a failed run counts as tried), or no
+   2-process curve, is only a lower bound: then inconclusive;
 2. a sharp knee: p99 at the first rate not sustained is at least 10x p99 at the lightest rate (1 process):
    holds; less: does not hold; no rate missed (the knee not reached): inconclusive.
 Verdict: both: holds; one: holds with a caveat; neither, one inconclusive: inconclusive; neither: does not."""
+
+
+def attempted(rows: list[dict], runtime: str) -> list[dict]:
+    """Every rate tried on ``runtime`` (failed runs included, rates skipped past the knee not), by rate."""
+    return sorted((r for r in rows if r["runtime"] == runtime and r["rate"] is not None
+                   and "past the knee" not in str(r.get("error") or "")), key=lambda r: r["rate"])
 
 
 def step(points: list[dict], cap: float) -> float:
@@ -56,9 +63,11 @@ def judge(results: Results, design: Design) -> Verdict:
     rt = max(mine, key=lambda k: mine[k][1])
     p1, c1, c2 = mine[rt]
     g = (c2 or 0) / c1
-    s = step(p1, c1)
-    p2 = curve(two, rt, "cpu")
-    censored = not s or (c2 is not None and c2 >= max(r["rate"] for r in p2))  # never missed a rate: a bound
+    s = step(attempted(one, rt), c1)
+    p2 = attempted(two, rt)
+    # A capacity with no higher rate tried (or every higher one skipped) is a lower bound; a failed run at a
+    # higher rate is a miss, not a gap.
+    censored = not s or not p2 or (c2 is not None and c2 >= max(r["rate"] for r in p2))
     linear = (INCONCLUSIVE if censored else HOLDS if g >= 1.8 else FAILS if g * (1 + s) < 1.8 else INCONCLUSIVE)
     knee = sharp(p1)
     knee_part = INCONCLUSIVE if knee is None else HOLDS if knee else FAILS

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .claim import Claim
-from .results import ASYNC, CAVEAT, FAILS, HOLDS, Design, Results, Verdict, missing
+from .results import ASYNC, CAVEAT, FAILS, HOLDS, INCONCLUSIVE, Design, Results, Verdict, missing
 
 RULE = """\
 Measured: experiments/slowloris.py, slowhttptest with 2,000 slow connections (slow heads, slow bodies, slow
@@ -15,9 +15,10 @@ success rate falls under 90% or its p99 passes 1 s. Slowloris proper is slow hea
 reported apart (the kernel's TCP memory bounds it, not the design).
 - holds: slow heads or bodies hurt every runtime of the design (alone, with the header timeout or without),
   no event loop, and behind buffering nginx the visitor is served on every runtime;
-- holds with a caveat: something is hurt (some of the design's runtimes, or the event loops too) and nginx
+- holds with a caveat: some of the design's runtimes are hurt (or all, and the event loops too) and nginx
   saves them all;
-- does not hold: nginx does not save them, or nothing is hurt at all."""
+- does not hold: nginx does not save them, or none of the design's runtimes is hurt;
+- inconclusive: a runtime of the design was not measured behind buffering nginx."""
 
 
 def _slowloris_case(r: dict, first_timeout: float) -> str:
@@ -47,7 +48,7 @@ def judge(results: Results, design: Design) -> Verdict:
         line = (f"{where}: normal visitor {pr['success_rate']:.0%} successful, p99 {pr['p99_ms'] or 0:,.0f} ms; "
                 f"slow connections held at peak {slow.get('peak_connected', '?')}, at the end {slow.get('final_connected', '?')}")
         if cost:
-            line += f"; server peak {cost['peak_rss_kib'] / 1024:,.0f} MiB RSS, {cost['peak_threads']} threads"
+            line += f"; server peak {(cost.get('peak_rss_kib') or 0) / 1024:,.0f} MiB RSS, {cost.get('peak_threads')} threads"
         if pressure and r.get("kernel_tcp_peak_pages") is not None:
             line += f"; kernel TCP memory {r['kernel_tcp_peak_pages'] / pressure:.0%} of its pressure threshold"
         numbers.append(line)
@@ -62,7 +63,7 @@ def judge(results: Results, design: Design) -> Verdict:
                 kernel_peaks.append(r["kernel_tcp_peak_pages"] / pressure)
         else:
             classic.setdefault(topo, {}).setdefault(r["runtime"], []).append(bad)
-    if not doc["tools"].get("nginx"):
+    if not (doc.get("tools") or {}).get("nginx"):
         numbers.append("nginx was not available: the proxied half was not measured")
 
     def hurt_in(cases: dict) -> set:
@@ -77,9 +78,12 @@ def judge(results: Results, design: Design) -> Verdict:
     # (or the event loops too); it does not hold if nginx does not save them, or nothing is hurt at all.
     # (Whether thread per connection is hurt *with* its header timeout, when 2,000 heads expire at once,
     # is itself noisy: it flipped between two runs, so it is reported but does not decide the verdict.)
-    if set(design.runtimes) <= susceptible and not susceptible & set(ASYNC) and proxy_saves:
+    mine = set(design.runtimes)
+    if not mine <= set(proxied):  # nginx's half not measured for the design: it cannot be said to save them
+        verdict = INCONCLUSIVE
+    elif mine <= susceptible and not susceptible & set(ASYNC) and proxy_saves:
         verdict = HOLDS
-    elif susceptible and proxy_saves:
+    elif susceptible & mine and proxy_saves:
         verdict = CAVEAT
     else:
         verdict = FAILS

@@ -2,7 +2,9 @@
 
 A claim's rule is the part of its module above the line ``# Presentation``
 (what is measured, the thresholds, the verdict words; the text and plots
-below it may change freely). When a claims run starts, the runner records
+below it may change freely), together with the shared code every verdict
+rests on (:func:`shared_text`: the noise and verdict helpers, the median
+round, what "sustained" means, the curve helpers). When a claims run starts, the runner records
 for every claim the rule's fingerprint (SHA-256 of that part), whether the
 module was committed unchanged (``git status``), and the commit and date of
 its last change. When the run is judged, each claim's rule is fingerprinted
@@ -37,8 +39,22 @@ def rule_text(module: Path) -> str:
     return head if found else text
 
 
+def shared_text() -> str:
+    """The code every verdict rests on besides its own module: the noise band and verdict helpers, how rows
+    are summarized (the median round), how an open-loop rate counts as sustained, and the curve helpers.
+    A change to any of these changes every claim's fingerprint."""
+    import inspect
+
+    from .. import curves, report, run
+    from . import results
+
+    pieces = [results.noise, results.band, results.combine, results.best, results.hello_pairs, results.Results,
+              report.summarize, report._flatten, run.sustained, curves.curve, curves.capacity, curves.knee]
+    return "\n".join(inspect.getsource(piece) for piece in pieces)
+
+
 def fingerprint(module: Path) -> str:
-    return hashlib.sha256(rule_text(module).encode()).hexdigest()[:16]
+    return hashlib.sha256((rule_text(module) + shared_text()).encode()).hexdigest()[:16]
 
 
 def _git(*args: str) -> str | None:

@@ -224,7 +224,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def judge(claim, results, recorded: dict | None) -> dict:
     """design key -> Verdict for one claim; a stale rule is not applied (its verdict says why)."""
-    from .results import STALE, Verdict
+    from .results import PENDING, STALE, Verdict
 
     state, sentence = rules.status(claim, recorded)
     out = {}
@@ -232,7 +232,10 @@ def judge(claim, results, recorded: dict | None) -> dict:
         if state == "stale":
             out[design.key] = Verdict(STALE, sentence, why="", rule_state=state, rule_note=sentence)
             continue
-        verdict = claim.judge(results, design)
+        try:
+            verdict = claim.judge(results, design)
+        except Exception as exc:  # one claim's bug must not cost the report: said loudly in its row
+            verdict = Verdict(PENDING, f"the judgement failed: {type(exc).__name__}: {exc}", why="")
         verdict.rule_state, verdict.rule_note = state, sentence
         out[design.key] = verdict
     return out
