@@ -20,8 +20,10 @@ from .report import load_run, summarize
 
 
 def compare(a: Path, b: Path, max_conc: int, tolerance: float) -> tuple[list[dict], int]:
-    rows_a = {_key(r): r for r in summarize(load_run(a)) if not r.get("failed")}
-    rows_b = {_key(r): r for r in summarize(load_run(b)) if not r.get("failed")}
+    # Closed-loop points only: in open loop throughput is the offered rate below the knee, so agreeing there
+    # says nothing (experiments.claims.compare compares open-loop capacities instead).
+    rows_a = {_key(r): r for r in summarize(load_run(a)) if not r.get("failed") and r.get("rate") is None}
+    rows_b = {_key(r): r for r in summarize(load_run(b)) if not r.get("failed") and r.get("rate") is None}
     points = []
     for key in sorted(set(rows_a) & set(rows_b), key=lambda k: (k[1], k[2], k[3], k[0])):
         if key[3] > max_conc:

@@ -40,6 +40,10 @@ def _pct(x: float) -> str:
     return f"{x - 1:+.0%}"
 
 
+def _rate(value: float | None) -> str:
+    return "none sustained" if value is None else f"{value:,.0f}"
+
+
 def _spread(noise: float | None) -> str:
     return "-" if noise is None else f"{noise:.0%}"
 
@@ -71,6 +75,8 @@ def harness_points(a_dir: Path, b_dir: Path) -> list[dict]:
             spreads = {}
             for side, run in (("a", a_runs[0]), ("b", b_runs[0])):
                 for row in summarize(load_run(run)):
+                    if row.get("rate") is not None:
+                        continue
                     key = (row["runtime"], row["workload"], row["proto"], row["conc"])
                     spreads[side, key] = row.get("spread")
             found, _ = compare(a_runs[0], b_runs[0], max_conc=10**6, tolerance=TOLERANCES[0])
@@ -80,6 +86,27 @@ def harness_points(a_dir: Path, b_dir: Path) -> list[dict]:
                 points.append(p | {"experiment": f"{exp.name}/{label_dir.name}",
                                    "noise": max(own) if own else None})
     return points
+
+
+def capacity_rows(a_dir: Path, b_dir: Path) -> list[dict]:
+    """Open-loop experiments: each runtime's highest sustained rate in both runs, and the ladder's step there."""
+    from ..curves import capacity, curve
+
+    out = []
+    for exp in sorted(p for p in a_dir.iterdir() if p.is_dir()):
+        for label_dir in sorted(p for p in exp.iterdir() if p.is_dir()):
+            runs = [sorted(d.glob("experiment-*")) for d in (label_dir, b_dir / exp.name / label_dir.name)]
+            if not all(runs):
+                continue
+            rows = [summarize(load_run(r[-1])) for r in runs]
+            if not any(r.get("rate") is not None for r in rows[0]):
+                continue
+            for runtime, workload, conc in sorted({(r["runtime"], r["workload"], r["conc"]) for r in rows[0]
+                                                   if r.get("rate") is not None}):
+                caps = [capacity(curve(side, runtime, workload, conc)) for side in rows]
+                out.append({"experiment": f"{exp.name}/{label_dir.name}", "runtime": runtime, "workload": workload,
+                            "conc": conc, "first": caps[0], "second": caps[1]})
+    return out
 
 
 def machine_speed(a_dir: Path, b_dir: Path) -> float | None:
@@ -188,6 +215,14 @@ def render(a_dir: Path, b_dir: Path) -> str:
         out += [f"| {p['experiment']} | {p['runtime']} | {p['workload']} | {p['conc']:,} | {p['first']:,.0f} | "
                 f"{p['second']:,.0f} | {_pct(p['ratio'])} | {_spread(p['noise'])} |"
                 for p in far] or ["| (none) | | | | | | | |"]
+
+    caps = capacity_rows(a_dir, b_dir)
+    if caps:
+        same = sum(c["first"] == c["second"] for c in caps)
+        out += ["", f"## Open loop: the highest rate sustained, {same} of {len(caps)} the same rung of the ladder", "",
+                "| experiment | runtime | workload | conns | first req/s | second req/s |", "|---|---|---|---:|---:|---:|"]
+        out += [f"| {c['experiment']} | {c['runtime']} | {c['workload']} | {c['conc']:,} | {_rate(c['first'])} | "
+                f"{_rate(c['second'])} |" for c in caps]
 
     micro = micro_rows(a_dir, b_dir)
     if micro:
