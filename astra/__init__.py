@@ -17,6 +17,8 @@ from protocols import (
     Response,
     ResponseBuilder,
 )
+from protocols.request import TLSInfo
+from protocols.tls import ClientCertificates, TLSSettings
 
 from .asgi import ASGIHandler
 from .registry import available_runtimes
@@ -26,5 +28,5 @@ from .wsgi import WSGIAdapter
 __all__ = [
     "ASGIHandler", "Body", "BodyTooLarge", "ClientDisconnected", "ConnectionInfo", "HTTPError",
     "Headers", "Request", "RequestBody", "Response", "ResponseBuilder", "Server",
-    "ServerHandle", "WSGIAdapter", "available_runtimes",
+    "ServerHandle", "TLSInfo", "TLSSettings", "ClientCertificates", "WSGIAdapter", "available_runtimes",
 ]

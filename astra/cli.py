@@ -21,6 +21,7 @@ import time
 from collections.abc import Sequence
 
 from protocols.h1_parser import Http1Parser
+from protocols.tls import ClientCertificates, TLSSettings
 from runtimes._lifecycle import access_logger
 from runtimes._listeners import bind_unix
 from runtimes.common import Loop, UnixAddress, is_async_handler
@@ -118,7 +119,36 @@ def build_parser() -> argparse.ArgumentParser:
                    help="sys.setswitchinterval: seconds a thread may hold the GIL while others wait "
                         "(default: CPython's 0.005, stretched by the threaded runtime as its threads grow)")
     p.add_argument("--log-level", default="warning")
+    tls = p.add_argument_group("TLS", "serve HTTPS (HTTP/2 by ALPN) when --certfile is given")
+    tls.add_argument("--certfile", help="the server's certificate chain (PEM), with its key unless --keyfile")
+    tls.add_argument("--keyfile", help="the private key (PEM), if not in --certfile")
+    tls.add_argument("--keyfile-password", help="the password of an encrypted private key")
+    tls.add_argument("--ca-certs", help="authorities whose client certificates are accepted (PEM)")
+    tls.add_argument("--client-certs", type=ClientCertificates, choices=list(ClientCertificates),
+                     help="ask clients for a certificate signed by --ca-certs: none (default), optional, required")
+    tls.add_argument("--tls-max-handshakes", type=int,
+                     help="TLS handshakes in progress at once; connections past it are closed (default 1024)")
     return p
+
+
+_TLS_OPTIONS = {"certfile": "certfile", "keyfile": "keyfile", "keyfile_password": "password",
+                "ca_certs": "ca_certs", "client_certs": "client_certificates",
+                "tls_max_handshakes": "max_handshakes"}
+
+
+def tls_settings(args: argparse.Namespace) -> TLSSettings | None:
+    """The TLS options, gathered (and removed from ``args``); None without --certfile."""
+    given = {field: getattr(args, name) for name, field in _TLS_OPTIONS.items() if getattr(args, name) is not None}
+    for name in _TLS_OPTIONS:
+        delattr(args, name)
+    if not given:
+        return None
+    if "certfile" not in given:
+        raise SystemExit(f"astra: {', '.join(sorted(given))} need --certfile")
+    try:
+        return TLSSettings(**given)
+    except (OSError, ValueError) as exc:  # a missing file, a wrong password, a key that is not the certificate's
+        raise SystemExit(f"astra: TLS: {exc}") from None
 
 
 def _octal(text: str) -> int:
@@ -147,12 +177,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     configure_logging(args.log_level, bool(args.access_log))
     handler = serve_as(load_handler(args.handler), args)
+    tls = tls_settings(args)
     options = {
         name: value for name, value in vars(args).items()
         if name not in ("handler", "bind", "runtime", "log_level", "stats_file", "stats_interval", "workers",
                         "interface", "lifespan")
         and value is not None
     }
+    if tls is not None:
+        options["tls"] = tls
     binds = args.bind or ["127.0.0.1:3000"]
     try:
         server = Server.bind(*binds, runtime=args.runtime, **options)  # settings checked before any fork

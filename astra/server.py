@@ -44,7 +44,7 @@ from .registry import DEFAULT_RUNTIME, load_runtime
 __all__ = ["Server", "ServerHandle"]
 
 _LIMIT_FIELDS = {f.name for f in dataclasses.fields(Limits)}
-_CONFIG_FIELDS = {f.name for f in dataclasses.fields(Config)} - {"host", "port", "limits"}
+_CONFIG_FIELDS = {f.name for f in dataclasses.fields(Config) if f.init} - {"host", "port", "limits"}
 
 
 def parse_address(address: str) -> Address:
@@ -213,9 +213,10 @@ class ServerHandle:
 
     @property
     def urls(self) -> list[str]:
-        """``http://host:port`` per TCP address; ``unix:PATH`` for a Unix socket (no URL names one)."""
-        return [str(a) if isinstance(a, UnixAddress) else f"http://{'[' + a[0] + ']' if ':' in a[0] else a[0]}:{a[1]}"
-                for a in self.addresses]
+        """``http://host:port`` (``https://`` with TLS) per TCP address; ``unix:PATH`` for a Unix socket."""
+        scheme = "https" if self.runtime.config.tls is not None else "http"
+        return [str(a) if isinstance(a, UnixAddress) else f"{scheme}://{'[' + a[0] + ']' if ':' in a[0] else a[0]}"
+                f":{a[1]}" for a in self.addresses]
 
     @property
     def running(self) -> bool:

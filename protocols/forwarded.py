@@ -141,7 +141,7 @@ class TrustedProxies:
             return info
         if client is None and scheme is None:
             return info
-        return ConnectionInfo(client or info.peer, info.local, scheme or info.scheme)
+        return ConnectionInfo(client or info.peer, info.local, scheme or info.scheme, info.tls)
 
     def _from_forwarded(self, values: list[str]) -> tuple[tuple[str, int] | None, str | None]:
         try:

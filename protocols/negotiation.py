@@ -17,14 +17,21 @@ Every change of connection object reaches the runtime as a
 ``"auto"`` connection therefore always begins with one (as soon as the first
 bytes tell which protocol it is), and an ``h2c`` upgrade makes a second.
 Paying for the opening object once per connection keeps the per-request
-path of HTTP/1.1 free of any delegation. ALPN, when TLS comes, belongs here
-too: it decides before the first byte, so it will need no opening object.
+path of HTTP/1.1 free of any delegation.
+
+Over TLS the protocol is the one agreed by ALPN during the handshake
+(RFC 9113 3.2), never guessed from the bytes and never upgraded to: a
+:class:`SecureOpening` waits for the first plaintext (which only exists
+once the handshake is done), then switches to HTTP/2 if ``h2`` was agreed,
+else to HTTP/1.1 without the ``h2c`` hook, handing the successor the
+connection's TLS details.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+from dataclasses import replace
 from functools import partial
 from typing import TYPE_CHECKING
 
@@ -38,16 +45,26 @@ from .request import ConnectionInfo, Request
 if TYPE_CHECKING:
     from .contract import ServerConnection
     from .response import Response
+    from .tls import TLSSession
 
-__all__ = ["HTTP_VERSIONS", "OpeningConnection", "h2c_settings", "server_connection", "upgrade_to_h2c"]
+__all__ = ["HTTP_VERSIONS", "OpeningConnection", "SecureOpening", "h2c_settings", "server_connection",
+           "upgrade_to_h2c"]
 
 HTTP_VERSIONS = ("auto", "1", "2")
 
 SWITCHING_TO_H2C = b"HTTP/1.1 101 Switching Protocols\r\nconnection: Upgrade\r\nupgrade: h2c\r\n\r\n"
 
 
-def server_connection(info: ConnectionInfo, limits: Limits | None = None, http: str = "auto") -> ServerConnection:
-    """The connection a runtime starts a new client connection with (see the module docstring)."""
+def server_connection(info: ConnectionInfo, limits: Limits | None = None, http: str = "auto",
+                      tls: TLSSession | None = None) -> ServerConnection:
+    """The connection a runtime starts a new client connection with (see the module docstring).
+
+    ``tls``: the connection's TLS session, if it has one (its transport's).
+    """
+    if http not in HTTP_VERSIONS:
+        raise ValueError(f"http must be one of {HTTP_VERSIONS}, not {http!r}")
+    if tls is not None:
+        return SecureOpening(info, limits, http, tls)
     if http == "auto":
         return OpeningConnection(info, limits)
     if http == "1":
@@ -103,13 +120,16 @@ class OpeningConnection:
             if not buffered:
                 self._done = True
                 return [ConnectionClosed()]
-        self._done = True
         if maybe_preface and len(buffered) >= len(PREFACE):
-            successor = HTTP2Connection(self.info, self.limits, received=buffered)
-        else:
-            h2c = partial(upgrade_to_h2c, self.info, self.limits)
-            successor = HTTP11Connection(self.info, self.limits, upgrade=h2c)
-            successor.receive_data(buffered)
+            return self._hand_over(HTTP2Connection(self.info, self.limits, received=buffered))
+        h2c = partial(upgrade_to_h2c, self.info, self.limits)
+        successor = HTTP11Connection(self.info, self.limits, upgrade=h2c)
+        successor.receive_data(buffered)
+        return self._hand_over(successor)
+
+    def _hand_over(self, successor: ServerConnection) -> list[Event]:
+        """The switch, once the successor has every byte read so far: the EOF and a close go too."""
+        self._done = True
         if self._eof:
             successor.receive_data(b"")
         if self._closing:
@@ -170,6 +190,37 @@ class OpeningConnection:
     @property
     def should_close(self) -> bool:
         return self._closing or (self._eof and not self._buffer)
+
+
+class SecureOpening(OpeningConnection):
+    """The start of a TLS connection: its protocol is known once there is plaintext to read.
+
+    Plaintext exists only after the handshake, and by then ALPN has
+    settled the protocol: ``h2`` -> HTTP/2, anything else (``http/1.1``,
+    or no ALPN at all: curl 7 with ``--http1.1``, old clients) -> HTTP/1.1.
+    ``http`` "1" or "2" serves that protocol whatever was agreed (the
+    server offered only that one). The successor's ``info`` says
+    ``https`` and carries the handshake's details.
+    """
+
+    def __init__(self, info: ConnectionInfo, limits: Limits | None, http: str, tls: TLSSession) -> None:
+        super().__init__(replace(info, scheme="https"), limits)
+        self._http = http
+        self._tls = tls
+
+    def events(self) -> list[Event]:
+        if self._done or not (self._buffer or self._eof):
+            return []
+        if not self._buffer:
+            self._done = True
+            return [ConnectionClosed()]  # the client left, or its handshake failed
+        info = replace(self.info, tls=self._tls.details())
+        buffered, self._buffer = self._buffer, b""
+        if self._http == "2" or (self._http == "auto" and self._tls.alpn == "h2"):
+            return self._hand_over(HTTP2Connection(info, self.limits, received=buffered))
+        successor = HTTP11Connection(info, self.limits)
+        successor.receive_data(buffered)
+        return self._hand_over(successor)
 
 
 def upgrade_to_h2c(

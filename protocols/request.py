@@ -16,7 +16,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from .headers import Headers
 
-__all__ = ["AsyncBodySource", "BodySource", "ConnectionInfo", "Request", "RequestBody"]
+__all__ = ["AsyncBodySource", "BodySource", "ConnectionInfo", "Request", "RequestBody", "TLSInfo"]
 
 #: Returns the next chunk of body bytes, ``b""`` once the body is complete.
 #: May block (thread runtimes) and may raise ``ClientDisconnected``,
@@ -27,12 +27,27 @@ AsyncBodySource = Callable[[], Awaitable[bytes]]
 
 
 @dataclass(frozen=True, slots=True)
+class TLSInfo:
+    """What a connection's TLS handshake settled (``request.connection.tls``)."""
+
+    version: str  # "TLSv1.3"
+    cipher: str  # "TLS_AES_256_GCM_SHA384"
+    alpn: str | None  # the protocol agreed, "h2" or "http/1.1"; None if the client offered none
+    server_name: str | None  # SNI: the host name the client asked for, None if it named none
+    #: The client's certificate as ``ssl.SSLSocket.getpeercert()`` gives it, if it sent one
+    #: that was verified (mutual TLS); None otherwise.
+    client_certificate: dict | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class ConnectionInfo:
     """Who is on the other end of a connection, and how they reached us."""
 
     peer: tuple[str, int] | None
     local: tuple[str, int] | None
     scheme: str = "http"
+    #: Set once the TLS handshake has finished (scheme "https"); None on a cleartext connection.
+    tls: TLSInfo | None = None
 
 
 class RequestBody:

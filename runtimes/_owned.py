@@ -79,7 +79,7 @@ class OwnedConnection:
         self.config = config
         self.on_close = on_close
         self.submit_stream = submit_stream
-        proto = server_connection(transport.info, config.limits, config.http)
+        proto = server_connection(transport.info, config.limits, config.http, transport.tls)
         self.streams = StreamSet(proto, self, handler, config.io_timeout,
                                  config.min_receive_rate, config.min_send_rate,
                                  proxies=trusted_proxies(config), access_log=access_log(config))

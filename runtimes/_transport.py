@@ -28,9 +28,9 @@ from contextlib import AbstractContextManager
 
 from protocols import ClientDisconnected, ConnectionInfo, error_response_bytes
 
-from .common import discard_unread, no_delay, socket_address
+from .common import Config, discard_unread, no_delay, socket_address
 
-__all__ = ["RECV_SIZE", "SocketTransport", "reject_connection"]
+__all__ = ["RECV_SIZE", "SocketTransport", "open_transport", "reject_connection"]
 
 RECV_SIZE = 64 * 1024
 SENDFILE_SLICE = 256 * 1024
@@ -40,6 +40,8 @@ class SocketTransport:
     """A connected stream socket (TCP, or a Unix domain socket), as the thread runtimes read and write it."""
 
     __slots__ = ("sock", "fd", "info", "_recv_timeout", "_blocking", "_send_timeout", "_send_rate")
+    #: The connection's TLS session (``runtimes._tls.TLSTransport``); None: cleartext.
+    tls = None
 
     def __init__(self, sock: socket.socket, peer: object = None) -> None:
         """``peer``: the client's address as ``accept`` gave it; None to ask the socket."""
@@ -247,8 +249,27 @@ class SocketTransport:
         self.sock.close()
 
 
-def reject_connection(sock: socket.socket, why: str) -> None:
-    """Answer 503 on a connection we will not serve, without waiting for anything."""
+def open_transport(sock: socket.socket, peer: object, config: Config) -> SocketTransport:
+    """A new client connection behind the seam: TLS when the server has a certificate, else plain.
+
+    ``peer``: the client's address as ``accept`` gave it; None to ask the socket.
+    """
+    if config.tls_endpoint is None:
+        return SocketTransport(sock, peer)
+    from ._tls import TLSTransport  # here, not above: that module builds on this one
+
+    return TLSTransport(sock, peer, config.tls_endpoint)
+
+
+def reject_connection(sock: socket.socket, why: str, config: Config) -> None:
+    """Answer 503 on a connection we will not serve, without waiting for anything.
+
+    Over TLS there is no session to answer in (a handshake is what we cannot
+    afford), so the connection just closes.
+    """
+    if config.tls_endpoint is not None:
+        sock.close()
+        return
     try:
         sock.setblocking(False)
         try:

@@ -134,6 +134,8 @@ class ProtocolStream(asyncio.Protocol):
     draining of unread bytes: asyncio reads eagerly, so the kernel holds none.
     """
 
+    tls = None  # cleartext (TLS wraps this transport: runtimes/_async/tls.py)
+
     def __init__(self, info: ConnectionInfo) -> None:
         self.info = info
         self._chunks: deque[bytes] = deque()

@@ -13,6 +13,7 @@ import logging
 import os
 import selectors
 import socket
+import ssl
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -21,6 +22,7 @@ from typing import Any
 
 from protocols import Limits, Request
 from protocols.forwarded import TrustedProxies
+from protocols.tls import TLSSession, TLSSettings
 
 __all__ = [
     "LISTENER", "WAKE", "Address", "Config", "Handler", "Loop", "Runtime", "UnixAddress", "Waker",
@@ -70,6 +72,37 @@ def as_address(value: Any) -> Any:
     if isinstance(value, str) and value.startswith(UNIX_PREFIX):
         return UnixAddress(value[len(UNIX_PREFIX):])
     return value
+
+
+class TLSEndpoint:
+    """What a server's TLS connections share: the context, and the bound on handshakes in progress.
+
+    A handshake is counted from the connection's arrival until it finishes
+    (or the connection ends). Past ``max_handshakes`` a new connection gets
+    no session, and its transport ends it before reading a byte. Thread-safe:
+    the thread runtimes start sessions on many threads.
+    """
+
+    def __init__(self, context: ssl.SSLContext, max_handshakes: int) -> None:
+        self.context = context
+        self.max_handshakes = max_handshakes
+        self.in_progress = 0
+        self.refused = 0
+        self._lock = threading.Lock()
+
+    def start(self) -> TLSSession | None:
+        """A new connection's session, or None when too many handshakes are in progress."""
+        with self._lock:
+            if self.in_progress >= self.max_handshakes:
+                self.refused += 1
+                return None
+            self.in_progress += 1
+        return TLSSession(self.context)
+
+    def finished(self) -> None:
+        """A handshake counted by :meth:`start` has ended, whichever way (once per session)."""
+        with self._lock:
+            self.in_progress -= 1
 
 
 @dataclass(frozen=True)
@@ -164,6 +197,10 @@ class Config:
     #: Where a proxy mounts the application ("/api"): WSGI's SCRIPT_NAME,
     #: ASGI's root_path. Read by the interface adapters; "" when served at the root.
     root_path: str = ""
+    #: Serve HTTPS: the certificate, and what is asked of clients (``protocols.tls``). None: cleartext.
+    tls: TLSSettings | None = None
+    #: Made from ``tls`` once: where every connection's TLS session comes from.
+    tls_endpoint: TLSEndpoint | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         # Wrong settings fail when the server is configured, not when it starts.
@@ -174,6 +211,8 @@ class Config:
         if self.root_path and not self.root_path.startswith("/"):
             raise ValueError(f"root_path {self.root_path!r} must start with '/'")
         object.__setattr__(self, "root_path", self.root_path.rstrip("/"))  # "/api/" mounts at "/api"
+        if self.tls is not None:
+            object.__setattr__(self, "tls_endpoint", TLSEndpoint(self.tls.context(self.http), self.tls.max_handshakes))
         for address in self.addresses:
             if isinstance(address, UnixAddress):
                 check_unix_path(address.path)

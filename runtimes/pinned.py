@@ -50,7 +50,7 @@ from protocols import ClientDisconnected, error_response_bytes
 from ._listeners import accept_backlog
 from ._owned import OwnedConnection, OwnedConnections
 from ._pool import WorkerPool
-from ._transport import SocketTransport, reject_connection
+from ._transport import open_transport, reject_connection
 from .common import LISTENER, WAKE, Runtime, Waker, thread_count, watch_listeners
 
 __all__ = ["PinnedRuntime"]
@@ -105,9 +105,9 @@ class PinnedRuntime(Runtime):
             self.accepted += 1
             if len(self.waiting) + len(self.pinned) >= self.config.max_connections:
                 self.rejected += 1
-                reject_connection(sock, "too many connections")
+                reject_connection(sock, "too many connections", self.config)
                 continue
-            transport = SocketTransport(sock, peer)
+            transport = open_transport(sock, peer, self.config)
             transport.unblock()
             connection = OwnedConnection(transport, self.config, self.handler, self.pinned.forget)
             connection.streams.pull = None  # until a worker has it: a small first body is gathered here

@@ -50,7 +50,7 @@ from collections.abc import Callable
 from ._gil import SwitchInterval, gil_enabled
 from ._listeners import accept_descriptors
 from ._owned import OwnedConnection, OwnedConnections
-from ._transport import SocketTransport, reject_connection
+from ._transport import open_transport, reject_connection
 from .common import LISTENER, Runtime, Waker, logger, thread_count, watch_listeners
 
 __all__ = ["ThreadedRuntime"]
@@ -146,7 +146,7 @@ class ThreadedRuntime(Runtime):
             self.connections.abandon()
             return
         try:
-            transport = SocketTransport(sock)
+            transport = open_transport(sock, None, self.config)
             connection = OwnedConnection(transport, self.config, self.handler, self.connections.forget,
                                          before_wait=self._helper)
         except Exception as exc:  # the client has already gone (OSError), or worse: its place is freed
@@ -161,7 +161,8 @@ class ThreadedRuntime(Runtime):
     def _reject(self, fd: int, listener: socket.socket, why: str) -> None:
         with self._counting:
             self.rejected += 1
-        reject_connection(socket.socket(listener.family, socket.SOCK_STREAM, listener.proto, fileno=fd), why)
+        reject_connection(socket.socket(listener.family, socket.SOCK_STREAM, listener.proto, fileno=fd), why,
+                          self.config)
 
     # Stopping ----------------------------------------------------------
 

@@ -69,6 +69,7 @@ class TrioTransport:
     """
 
     __slots__ = ("sock", "info")
+    tls = None  # cleartext (TLS wraps this transport: runtimes/_async/tls.py)
 
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock

@@ -53,29 +53,90 @@ def runtime(request) -> RuntimeUnderTest:
     return request.param
 
 
-#: The protocols every client-facing test runs over.
-PROTOCOLS = ["h1", "h2"]
+class ProtocolUnderTest(str):
+    """``"h1"`` or ``"h2"`` (it compares as that name), over TLS or not."""
+
+    def __new__(cls, name: str, tls: bool = False) -> ProtocolUnderTest:
+        self = super().__new__(cls, name)
+        self.tls = tls
+        return self
+
+
+#: The protocols every client-facing test runs over: HTTP/1.1, and HTTP/2 by prior knowledge.
+PROTOCOLS = [pytest.param(ProtocolUnderTest("h1"), id="h1"), pytest.param(ProtocolUnderTest("h2"), id="h2")]
+#: The same over TLS, HTTP/2 by ALPN: a module opts in by defining its own ``protocol`` fixture with
+#: these params; its ``serve`` then serves HTTPS and its ``client`` trusts the test CA.
+PROTOCOLS_AND_TLS = PROTOCOLS + [pytest.param(ProtocolUnderTest("h1", tls=True), id="h1-tls"),
+                                 pytest.param(ProtocolUnderTest("h2", tls=True), id="h2-tls")]
 
 
 @pytest.fixture(params=PROTOCOLS)
-def protocol(request) -> str:
+def protocol(request) -> ProtocolUnderTest:
     return request.param
 
 
+class Certificates:
+    """A certificate authority made for this test run, and files signed by it (trustme)."""
+
+    def __init__(self, directory) -> None:
+        import trustme
+
+        self.authority = trustme.CA()
+        self.ca = str(directory / "ca.pem")
+        self.authority.cert_pem.write_to_path(self.ca)
+        server = self.authority.issue_cert("localhost", "127.0.0.1", "::1")
+        self.server = str(directory / "server.pem")  # key and chain in one file
+        server.private_key_and_cert_chain_pem.write_to_path(self.server)
+        client = self.authority.issue_cert("client.example.test", common_name="client.example.test")
+        self.client = str(directory / "client.pem")
+        client.private_key_and_cert_chain_pem.write_to_path(self.client)
+
+    def settings(self, **options):
+        from astra import TLSSettings
+
+        return TLSSettings(self.server, **options)
+
+    def client_context(self, *, certificate: bool = False, alpn: list[str] | None = None):
+        """An ``ssl`` client context that trusts this run's authority (and shows its client certificate)."""
+        import ssl
+
+        context = ssl.create_default_context(cafile=self.ca)
+        if certificate:
+            context.load_cert_chain(self.client)
+        if alpn:
+            context.set_alpn_protocols(alpn)
+        return context
+
+
+@pytest.fixture(scope="session")
+def certificates(tmp_path_factory) -> Certificates:
+    return Certificates(tmp_path_factory.mktemp("tls"))
+
+
+def _tls_under_test(request) -> bool:
+    protocol = request.getfixturevalue("protocol") if "protocol" in request.fixturenames else None
+    return bool(getattr(protocol, "tls", False))
+
+
 @pytest.fixture
-def client(protocol):
-    """An httpx client speaking the parametrized protocol."""
-    with httpx.Client(http1=protocol == "h1", http2=protocol == "h2", timeout=15) as client:
+def client(request, protocol):
+    """An httpx client speaking the parametrized protocol (trusting the test CA, over TLS)."""
+    verify = request.getfixturevalue("certificates").client_context() if protocol.tls else True
+    with httpx.Client(http1=protocol == "h1", http2=protocol == "h2", timeout=15, verify=verify) as client:
         yield client
 
 
 @pytest.fixture
-def serve(runtime):
-    """serve(handler, **options) -> a running ServerHandle on 127.0.0.1 (free port)."""
+def serve(runtime, request):
+    """serve(handler, **options) -> a running ServerHandle on 127.0.0.1 (free port); HTTPS when the
+    test's protocol is one over TLS."""
     handles = []
+    tls = _tls_under_test(request)
 
     def start(handler, **options):
         options.setdefault("shutdown_timeout", 3.0)
+        if tls:
+            options.setdefault("tls", request.getfixturevalue("certificates").settings())
         for name, value in runtime.options.items():
             options.setdefault(name, value)
         handle = Server("127.0.0.1", 0, runtime=runtime, **options).start(handler)
@@ -87,9 +148,19 @@ def serve(runtime):
         assert handle.shutdown(10), "server did not shut down"
 
 
-def connect(handle, timeout: float = 5.0) -> socket.socket:
+def connect(handle, protocol: str = "h1", timeout: float = 5.0) -> socket.socket:
+    """A raw socket to the server; over TLS when it serves HTTPS, with ALPN asking for ``protocol``
+    (the certificate is not checked: these tests are about what flows after the handshake)."""
     sock = socket.create_connection(handle.address, timeout=timeout)
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    if handle.url.startswith("https:"):
+        import ssl
+
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        context.set_alpn_protocols(["h2" if protocol == "h2" else "http/1.1"])
+        sock = context.wrap_socket(sock)
     return sock
 
 

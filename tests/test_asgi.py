@@ -23,7 +23,14 @@ from astra.asgi import LifespanFailed, LifespanMode
 from astra.registry import load_runtime
 
 from . import asgi_apps
-from .conftest import RUNTIMES_UNDER_TEST, connect, read_until_closed, wait_for
+from .conftest import PROTOCOLS_AND_TLS, RUNTIMES_UNDER_TEST, connect, read_until_closed, wait_for
+
+
+@pytest.fixture(params=PROTOCOLS_AND_TLS)
+def protocol(request):
+    """This module's client tests run over TLS too (see conftest)."""
+    return request.param
+
 
 EVENT_LOOP_RUNTIMES = [param for param in RUNTIMES_UNDER_TEST if load_runtime(param.values[0]).supports_async]
 MiB = 1024 * 1024
@@ -44,7 +51,7 @@ def test_the_scope_describes_the_request(serve, client, protocol):
     assert scope["type"] == "http"
     assert scope["asgi"] == {"version": "3.0", "spec_version": "2.4"}
     assert scope["http_version"] == ("1.1" if protocol == "h1" else "2")
-    assert (scope["method"], scope["scheme"]) == ("GET", "http")
+    assert (scope["method"], scope["scheme"]) == ("GET", "https" if protocol.tls else "http")
     assert scope["root_path"] == "/api"
     assert scope["path"] == "/api/a b/c/d"  # percent-decoded, the mount point in front
     assert scope["raw_path"] == "/api/a%20b/c%2Fd"  # as sent, without the query

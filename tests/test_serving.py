@@ -13,7 +13,13 @@ import pytest
 
 from astra import Body, HTTPError, Response, ResponseBuilder
 
-from .conftest import connect, parse_responses, read_until_closed
+from .conftest import PROTOCOLS_AND_TLS, connect, parse_responses, read_until_closed
+
+
+@pytest.fixture(params=PROTOCOLS_AND_TLS)
+def protocol(request):
+    """This module's client tests run over TLS too (see conftest)."""
+    return request.param
 
 
 def hello(request):

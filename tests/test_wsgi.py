@@ -29,9 +29,15 @@ from astra import ClientDisconnected
 from astra.wsgi import WSGIAdapter
 
 from . import wsgi_apps
-from .conftest import connect, parse_responses, read_until_closed, wait_for
+from .conftest import PROTOCOLS_AND_TLS, connect, parse_responses, read_until_closed, wait_for
 from .h2frames import FrameReader, data_frame, opening, request_frames
 from .test_sendfile import UnreadableFile
+
+
+@pytest.fixture(params=PROTOCOLS_AND_TLS)
+def protocol(request):
+    """This module's client tests run over TLS too (see conftest)."""
+    return request.param
 
 
 def test_validator_finds_nothing_wrong(serve, client, recwarn, caplog):
@@ -73,7 +79,7 @@ def test_environ(serve, client, protocol):
     assert not [key for key in env if "FORWARDED" in key]  # a name with "_" could pose as a proxy's
     assert not [key for key in env if key.startswith("HTTP_:") or key.startswith(":")]
     assert "CONTENT_LENGTH" not in env and "CONTENT_TYPE" not in env
-    assert env["wsgi.url_scheme"] == "http" and env["wsgi.version"] == [1, 0]
+    assert env["wsgi.url_scheme"] == ("https" if protocol.tls else "http") and env["wsgi.version"] == [1, 0]
     assert env["wsgi.multithread"] is True and env["wsgi.multiprocess"] is False
     assert env["wsgi.run_once"] is False and env["wsgi.input_terminated"] is True
 
@@ -126,7 +132,7 @@ def test_client_leaving_mid_upload_ends_the_request_quietly(serve, protocol, cap
 
     handle = serve(WSGIAdapter(app), io_timeout=3)
     with caplog.at_level(logging.WARNING):
-        with connect(handle) as sock:
+        with connect(handle, protocol) as sock:
             if protocol == "h1":
                 sock.sendall(b"POST /up HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000\r\n\r\n" + b"a" * 100_000)
             else:
@@ -135,7 +141,7 @@ def test_client_leaving_mid_upload_ends_the_request_quietly(serve, protocol, cap
                 sock.sendall(opening() + request_frames(1, fields, end_stream=False) + data_frame(1, b"a" * 16384))
             assert reading.wait(5)
         assert wait_for(lambda: seen, timeout=10), "the application never learnt that the client left"
-        assert httpx.get(handle.url).text == "read it all"
+        assert httpx.get(handle.url, verify=False).text == "read it all"
     assert isinstance(seen[0], ClientDisconnected), repr(seen[0])
     complaints = [r for r in caplog.records if r.exc_info or r.levelno >= logging.ERROR]
     assert not complaints, [r.getMessage() for r in complaints]
@@ -251,7 +257,7 @@ def test_close_is_called_once_when_the_client_leaves_mid_response(serve, protoco
         return wsgi_apps.Closing(closed, "big", [b"x" * 65536] * 1024)  # 64 MiB, never all sent
 
     handle = serve(WSGIAdapter(app), io_timeout=3)
-    with connect(handle) as sock:
+    with connect(handle, protocol) as sock:
         if protocol == "h1":
             sock.sendall(b"GET /big HTTP/1.1\r\nHost: x\r\n\r\n")
             seen = b""

@@ -102,7 +102,7 @@ class Connection:
         self.min_receive_rate = config.min_receive_rate
         self.transport = transport
         self.receive = transport.receive  # a Line's reads are the transport's, unwrapped
-        self.proto = server_connection(transport.info, config.limits, config.http)
+        self.proto = server_connection(transport.info, config.limits, config.http, transport.tls)
         self.proxies = trusted_proxies(config)
         self.access_log = access_log(config)
         #: ``exchange.answer``, logged or not: chosen once, so that a request pays nothing for the choice.

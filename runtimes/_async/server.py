@@ -46,6 +46,7 @@ from .._pool import WorkerPool
 from ..common import Runtime, is_async_handler, logger, thread_count
 from .connection import Connection, Scope
 from .exchange import PoolFull
+from .tls import TLSTransport
 from .transport import AnyioTransport, AsyncTransport, reject
 from .waiting import waiting_room
 
@@ -173,7 +174,7 @@ class AsyncServer:
         self.token = None
         self.stopping = False
         self.connections: set[Connection] = set()
-        self.room = waiting_room(self.config.header_timeout)
+        self.room = waiting_room(self.config.header_timeout, tls=self.config.tls_endpoint is not None)
         self.starting = 0  # handed a task, not yet a Connection (its transport is being made)
         self.accepted = 0
         self.rejected = 0
@@ -308,6 +309,8 @@ class AsyncServer:
         transport = None
         try:
             transport = await self.runtime.open_transport(sock)
+            if self.config.tls_endpoint is not None:
+                transport = TLSTransport(transport, self.config.tls_endpoint)
         except Exception:
             pass  # the client has gone already: nothing to serve, nothing to log
         finally:  # cancelled too (a forced shutdown)
@@ -322,6 +325,9 @@ class AsyncServer:
         await connection.serve()
 
     async def _refuse(self, sock: socket.socket) -> None:
+        if self.config.tls_endpoint is not None:  # no handshake to spare, so no session to say 503 in
+            sock.close()
+            return
         try:
             transport = await self.runtime.open_transport(sock)
         except Exception:

@@ -33,6 +33,7 @@ import anyio
 import anyio.abc
 
 from protocols import ClientDisconnected, ConnectionInfo, error_response_bytes
+from protocols.tls import TLSSession
 
 from ..common import discard_unread, no_delay, socket_address
 
@@ -58,6 +59,8 @@ class AsyncTransport(Protocol):
 
     #: The peer's and our own address, for ``request.client`` and ``request.server``.
     info: ConnectionInfo
+    #: The connection's :class:`~protocols.tls.TLSSession` (``tls.TLSTransport``); None: cleartext.
+    tls: TLSSession | None
 
     async def receive(self, max_bytes: int = RECV_SIZE) -> bytes:
         """The next bytes from the client; ``b""`` once it has closed (or the connection broke)."""
@@ -92,7 +95,8 @@ class AnyioTransport:
     """An anyio ``SocketStream`` behind the :class:`AsyncTransport` seam."""
 
     __slots__ = ("stream", "sock", "info")
-    send_file = None  # anyio's asyncio streams own the socket's writes: no way around their buffer
+    send_file = None
+    tls = None  # anyio's asyncio streams own the socket's writes: no way around their buffer
 
     def __init__(self, stream: anyio.abc.SocketStream, sock: socket.socket) -> None:
         self.stream = stream

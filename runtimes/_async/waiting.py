@@ -46,8 +46,9 @@ _TOO_LATE = error_response_bytes(Deadline.HEAD.answer, Deadline.HEAD.reason)
 class WaitingRoom:
     """Accepted sockets waiting for their first byte, watched by one task."""
 
-    def __init__(self, header_timeout: float) -> None:
+    def __init__(self, header_timeout: float, last_words: bytes = _TOO_LATE) -> None:
         self.header_timeout = header_timeout
+        self.last_words = last_words
         self._epoll = select.epoll()
         #: fd -> (socket, HEAD deadline), oldest first (dicts keep insertion order).
         self._waiting: dict[int, tuple[socket.socket, float]] = {}
@@ -89,10 +90,11 @@ class WaitingRoom:
         for fd in late:
             sock, _ = waiting.pop(fd)
             self._epoll.unregister(fd)
-            try:
-                sock.send(_TOO_LATE)
-            except OSError:
-                pass
+            if self.last_words:
+                try:
+                    sock.send(self.last_words)
+                except OSError:
+                    pass
             discard_unread(sock)
             sock.close()
 
@@ -104,6 +106,11 @@ class WaitingRoom:
         self._epoll.close()
 
 
-def waiting_room(header_timeout: float) -> WaitingRoom | None:
-    """A waiting room, where the platform has ``epoll``; None elsewhere (connections start at once)."""
-    return WaitingRoom(header_timeout) if hasattr(select, "epoll") else None
+def waiting_room(header_timeout: float, tls: bool = False) -> WaitingRoom | None:
+    """A waiting room, where the platform has ``epoll``; None elsewhere (connections start at once).
+
+    ``tls``: the port speaks TLS, so a silent socket is closed without its 408 (plain text it could not read).
+    """
+    if not hasattr(select, "epoll"):
+        return None
+    return WaitingRoom(header_timeout, b"" if tls else _TOO_LATE)

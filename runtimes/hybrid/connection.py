@@ -51,7 +51,7 @@ class Connection:
         self.transport = transport
         transport.send_limits(config.io_timeout, config.min_send_rate)  # for a worker's send_file
         self.config = config
-        proto = server_connection(transport.info, config.limits, config.http)
+        proto = server_connection(transport.info, config.limits, config.http, transport.tls)
         self.streams = StreamSet(proto, self, handler, config.io_timeout,
                                  config.min_receive_rate, config.min_send_rate,
                                  proxies=trusted_proxies(config), access_log=access_log(config))

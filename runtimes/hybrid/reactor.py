@@ -14,7 +14,7 @@ from protocols import ClientDisconnected, RequestReceived
 from .._memory import HeapTrimmer
 from .._pool import WorkerPool
 from .._listeners import accept_backlog
-from .._transport import SocketTransport, reject_connection
+from .._transport import open_transport, reject_connection
 from ..common import LISTENER, WAKE, Runtime, Waker, logger, thread_count, watch_listeners
 from .connection import READ, Connection
 
@@ -125,9 +125,9 @@ class HybridRuntime(Runtime):
             self.accepted += 1
             if len(self.connections) >= self.config.max_connections:
                 self.rejected += 1
-                reject_connection(sock, "too many connections")
+                reject_connection(sock, "too many connections", self.config)
                 continue
-            transport = SocketTransport(sock, peer)
+            transport = open_transport(sock, peer, self.config)
             transport.unblock()
             connection = Connection(self, transport, self.config, self.handler)
             self.connections[transport.fd] = connection
