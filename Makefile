@@ -20,7 +20,7 @@ PARSERS   ?=
 PROTOS    ?=
 INTERPRETERS ?=
 
-.PHONY: test experiment claims bench bench-apps venv tools clean fuzz freethreaded test-freethreaded standard-3.13
+.PHONY: test experiment claims bench bench-apps bench-tls venv tools clean fuzz freethreaded test-freethreaded standard-3.13
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -77,6 +77,13 @@ bench-apps: venv tools
 	  $(if $(CONC),--conns $(CONC)) $(if $(RUNTIMES),--runtimes $(RUNTIMES)) \
 	  $(if $(PEERS),--peers $(PEERS)) $(if $(DURATION),--duration $(DURATION)) $(if $(REPEAT),--repeat $(REPEAT)) \
 	  $(if $(PROTOS),--protos $(PROTOS))
+
+# Over HTTPS: handshakes/s and requests/s (HTTP/1.1 and HTTP/2 by ALPN) on every runtime against
+# uvicorn, hypercorn and granian with their own TLS, and each server's cleartext cost beside it
+# (three interleaved rounds, ~25 min). Optional: RUNTIMES=hybrid PEERS=granian-asgi DURATION=5 REPEAT=3.
+bench-tls: venv tools
+	$(PY) -m experiments.tls_bench $(if $(RUNTIMES),--runtimes $(RUNTIMES)) $(if $(PEERS),--peers $(PEERS)) \
+	  $(if $(DURATION),--duration $(DURATION)) $(if $(REPEAT),--rounds $(REPEAT))
 
 # CPython 3.13 without the GIL (PEP 703), built once from Debian 13's source package and
 # cached under ~/.cache/astra (5-10 min; needs root for apt-get), and a virtualenv on it.

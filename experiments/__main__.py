@@ -12,6 +12,7 @@ commands hand their arguments to the module that does the work:
 ``bench``          hello world against the peers and raw floors (``make bench``)
 ``bench-apps``     WSGI and ASGI apps on astra and the peers (``make bench-apps``)
 ``bench-h2``       HTTP/2 against the peers
+``bench-tls``      handshakes and requests over HTTPS against the peers (``make bench-tls``)
 ``pool-sweep``     hybrid's pool size, swept
 ``soak``           long run under mixed and hostile load (``make soak``)
 ``validate-load``  openload against servers with a known behaviour, and wrk
@@ -59,7 +60,8 @@ def names(text: str | None, known: list[str], what: str) -> list[str]:
 COMMANDS = {
     "report": "experiments.report", "compare": "experiments.compare", "claims": "experiments.claims.runner",
     "reproduce": "experiments.claims.compare", "bench": "experiments.hello_bench",
-    "bench-apps": "experiments.app_bench", "bench-h2": "experiments.h2_bench", "pool-sweep": "experiments.pool_sweep",
+    "bench-apps": "experiments.app_bench", "bench-h2": "experiments.h2_bench",
+    "bench-tls": "experiments.tls_bench", "pool-sweep": "experiments.pool_sweep",
     "soak": "experiments.soak", "validate-load": "experiments.openload.validate",
 }
 

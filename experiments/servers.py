@@ -14,6 +14,7 @@ import json
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import threading
 import time
@@ -120,10 +121,11 @@ class ServerProcess:
 
     def __init__(self, argv: list[str], *, cpus: list[int] | None, log: IO, host: str = "127.0.0.1",
                  port: int | None = None, env: dict[str, str] | None = None,
-                 cwd: Path | str | None = None) -> None:
+                 cwd: Path | str | None = None, tls: bool = False) -> None:
         self.host = host
         self.port = port or free_port(host)
-        self.url = f"http://{host}:{self.port}/"
+        self.tls = tls  # it serves HTTPS (readiness is asked over TLS, its certificate unchecked)
+        self.url = f"{'https' if tls else 'http'}://{host}:{self.port}/"
         self.argv = [arg.replace("{port}", str(self.port)).replace("{host}", host) for arg in argv]
         prefix = ["taskset", "-c", ",".join(map(str, cpus))] if cpus else []  # taskset execs: same PID
         self.proc = subprocess.Popen(prefix + self.argv, cwd=cwd or ROOT, stdin=subprocess.DEVNULL, stdout=log,
@@ -144,7 +146,12 @@ class ServerProcess:
         self.idle_rss_kib = CostSampler([self.proc.pid]).baseline_rss_kib
 
     def _answers(self, host: str) -> bool:
-        conn = http.client.HTTPConnection(host, self.port, timeout=2)
+        if self.tls:
+            context = ssl.create_default_context()
+            context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+            conn = http.client.HTTPSConnection(host, self.port, timeout=2, context=context)
+        else:
+            conn = http.client.HTTPConnection(host, self.port, timeout=2)
         try:
             conn.connect()  # TCP first, then one GET
             conn.request("GET", "/")
