@@ -1,7 +1,7 @@
 """TLS under the thread runtimes: a :class:`SocketTransport` that speaks it.
 
 :class:`TLSTransport` has every member of the plain transport, in both
-modes, so ``threaded``, ``pinned`` and ``hybrid`` serve HTTPS without a line
+modes, so ``threaded``, ``pinned`` and ``hybrid`` (which make transports with :func:`open_transport`) serve HTTPS without a line
 of their own: plaintext above, ciphertext below, and a
 :class:`~protocols.tls.TLSSession` (sans-IO, on memory buffers) between.
 The handshake happens inside the first reads, so the runtime's head
@@ -38,9 +38,9 @@ from dataclasses import replace
 from protocols import ClientDisconnected
 
 from ._transport import SocketTransport
-from .common import TLSEndpoint, logger
+from .common import Config, TLSEndpoint, logger
 
-__all__ = ["TLSTransport"]
+__all__ = ["TLSTransport", "open_transport"]
 
 #: A file is read and encrypted this much at a time (a few TLS records' worth).
 FILE_SLICE = 64 * 1024
@@ -213,3 +213,13 @@ class TLSTransport(SocketTransport):
             self._uncount()
         super().close()
 
+
+
+def open_transport(sock: socket.socket, peer: object, config: Config) -> SocketTransport:
+    """A new client connection behind the seam: TLS when the server has a certificate, else plain.
+
+    ``peer``: the client's address as ``accept`` gave it; None to ask the socket.
+    """
+    if config.tls_endpoint is None:
+        return SocketTransport(sock, peer)
+    return TLSTransport(sock, peer, config.tls_endpoint)

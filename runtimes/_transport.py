@@ -30,7 +30,7 @@ from protocols import ClientDisconnected, ConnectionInfo, error_response_bytes
 
 from .common import Config, discard_unread, no_delay, socket_address
 
-__all__ = ["RECV_SIZE", "SocketTransport", "open_transport", "reject_connection"]
+__all__ = ["RECV_SIZE", "SocketTransport", "reject_connection"]
 
 RECV_SIZE = 64 * 1024
 SENDFILE_SLICE = 256 * 1024
@@ -247,18 +247,6 @@ class SocketTransport:
         (unread bytes would turn the close into a reset, see ``discard_unread``)."""
         discard_unread(self.sock)
         self.sock.close()
-
-
-def open_transport(sock: socket.socket, peer: object, config: Config) -> SocketTransport:
-    """A new client connection behind the seam: TLS when the server has a certificate, else plain.
-
-    ``peer``: the client's address as ``accept`` gave it; None to ask the socket.
-    """
-    if config.tls_endpoint is None:
-        return SocketTransport(sock, peer)
-    from ._tls import TLSTransport  # here, not above: that module builds on this one
-
-    return TLSTransport(sock, peer, config.tls_endpoint)
 
 
 def reject_connection(sock: socket.socket, why: str, config: Config) -> None:

@@ -50,7 +50,8 @@ from protocols import ClientDisconnected, error_response_bytes
 from ._listeners import accept_backlog
 from ._owned import OwnedConnection, OwnedConnections
 from ._pool import WorkerPool
-from ._transport import open_transport, reject_connection
+from ._tls import open_transport
+from ._transport import reject_connection
 from .common import LISTENER, WAKE, Runtime, Waker, thread_count, watch_listeners
 
 __all__ = ["PinnedRuntime"]

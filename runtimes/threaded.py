@@ -50,7 +50,8 @@ from collections.abc import Callable
 from ._gil import SwitchInterval, gil_enabled
 from ._listeners import accept_descriptors
 from ._owned import OwnedConnection, OwnedConnections
-from ._transport import open_transport, reject_connection
+from ._tls import open_transport
+from ._transport import reject_connection
 from .common import LISTENER, Runtime, Waker, logger, thread_count, watch_listeners
 
 __all__ = ["ThreadedRuntime"]

@@ -14,7 +14,8 @@ from protocols import ClientDisconnected, RequestReceived
 from .._memory import HeapTrimmer
 from .._pool import WorkerPool
 from .._listeners import accept_backlog
-from .._transport import open_transport, reject_connection
+from .._tls import open_transport
+from .._transport import reject_connection
 from ..common import LISTENER, WAKE, Runtime, Waker, logger, thread_count, watch_listeners
 from .connection import READ, Connection
 
