@@ -1,7 +1,8 @@
 """TLS under the thread runtimes: a :class:`SocketTransport` that speaks it.
 
 :class:`TLSTransport` has every member of the plain transport, in both
-modes, so ``threaded``, ``pinned`` and ``hybrid`` (which make transports with :func:`open_transport`) serve HTTPS without a line
+modes, so ``threaded``, ``pinned`` and ``hybrid`` (transports made by :func:`open_transport`)
+serve HTTPS without a line
 of their own: plaintext above, ciphertext below, and a
 :class:`~protocols.tls.TLSSession` (sans-IO, on memory buffers) between.
 The handshake happens inside the first reads, so the runtime's head
