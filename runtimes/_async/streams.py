@@ -104,20 +104,32 @@ class StreamSet:
         """On the connection's task: read until the connection is done. ``events`` come first."""
         async with anyio.create_task_group() as tasks:
             self.tasks = tasks
-            self._absorb(events)
-            await self.flush()
-            while not self._done():
-                with anyio.CancelScope() as self._reading:
-                    data = await self.line.receive(RECV_SIZE)
-                    self.proto.receive_data(data)
-                self._absorb(self.proto.events())
+            try:
+                self._absorb(events)
                 await self.flush()
+                while not self._done():
+                    with anyio.CancelScope() as self._reading:
+                        data = await self.line.receive(RECV_SIZE)
+                        self.proto.receive_data(data)
+                    self._absorb(self.proto.events())
+                    await self.flush()
+            finally:
+                # However reading ended (a send that failed ends it too, before the client's
+                # close is read), a body still awaited will not come. A handler's thread
+                # blocked on one must hear so now: its stream task cannot be cancelled
+                # while the thread runs, and this task group waits for that task.
+                self._end_bodies()
             with anyio.CancelScope(shield=True):
                 try:
                     await self.flush()  # a last response, a GOAWAY
                 except _SEND_FAILED:
                     pass
             tasks.cancel_scope.cancel()  # the client is gone: streams still running are moot
+
+    def _end_bodies(self) -> None:
+        for body in self.bodies.values():
+            body.fail(ClientDisconnected("the connection closed mid-body"))
+        self._changed.set()
 
     def _done(self) -> bool:
         proto = self.proto
