@@ -37,6 +37,12 @@ class TLSInfo:
     #: The client's certificate as ``ssl.SSLSocket.getpeercert()`` gives it, if it sent one
     #: that was verified (mutual TLS); None otherwise.
     client_certificate: dict | None = None
+    # The same settlement as numbers and PEM text: what the ASGI TLS extension reports.
+    version_code: int | None = None  # 0x0304 for TLS 1.3
+    cipher_code: int | None = None  # the suite's IANA number: 0x1302 for TLS_AES_256_GCM_SHA384
+    client_certificate_chain: tuple[str, ...] = ()  # PEM, the client's own certificate first
+    client_certificate_name: str | None = None  # its subject as RFC 4514 text: "CN=alice,O=Example"
+    server_certificate: str | None = None  # PEM: the certificate this server presented
 
 
 @dataclass(frozen=True, slots=True)

@@ -93,11 +93,13 @@ class TLSSettings:
 
     def context(self, http: str) -> ssl.SSLContext:
         """A server context with this policy, offering the ALPN names ``http`` allows."""
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx = _ServerContext(ssl.PROTOCOL_TLS_SERVER)
         ctx.minimum_version = ssl.TLSVersion.TLSv1_2
         ctx.options |= ssl.OP_NO_RENEGOTIATION | ssl.OP_NO_COMPRESSION | ssl.OP_CIPHER_SERVER_PREFERENCE
         ctx.set_ciphers(TLS12_CIPHERS)
+        ctx.cipher_codes = {suite["name"]: suite["id"] & 0xFFFF for suite in ctx.get_ciphers()}
         ctx.load_cert_chain(self.certfile, self.keyfile, self.password)
+        ctx.certificate_pem = _first_certificate(self.certfile)
         if self.ca_certs:
             ctx.load_verify_locations(self.ca_certs)
         ctx.verify_mode = _VERIFY[self.client_certificates]
@@ -105,6 +107,29 @@ class TLSSettings:
         ctx.sslobject_class = _ServerSide
         ctx.sni_callback = _remember_server_name
         return ctx
+
+
+class _ServerContext(ssl.SSLContext):
+    """A server context that also knows, for :class:`TLSInfo`, what ``ssl`` does not say.
+
+    OpenSSL names suites its own way ("ECDHE-ECDSA-AES128-GCM-SHA256");
+    the IANA number is the name every other tool agrees on. And an
+    ``SSLObject`` cannot show the certificate it presented.
+    """
+
+    cipher_codes: dict[str, int]
+    certificate_pem: str | None
+
+
+def _first_certificate(certfile: str) -> str | None:
+    """The server's own certificate, as PEM: the first in ``certfile`` (a chain may follow it)."""
+    with open(certfile, encoding="ascii", errors="replace") as f:
+        text = f.read()
+    begin = text.find("-----BEGIN CERTIFICATE-----")
+    end = text.find("-----END CERTIFICATE-----", begin)
+    if begin < 0 or end < 0:
+        return None
+    return text[begin:end + len("-----END CERTIFICATE-----")] + "\n"
 
 
 class _ServerSide(ssl.SSLObject):
@@ -244,8 +269,43 @@ class TLSSession:
             return None
         if self._info is None:
             tls = self._tls
-            cipher = tls.cipher()
-            self._info = TLSInfo(version=tls.version() or "", cipher=cipher[0] if cipher else "",
-                                 alpn=tls.selected_alpn_protocol(), server_name=tls.requested_name,
-                                 client_certificate=tls.getpeercert() or None)
+            version, cipher = tls.version() or "", (tls.cipher() or ("",))[0]
+            client = tls.getpeercert() or None
+            self._info = TLSInfo(
+                version=version, cipher=cipher, alpn=tls.selected_alpn_protocol(),
+                server_name=tls.requested_name, client_certificate=client,
+                version_code=_VERSION_CODES.get(version),
+                cipher_code=getattr(tls.context, "cipher_codes", {}).get(cipher),
+                client_certificate_chain=_client_chain(tls) if client else (),
+                client_certificate_name=_rfc4514(client["subject"]) if client else None,
+                server_certificate=getattr(tls.context, "certificate_pem", None))
         return self._info
+
+
+#: TLS versions as their wire numbers (RFC 8446 keeps 1.3's at 0x0304).
+_VERSION_CODES = {"TLSv1.2": 0x0303, "TLSv1.3": 0x0304}
+#: RFC 4514's short names for the attributes ``getpeercert()`` spells out.
+_SHORT_NAMES = {"commonName": "CN", "organizationName": "O", "organizationalUnitName": "OU",
+                "countryName": "C", "localityName": "L", "stateOrProvinceName": "ST",
+                "streetAddress": "STREET", "domainComponent": "DC", "userId": "UID"}
+
+
+def _client_chain(tls: ssl.SSLObject) -> tuple[str, ...]:
+    """The client's certificates as PEM: the chain it sent (Python 3.13+), else its own alone."""
+    sent = getattr(tls, "get_unverified_chain", None)
+    ders = sent() if sent else [tls.getpeercert(binary_form=True)]
+    return tuple(ssl.DER_cert_to_PEM_cert(der) for der in ders if der)
+
+
+def _rfc4514(subject: tuple) -> str:
+    """A certificate subject as RFC 4514 text: most specific part first, specials escaped."""
+    def escape(value: str) -> str:
+        value = "".join("\\" + c if c in ',+"\\<>;' else "\\00" if c == "\0" else c for c in value)
+        if value[:1] in ("#", " "):
+            value = "\\" + value
+        if value.endswith(" ") and not value.endswith("\\ "):
+            value = value[:-1] + "\\ "
+        return value
+
+    return ",".join("+".join(f"{_SHORT_NAMES.get(name, name)}={escape(value)}" for name, value in part)
+                    for part in reversed(subject))

@@ -180,6 +180,51 @@ def test_an_optional_client_certificate_is_shown_when_sent(serve, certificates):
         assert client.get(url).json()["client"] is None
 
 
+async def tls_scope_asgi(scope, receive, send):
+    body = json.dumps(scope.get("extensions", {}).get("tls")).encode()
+    await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/json")]})
+    await send({"type": "http.response.body", "body": body})
+
+
+#: IANA's numbers for the suites a client below is held to (RFC 8446 B.4, RFC 5289).
+IANA_SUITES = {"TLS_AES_256_GCM_SHA384": 0x1302, "TLS_AES_128_GCM_SHA256": 0x1301,
+               "TLS_CHACHA20_POLY1305_SHA256": 0x1303, "ECDHE-ECDSA-AES128-GCM-SHA256": 0xC02B,
+               "ECDHE-RSA-AES128-GCM-SHA256": 0xC02F}
+
+
+@pytest.mark.parametrize("version", ["TLSv1.3", "TLSv1.2"])
+def test_asgi_apps_get_the_tls_extension(serve, runtime, certificates, version):
+    if not load_runtime(runtime).supports_async:
+        pytest.skip("ASGI needs an event-loop runtime")
+    from cryptography import x509
+
+    handle = _serve_tls(serve, certificates, ASGIHandler(tls_scope_asgi), ca_certs=certificates.ca,
+                        client_certificates=ClientCertificates.OPTIONAL)
+    for with_certificate in (True, False):
+        context = certificates.client_context(certificate=with_certificate)
+        context.maximum_version = context.minimum_version = ssl.TLSVersion[version.replace(".", "_")]
+        if version == "TLSv1.2":
+            context.set_ciphers("ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256")
+        with _tls_client(handle, certificates, context=context) as sock:
+            suite = sock.cipher()[0]
+            tls = json.loads(_get(sock).partition(b"\r\n\r\n")[2])
+        assert tls["tls_version"] == {"TLSv1.3": 0x0304, "TLSv1.2": 0x0303}[version]
+        assert tls["cipher_suite"] == IANA_SUITES[suite]
+        server = x509.load_pem_x509_certificate(tls["server_cert"].encode())
+        assert server == x509.load_pem_x509_certificate(open(certificates.server, "rb").read())
+        assert tls["client_cert_error"] is None
+        if with_certificate:
+            sent = x509.load_pem_x509_certificate(open(certificates.client, "rb").read())
+            assert x509.load_pem_x509_certificate(tls["client_cert_chain"][0].encode()) == sent
+            assert tls["client_cert_name"] == sent.subject.rfc4514_string()
+            assert tls["client_cert_name"].startswith("CN=client.example.test,")
+        else:
+            assert (tls["client_cert_chain"], tls["client_cert_name"]) == ([], None)
+    with httpx.Client() as client:  # the extension is only ever there over TLS
+        plain = serve(ASGIHandler(tls_scope_asgi))
+        assert client.get(plain.url).json() is None
+
+
 def test_client_certificates_without_authorities_is_a_configuration_error(certificates):
     with pytest.raises(ValueError, match="ca_certs"):
         certificates.settings(client_certificates="required")

@@ -19,9 +19,11 @@ defences), so the app sees only requests astra accepted. Read in this order:
 
 What is implemented: the ``http`` scope at spec version 2.4 (``send()``
 raises :class:`ClientGone`, an ``OSError``, once the client has gone) and
-lifespan with its ``state`` extension. Not implemented: WebSockets, and the
-``http.response.trailers``, ``pathsend`` and ``zerocopysend`` extensions
-(none is advertised in ``scope["extensions"]``).
+lifespan with its ``state`` extension, and over HTTPS the ``tls`` extension
+(``scope["extensions"]["tls"]``: version and cipher suite as numbers, the
+server's certificate, the client's chain and name). Not implemented:
+WebSockets, and the ``http.response.trailers``, ``pathsend`` and
+``zerocopysend`` extensions (none is advertised).
 """
 
 from .exchange import ClientGone

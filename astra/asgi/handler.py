@@ -22,6 +22,7 @@ from urllib.parse import quote, urlsplit
 import anyio
 
 from protocols import Headers, Request, Response
+from protocols.request import TLSInfo
 
 from runtimes.common import logger
 
@@ -113,6 +114,8 @@ class ASGIHandler:
             "headers": _raw_headers(request.headers),
             "state": self.state.copy(),
         }
+        if connection.tls is not None:
+            scope["extensions"] = {"tls": _tls_extension(connection.tls)}
         self._running += 1
         try:
             spawn(self._run_app, scope, exchange)
@@ -222,3 +225,10 @@ def _split_other_form(target: str) -> tuple[str, str]:
         return "*", ""
     parts = urlsplit(target)
     return parts.path or "/", parts.query
+
+
+def _tls_extension(tls: TLSInfo) -> dict[str, Any]:
+    """The ASGI TLS extension's entry (spec 0.2): only ever for a connection over TLS."""
+    return {"server_cert": tls.server_certificate, "client_cert_chain": list(tls.client_certificate_chain),
+            "client_cert_name": tls.client_certificate_name, "client_cert_error": None,
+            "tls_version": tls.version_code, "cipher_suite": tls.cipher_code}
