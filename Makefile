@@ -34,8 +34,11 @@ venv: $(STAMP)
 tools:
 	@sh .ci/install-tools.sh curl wrk h2load slowhttptest
 
+# Two test processes (pytest-xdist): most of the suite's time is spent waiting on deadlines
+# and sockets, not computing, so two overlap well even on two cores. TEST_JOBS=0 runs it in one.
+TEST_JOBS ?= 2
 test: venv tools
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n $(TEST_JOBS) --durations=10
 
 # The parser fuzzers at length (ASTRA_FUZZ=1 selects their long profile; `make test`
 # runs them briefly). A failure prints its input: keep it in tests/fuzz_corpus/.
@@ -80,7 +83,7 @@ bench-apps: venv tools
 
 # Over HTTPS: handshakes/s and requests/s (HTTP/1.1 and HTTP/2 by ALPN) on every runtime against
 # uvicorn, hypercorn and granian with their own TLS, and each server's cleartext cost beside it
-# (three interleaved rounds, ~25 min). Optional: RUNTIMES=hybrid PEERS=granian-asgi DURATION=5 REPEAT=3.
+# (three interleaved rounds, ~15 min). Optional: RUNTIMES=hybrid PEERS=granian-asgi DURATION=5 REPEAT=3.
 bench-tls: venv tools
 	$(PY) -m experiments.tls_bench $(if $(RUNTIMES),--runtimes $(RUNTIMES)) $(if $(PEERS),--peers $(PEERS)) \
 	  $(if $(DURATION),--duration $(DURATION)) $(if $(REPEAT),--rounds $(REPEAT))

@@ -19,6 +19,11 @@ on everyone:
 ``h2-plain``       the same over h2c with prior knowledge, where the server has it
 =================  =====================================================================
 
+A server without HTTP/2 (uvicorn) answers h2load's ALPN with http/1.1 and
+h2load carries on in HTTP/1.1: those runs are kept in the JSON, with the
+protocol h2load reports, and left out of the HTTP/2 figures.
+``--render FILE`` prints a saved run's tables again.
+
 The server's CPU time per request comes from its process tree's counters,
 so "what TLS costs" is read as CPU per request over TLS against the same
 server's in cleartext, from the same round. The peers are the servers a
@@ -149,6 +154,8 @@ def summarize(rows: list[dict]) -> dict[str, dict[str, dict]]:
     """server -> load -> median and min..max over rounds, of req/s and CPU per request."""
     out: dict[str, dict[str, dict]] = {}
     for row in rows:
+        if row["load"].startswith("h2") and row.get("protocol") not in ("h2", "h2c"):
+            continue  # h2load fell back to HTTP/1.1: the server has no HTTP/2 (uvicorn), not a figure for h2
         out.setdefault(row["server"], {}).setdefault(row["load"], {"rps": [], "cpu": []})
         cell = out[row["server"]][row["load"]]
         cell["rps"].append(row["requests_per_s"])
@@ -157,40 +164,51 @@ def summarize(rows: list[dict]) -> dict[str, dict[str, dict]]:
     for loads in out.values():
         for cell in loads.values():
             for key in ("rps", "cpu"):
-                values = cell.pop(key)
-                cell[key] = {"median": statistics.median(values), "min": min(values), "max": max(values)} \
-                    if values else None
+                cell[key] = _spread(cell.pop(key))
+    # What TLS multiplies CPU per request by, paired within each round (a slow minute of the
+    # machine lands on both halves of a pair), then the median and spread of those ratios.
+    cpu = {(r["server"], r["load"], r["round"]): r["cpu_us_per_request"] for r in rows}
+    for server, loads in out.items():
+        for tls_load, plain_load in (("h1", "h1-plain"), ("h2", "h2-plain")):
+            if tls_load in loads:
+                loads[tls_load]["cpu_ratio"] = _spread([
+                    cpu[key] / cpu[(server, plain_load, key[2])] for key in cpu
+                    if key[:2] == (server, tls_load) and cpu[key] and cpu.get((server, plain_load, key[2]))])
     return out
+
+
+def _spread(values: list[float]) -> dict | None:
+    return {"median": statistics.median(values), "min": min(values), "max": max(values)} if values else None
 
 
 def render(summary: dict[str, dict[str, dict]], loads: list[str]) -> str:
     """Medians with their spread; then what TLS costs each server, per request, in the same runs."""
     lines = ["req/s, median (min..max over rounds)", ""]
-    head = f"{'server':<26}" + "".join(f"{load:>22}" for load in loads)
+    head = f"{'server':<26}" + "".join(f"{load:>25}" for load in loads)
     lines += [head, "-" * len(head)]
     for server, cells in summary.items():
         row = f"{server:<26}"
         for load in loads:
             rps = (cells.get(load) or {}).get("rps")
             cell = f"{rps['median']:,.0f} ({rps['min']:,.0f}..{rps['max']:,.0f})" if rps else "-"
-            row += f"{cell:>22}"
+            row += f"{cell:>25}"
         lines.append(row)
-    lines += ["", "CPU per request (us, median) and TLS's share of it", ""]
-    head = (f"{'server':<26}{'handshake':>11}{'connect':>9}{'h1 tls':>9}{'h1':>7}{'h1 x':>7}"
-            f"{'h2 tls':>9}{'h2':>7}{'h2 x':>7}")
+    lines += ["", "CPU per request (us, median), and what TLS multiplies it by (median, min..max of the",
+              "ratio within each round)", ""]
+    head = (f"{'server':<26}{'handshake':>11}{'connect':>9}{'h1 tls':>9}{'h1':>7}{'h1 x':>18}"
+            f"{'h2 tls':>9}{'h2':>7}{'h2 x':>18}")
     lines += [head, "-" * len(head)]
     for server, cells in summary.items():
-        def cpu(load: str) -> float | None:
+        def cpu(load: str) -> str:
             value = (cells.get(load) or {}).get("cpu")
-            return value["median"] if value else None
+            return f"{value['median']:.0f}" if value else "-"
 
-        def ratio(a: float | None, b: float | None) -> str:
-            return f"{a / b:.2f}" if a and b else "-"
+        def ratio(load: str) -> str:
+            value = (cells.get(load) or {}).get("cpu_ratio")
+            return f"{value['median']:.2f} ({value['min']:.2f}..{value['max']:.2f})" if value else "-"
 
-        numbers = [cpu(load) for load in ("handshakes", "connects", "h1", "h1-plain", "h2", "h2-plain")]
-        cols = [f"{x:.0f}" if x else "-" for x in numbers]
-        lines.append(f"{server:<26}{cols[0]:>11}{cols[1]:>9}{cols[2]:>9}{cols[3]:>7}"
-                     f"{ratio(numbers[2], numbers[3]):>7}{cols[4]:>9}{cols[5]:>7}{ratio(numbers[4], numbers[5]):>7}")
+        lines.append(f"{server:<26}{cpu('handshakes'):>11}{cpu('connects'):>9}{cpu('h1'):>9}{cpu('h1-plain'):>7}"
+                     f"{ratio('h1'):>18}{cpu('h2'):>9}{cpu('h2-plain'):>7}{ratio('h2'):>18}")
     return "\n".join(lines)
 
 
@@ -203,7 +221,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--pause", type=float, default=0.5)
     p.add_argument("-o", "--output", type=Path, help="default: results/tls_bench-<timestamp>.json")
+    p.add_argument("--render", type=Path, metavar="JSON", help="print the tables of a saved run; measure nothing")
     args = p.parse_args(argv)
+    if args.render:
+        saved = json.loads(args.render.read_text())
+        print(render(summarize(saved["runs"]), [load for load in LOADS if any(r["load"] == load for r in saved["runs"])]))
+        return 0
     missing = [tool for tool in ("wrk", "h2load", "openssl", "taskset") if shutil.which(tool) is None]
     if missing:
         print(f"{', '.join(missing)} needed: `make tools`", file=sys.stderr)
