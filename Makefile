@@ -64,10 +64,10 @@ claims: venv tools $(if $(findstring freethreaded,$(INTERPRETERS)),freethreaded)
 
 # Hello world, astra on every runtime with both HTTP/1 parsers, against uvicorn, granian,
 # hypercorn, waitress and the raw floors, at 1, 64 and 1,000 connections, three interleaved
-# rounds (~30 min; `$(PY) -m experiments.hello_bench --dry-run` prints the plan). Optional:
+# rounds (~30 min; `$(PY) -m experiments.benches.hello --dry-run` prints the plan). Optional:
 # CONC=64 RUNTIMES=threaded PARSERS=httptools PEERS=granian-wsgi DURATION=5 REPEAT=3.
 bench: venv tools
-	$(PY) -m experiments.hello_bench \
+	$(PY) -m experiments.benches.hello \
 	  $(if $(CONC),--conns $(CONC)) $(if $(RUNTIMES),--runtimes $(RUNTIMES)) \
 	  $(if $(PARSERS),--parsers $(PARSERS)) $(if $(PEERS),--peers $(PEERS)) \
 	  $(if $(DURATION),--duration $(DURATION)) $(if $(REPEAT),--repeat $(REPEAT))
@@ -76,7 +76,7 @@ bench: venv tools
 # granian, uvicorn and hypercorn; and what the interface costs astra next to its native handler;
 # then the apps over HTTP/2 where the peer speaks it (PROTOS=h1 or h2 for one).
 bench-apps: venv tools
-	$(PY) -m experiments.app_bench \
+	$(PY) -m experiments.benches.apps \
 	  $(if $(CONC),--conns $(CONC)) $(if $(RUNTIMES),--runtimes $(RUNTIMES)) \
 	  $(if $(PEERS),--peers $(PEERS)) $(if $(DURATION),--duration $(DURATION)) $(if $(REPEAT),--repeat $(REPEAT)) \
 	  $(if $(PROTOS),--protos $(PROTOS))
@@ -85,7 +85,7 @@ bench-apps: venv tools
 # uvicorn, hypercorn and granian with their own TLS, and each server's cleartext cost beside it
 # (three interleaved rounds, ~15 min). Optional: RUNTIMES=hybrid PEERS=granian-asgi DURATION=5 REPEAT=3.
 bench-tls: venv tools
-	$(PY) -m experiments.tls_bench $(if $(RUNTIMES),--runtimes $(RUNTIMES)) $(if $(PEERS),--peers $(PEERS)) \
+	$(PY) -m experiments.benches.tls $(if $(RUNTIMES),--runtimes $(RUNTIMES)) $(if $(PEERS),--peers $(PEERS)) \
 	  $(if $(DURATION),--duration $(DURATION)) $(if $(REPEAT),--rounds $(REPEAT))
 
 # CPython 3.13 without the GIL (PEP 703), built once from Debian 13's source package and

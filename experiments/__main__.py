@@ -37,8 +37,8 @@ import sys
 
 from astra import available_runtimes
 
-from .plan import Plan, ladder
-from .workloads import DEFAULT_WORKLOADS, WORKLOADS
+from .harness.plan import Plan, ladder
+from .harness.workloads import DEFAULT_WORKLOADS, WORKLOADS
 
 PROTOCOLS = ("h1", "h2")
 
@@ -58,11 +58,11 @@ def names(text: str | None, known: list[str], what: str) -> list[str]:
 
 #: command -> module whose ``main(argv)`` takes the rest of the command line.
 COMMANDS = {
-    "report": "experiments.report", "compare": "experiments.compare", "claims": "experiments.claims.runner",
-    "reproduce": "experiments.claims.compare", "bench": "experiments.hello_bench",
-    "bench-apps": "experiments.app_bench", "bench-h2": "experiments.h2_bench",
-    "bench-tls": "experiments.tls_bench", "pool-sweep": "experiments.pool_sweep",
-    "soak": "experiments.soak", "validate-load": "experiments.openload.validate",
+    "report": "experiments.harness.report", "compare": "experiments.harness.compare", "claims": "experiments.claims.runner",
+    "reproduce": "experiments.claims.compare", "bench": "experiments.benches.hello",
+    "bench-apps": "experiments.benches.apps", "bench-h2": "experiments.benches.h2",
+    "bench-tls": "experiments.benches.tls", "pool-sweep": "experiments.benches.pool_sweep",
+    "soak": "experiments.hostile.soak", "validate-load": "experiments.load.openload.validate",
 }
 
 
@@ -71,6 +71,16 @@ def main(argv: list[str]) -> int:
         import importlib
 
         return importlib.import_module(COMMANDS[argv[0]]).main(argv[1:])
+    args = build_parser().parse_args(argv)
+    plan = plan_from(args)
+    check_limits(plan)
+    if args.dry_run:
+        return 0
+    check_tools_and_cpus(plan)
+    return measure(plan, args, argv)
+
+
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m experiments", description=__doc__.split("\n")[0],
                                      epilog="other commands: " + ", ".join(COMMANDS) + " (each takes --help)")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -116,25 +126,28 @@ def main(argv: list[str]) -> int:
     run.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run in RUN_DIR")
     run.add_argument("--results-dir", default=None, help="where results go (default: results/)")
     run.add_argument("--dry-run", action="store_true", help="print the plan and its estimated duration")
-    args = parser.parse_args(argv)
+    return parser
 
+
+def plan_from(args: argparse.Namespace) -> Plan:
+    """The plan the command line asks for, checked: unknown names and impossible combinations stop here."""
     peers = []
     if args.peers:
-        from .peer_apps import H2_PEERS, PEERS, peer_available
+        from .apps.peer_workloads import H2_PEERS, PEERS, peer_available
 
         chosen = names(args.peers, list(PEERS), "peer")
         if args.proto == "h2" and (h1_only := [p for p in chosen if p not in H2_PEERS]):
             print(f"note: {', '.join(h1_only)} do not speak HTTP/2 and are left out")
             chosen = [p for p in chosen if p in H2_PEERS]
         peers = [f"peer:{p}" for p in chosen if peer_available(p)]
-    from .interpreters import Interpreter, label, python_for
+    from .harness.interpreters import Interpreter, label, python_for
 
     interpreters = [Interpreter(n) for n in names(args.interpreters, list(Interpreter), "interpreter")]
     for interpreter in interpreters:
         python_for(interpreter)  # built, or a clear message now rather than a failed run later
     known = available_runtimes()
     chosen = [n.strip() for n in (args.runtimes or ",".join(known)).split(",") if n.strip()]
-    from .plan import variant
+    from .harness.plan import variant
 
     try:
         names(",".join(variant(n)[0] for n in chosen), known, "runtime")
@@ -156,18 +169,24 @@ def main(argv: list[str]) -> int:
         raise SystemExit("--rtt-ms needs open loop (--rates): wrk cannot play a network")
     if plan.open_loop and plan.proto != "h1":
         raise SystemExit("open loop (--rates) drives HTTP/1.1 only: openload has no HTTP/2")
-    from .run import check_limits, system_limits
+    return plan
+
+
+def check_limits(plan: Plan) -> None:
+    """Print the plan and the machine's limits; stop if the plan cannot fit them."""
+    from .harness import machine
 
     print(plan.describe(), flush=True)
-    limits = system_limits()
-    problems, notes = check_limits(plan, limits)
+    limits = machine.system_limits()
+    problems, notes = machine.check_limits(plan, limits)
     print("limits:     " + ", ".join(f"{k} {v:,}" for k, v in limits.items()))
     for note in notes:
         print(f"note:       {note}")
     if problems:
         raise SystemExit("this plan cannot run here: " + "; ".join(problems))
-    if args.dry_run:
-        return 0
+
+
+def check_tools_and_cpus(plan: Plan) -> None:
     missing = [tool for tool in ("wrk", "h2load", "taskset") if shutil.which(tool) is None]
     if missing:
         packages = {"wrk": "wrk", "h2load": "nghttp2-client", "taskset": "util-linux"}
@@ -177,10 +196,13 @@ def main(argv: list[str]) -> int:
     if not set(plan.server_cpus + plan.client_cpus) <= usable:
         raise SystemExit(f"CPUs {plan.server_cpus + plan.client_cpus} are not all available here ({sorted(usable)})")
 
+
+def measure(plan: Plan, args: argparse.Namespace, argv: list[str]) -> int:
+    """Run the plan; an interrupted run keeps what it measured and says how to resume it."""
     from pathlib import Path
 
-    from .report import render
-    from .run import RESULTS, run_plan
+    from .harness.report import render
+    from .harness.run import RESULTS, run_plan
 
     command = "python -m experiments " + shlex.join(argv)
     results = Path(args.results_dir) if args.results_dir else RESULTS

@@ -10,12 +10,12 @@ Definitions, used by the report and by the claims:
 
 - a rate is **sustained** when at least 95% of it is answered 2xx/3xx inside
   the measured window and p99 stays under the run's bound
-  (``--p99-bound-ms``, 100 ms by default; see :func:`experiments.run.sustained`);
+  (``--p99-bound-ms``, 100 ms by default; see :func:`experiments.harness.run.sustained`);
 - a runtime's **capacity under the bound** is the highest rate it sustained;
 - its **floor** is p99 at the lowest rate offered, and its **knee** the first
   rate at which p99 passes :data:`KNEE_FACTOR` times the floor.
 
-``python -m experiments.report RUN_DIR`` renders an open-loop run with this
+``python -m experiments.harness.report RUN_DIR`` renders an open-loop run with this
 module: ``REPORT.md``, ``report.csv`` and ``curves-<workload>-<proto>.png``.
 """
 
@@ -24,7 +24,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .plots import is_peer, runtime_styles, tables
+from .harness.plots import is_peer, runtime_styles, tables
 
 __all__ = ["KNEE_FACTOR", "capacity", "curve", "knee", "p99_at", "render_curves", "summary"]
 
@@ -164,7 +164,7 @@ def plot_curves(rows: list[dict], out_dir: Path, formats: tuple[str, ...] = ("pn
 
 def render_curves(target: Path, doc: dict, rows: list[dict]) -> list[Path]:
     """Print and write an open-loop run's report: the curves, the table of p99 by rate, the summary."""
-    from .report import _setup, write_csv
+    from .harness.report import _setup, write_csv
 
     plots = plot_curves(rows, target)
     items = summary(rows)

@@ -5,7 +5,7 @@ reader, a request body being gathered. glibc's malloc serves blocks of 128
 KiB or more with mmap and unmaps them on free, but it raises that threshold
 each time such a block is freed (up to 32 MiB), after which large blocks
 come from the heap and, once freed, mostly stay in the process. Measured
-here (``experiments.soak``, HTTP/2 zero-window clients parking 20 responses
+here (``experiments.hostile.soak``, HTTP/2 zero-window clients parking 20 responses
 of 1 MiB on ``threaded``): RSS rose 10-15 MiB per attack and never came
 back down; with the threshold fixed at 128 KiB it returned to its start.
 

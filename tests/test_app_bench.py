@@ -7,7 +7,7 @@ by test_wsgi.py and test_asgi.py, and the method is make bench's).
 
 from __future__ import annotations
 
-from experiments import app_bench
+from experiments.benches import apps as app_bench
 
 from .test_hello_bench import run
 

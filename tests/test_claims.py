@@ -54,6 +54,24 @@ def test_every_rule_is_written_out_and_fingerprinted_apart_from_its_presentation
     assert rules.status(claim, None)[0] == "unrecorded"
 
 
+
+def test_the_newest_runs_are_still_judged_by_the_rules_in_the_tree():
+    """A rule edited by accident (a path rewritten, a threshold nudged) would turn the latest runs' verdicts
+    "stale" without anyone deciding it: the run the reference report rests on, and the newest run that
+    recorded its rules, must still match the rules here. Changing a rule on purpose means measuring anew."""
+    from experiments.claims import rules
+
+    recorded_runs = sorted(d for d in (ROOT / "results").glob("claims-*")
+                           if "rules" in json.loads((d / "claims.json").read_text()))
+    report = (ROOT / "results" / "REPORT.md").read_text()
+    runs = {d for d in (ROOT / "results").glob("claims-*") if f"`{d.name}/`" in report.split("\n\n")[1]}
+    runs |= set(recorded_runs[-1:])
+    for run in sorted(runs):
+        recorded = json.loads((run / "claims.json").read_text()).get("rules")
+        for claim in CLAIMS.values():
+            state, sentence = rules.status(claim, recorded)
+            assert state != "stale", f"claim {claim.number}'s rule changed after {run.name}: {sentence}"
+
 def test_a_stale_rule_is_not_applied(tmp_path):
     from experiments.claims.runner import judge
 
@@ -113,3 +131,20 @@ def test_a_run_compared_with_itself_reproduces_everything():
     points = int(text.split("## Throughput: ")[1].split()[0])
     assert points > 50 and f"- within 10%: {points} of {points}" in text
     assert "(outside)" not in text and "(differs)" not in text
+
+
+def test_the_report_says_when_and_on_what_each_experiment_ran(tmp_path):
+    from experiments.claims.sittings import ACCOUNT, SET_ASIDE, sittings_section
+
+    for name, date, kernel in (("scale/all", "2026-12-01T03:33:45+00:00", "v1045"),
+                               ("workloads/all", "2026-11-30T21:27:45+00:00", "v782")):
+        run = tmp_path / name / "experiment-1"
+        run.mkdir(parents=True)
+        (run / "env.json").write_text(json.dumps({"date": date, "kernel": f"Linux vm 6.18.44-fc-{kernel} #1 x86_64"}))
+    (tmp_path / "scale/all/experiment-1" / SET_ASIDE).write_text('{"a": 1}\n{"b": 2}\n')
+    (tmp_path / ACCOUNT).write_text("Stopped at 04:51 for make test.")
+    text = "\n".join(sittings_section(tmp_path))
+    assert text.index("workloads/all") < text.index("scale/all")  # in the order they ran
+    assert "2 kernels" in text and "not completed" in text
+    assert "2 points measured again" in text and "> Stopped at 04:51 for make test." in text
+    assert sittings_section(tmp_path / "nothing-here") == []

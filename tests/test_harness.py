@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from experiments.plan import SHARD_CONNECTIONS, Plan, ladder, shards_for
-from experiments.postgres import bindir
+from experiments.harness.plan import SHARD_CONNECTIONS, Plan, ladder, shards_for
+from experiments.harness.postgres import bindir
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -141,7 +141,7 @@ def test_resume_skips_what_was_measured(tmp_path):
 
 def test_without_postgresql_the_db_workload_is_dropped_and_the_rest_runs(tmp_path, monkeypatch):
     """PostgreSQL absent and not installable: a message naming the package, the other workloads kept."""
-    from experiments import postgres, run
+    from experiments.harness import postgres, run
 
     def not_installable():
         raise postgres.PostgresMissing("PostgreSQL is not installed: install Debian's `postgresql` package")
@@ -172,18 +172,18 @@ def test_the_db_workload_on_a_throwaway_postgres(tmp_path):
     for r in runs:
         assert r["error"] is None and r["load"]["requests"] > 0 and sum(r["load"]["errors"].values()) == 0
         assert r["cost"]["db_cpu_us_per_request"] > 0
-    assert {r["handler"] for r in runs if r["runtime"] == "asyncio"} == {"experiments.db_app:fortunes_async"}
+    assert {r["handler"] for r in runs if r["runtime"] == "asyncio"} == {"experiments.apps.db:fortunes_async"}
 
 
 def _slowloris_tools_missing() -> bool:
-    from experiments.slowloris import ensure_tool
+    from experiments.hostile.slowloris import ensure_tool
     return not shutil.which("taskset") or ensure_tool("slowhttptest", "slowhttptest") is None
 
 
 @pytest.mark.skipif(_slowloris_tools_missing(), reason="slowhttptest or taskset missing")
 def test_slowloris_without_nginx_measures_the_servers_alone(tmp_path, monkeypatch, capsys):
     """nginx absent and not installable: a note naming the package, and the direct cases still measured."""
-    from experiments import slowloris
+    from experiments.hostile import slowloris
 
     real = slowloris.ensure_tool
     monkeypatch.setattr(slowloris, "ensure_tool", lambda command, package: None if command == "nginx" else real(command, package))
@@ -204,7 +204,7 @@ def test_slowloris_without_nginx_measures_the_servers_alone(tmp_path, monkeypatc
 def test_slowloris_behind_unbuffered_nginx(tmp_path):
     out = tmp_path / "slowloris.json"
     run = subprocess.run(
-        [sys.executable, "-m", "experiments.slowloris", "--runtimes", "threaded", "--modes", "body",
+        [sys.executable, "-m", "experiments.hostile.slowloris", "--runtimes", "threaded", "--modes", "body",
          "--proxies", "nginx-unbuffered", "--header-timeouts", "10", "--connections", "50", "--seconds", "4",
          "-o", str(out)], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
@@ -218,7 +218,7 @@ def test_idle_connections_counts_what_a_tiny_pinned_pool_answers_queues_and_refu
     """pinned on 2 workers and a queue of 5: 2 answered, a few waiting, the rest refused; hybrid answers all."""
     tiny = "pinned:--max-workers 2 --max-queued-requests 5"
     run = subprocess.run(
-        [sys.executable, "-m", "experiments.idle_connections", "--idle", "50", "--probes", "3",
+        [sys.executable, "-m", "experiments.benches.idle_connections", "--idle", "50", "--probes", "3",
          "--runtimes", "pinned,hybrid", "--server-arg", tiny, "--open-timeout", "5", "--probe-timeout", "2",
          "--results-dir", str(tmp_path)], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]

@@ -14,9 +14,10 @@ import time
 
 import pytest
 
-from experiments import bench_report, bench_servers
-from experiments.peers import CANNED
-from experiments.servers import free_port
+from experiments.benches import report as bench_report
+from experiments.benches import servers as bench_servers
+from experiments.apps.peers import CANNED
+from experiments.harness.servers import free_port
 
 
 def run(server: str, conns: int, round_no: int, rps: float, p99: float = 1000.0, cpu: float = 50.0) -> dict:
@@ -95,7 +96,7 @@ def test_every_runtime_has_an_own_floor_and_both_parsers_are_asked_for():
 @pytest.mark.parametrize("floor", ["floor-selectors", "floor-reactor-pool"])
 def test_selector_floors_answer_keep_alive_and_pipelined_requests(floor):
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "experiments.peers", floor, str(port)],
+    proc = subprocess.Popen([sys.executable, "-m", "experiments.apps.peers", floor, str(port)],
                             stdout=subprocess.PIPE, text=True)
     try:
         assert proc.stdout.readline().startswith("listening on")

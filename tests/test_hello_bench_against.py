@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from experiments import hello_bench
-from experiments.servers import ServerProcess
+from experiments.benches import hello as hello_bench
+from experiments.harness.servers import ServerProcess
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -90,7 +90,7 @@ def test_against_head_end_to_end(tmp_path):
     short = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
                            capture_output=True, text=True, check=True).stdout.strip()
     out = subprocess.run(
-        [sys.executable, "-m", "experiments.hello_bench", "--conns", "1", "--duration", "1", "--warmup", "1",
+        [sys.executable, "-m", "experiments.benches.hello", "--conns", "1", "--duration", "1", "--warmup", "1",
          "--pause", "0.2", "--repeat", "1", "--runtimes", "threaded", "--parsers", "h11", "--peers", "",
          "--against", "HEAD", "--results-dir", str(tmp_path)],  # not results/: its -latest.json is tracked
         cwd=ROOT, capture_output=True, text=True, timeout=60,

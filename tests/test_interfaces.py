@@ -83,8 +83,8 @@ def test_adapt_wraps_what_it_was_told_and_passes_the_root_path():
 
 
 @pytest.mark.parametrize(("spec", "said"), [
-    ("experiments.bench_apps:flask_app", "as WSGI"),
-    ("experiments.bench_apps:starlette_app", "as ASGI"),  # and on asyncio, the runtime not being named
+    ("experiments.apps.bench:flask_app", "as WSGI"),
+    ("experiments.apps.bench:starlette_app", "as ASGI"),  # and on asyncio, the runtime not being named
 ])
 def test_the_cli_serves_an_application_it_was_not_told_about(spec, said):
     server = subprocess.Popen(
@@ -105,7 +105,7 @@ def test_the_cli_serves_an_application_it_was_not_told_about(spec, said):
 
 def test_the_cli_refuses_an_asgi_application_on_a_thread_runtime():
     result = subprocess.run(
-        [sys.executable, "-m", "astra", "experiments.bench_apps:starlette_app", "--runtime", "threaded",
+        [sys.executable, "-m", "astra", "experiments.apps.bench:starlette_app", "--runtime", "threaded",
          "--bind", "127.0.0.1:0"], cwd=ROOT, capture_output=True, text=True, timeout=60,
         env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert result.returncode != 0 and "use --runtime asyncio or trio" in result.stderr

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from experiments.interpreters import Interpreter, describe, env_for, label, python_for, split_label
+from experiments.harness.interpreters import Interpreter, describe, env_for, label, python_for, split_label
 
 from .test_peer_apps import ROOT
 

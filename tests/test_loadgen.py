@@ -1,4 +1,4 @@
-"""experiments.loadgen: splitting, target validation, the output parsers, and one real run."""
+"""experiments.load.tools: splitting, target validation, the output parsers, and one real run."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from collections import Counter
 import pytest
 
 from astra import Response, Server
-from experiments import loadgen
-from experiments.loadgen import LoadGenError, Target, parse_h2load, parse_h2load_log, parse_wrk_json, split
+from experiments.load import tools as loadgen
+from experiments.load.tools import LoadGenError, Target, parse_h2load, parse_h2load_log, parse_wrk_json, split
 
 H2LOAD_H1 = """\
 starting benchmark...

@@ -1,4 +1,4 @@
-"""experiments.openload: the open-loop generator against servers whose behaviour is known.
+"""experiments.load.openload: the open-loop generator against servers whose behaviour is known.
 
 Raw servers on loopback (a thread each) answer in one fixed way per test:
 correctly, with a stall, with chunked or close-delimited bodies, with
@@ -20,8 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from experiments.loadgen import Target
-from experiments.openload import binary, run_openload
+from experiments.load.tools import Target
+from experiments.load.openload import binary, run_openload
 
 ROOT = Path(__file__).resolve().parent.parent
 OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
@@ -169,7 +169,7 @@ def test_two_processes_are_pooled_and_share_one_schedule():
 
 
 def test_the_stall_server_and_the_validation_command_run():
-    out = subprocess.run([sys.executable, "-m", "experiments.openload.validate", "--periods", "1", "--every", "2",
+    out = subprocess.run([sys.executable, "-m", "experiments.load.openload.validate", "--periods", "1", "--every", "2",
                           "--stall", "0.5", "--rate", "300", "--conns", "10", "--saturation-s", "2"],
                          cwd=ROOT, capture_output=True, text=True, timeout=100)
     assert '"what": "stall server' in out.stdout, out.stderr[-2000:]

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from experiments import apps, peer_apps
+from experiments import apps
+from experiments.apps import peer_workloads as peer_apps
 from protocols import Headers, Request
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -168,12 +169,12 @@ def test_peer_serves_workload_as_astra_does(peer, workload):
 
 @pytest.mark.timeout(30)
 def test_existing_stdlib_variant_still_serves_hello():
-    status, got, _ = serve_and_get([sys.executable, "-m", "experiments.peers", "stdlib", "{port}"], {})
+    status, got, _ = serve_and_get([sys.executable, "-m", "experiments.apps.peers", "stdlib", "{port}"], {})
     assert (status, got) == (200, b"Hello World!")
 
 
 def test_peers_usage_errors():
     for args in (["stdlib-workload", "127.0.0.1"], ["nope", "1"]):
-        done = subprocess.run([sys.executable, "-m", "experiments.peers", *args], cwd=ROOT,
+        done = subprocess.run([sys.executable, "-m", "experiments.apps.peers", *args], cwd=ROOT,
                               capture_output=True, text=True, timeout=15)
         assert done.returncode == 1 and "usage:" in done.stderr

@@ -1,4 +1,4 @@
-"""experiments.pyperf_export: a run's req/s as pyperf suites that pyperf's own CLI reads."""
+"""experiments.harness.pyperf_export: a run's req/s as pyperf suites that pyperf's own CLI reads."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 
 pyperf = pytest.importorskip("pyperf")
 
-from experiments import pyperf_export, report  # noqa: E402
+from experiments.harness import pyperf_export, report  # noqa: E402
 
 
 def run(runtime, conc, round_no, rps, *, workload="hello", error=None):

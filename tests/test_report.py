@@ -1,4 +1,4 @@
-"""experiments.report: reading, summarizing and rendering results (no servers, no load)."""
+"""experiments.harness.report: reading, summarizing and rendering results (no servers, no load)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 
 pytest.importorskip("matplotlib")
 
-from experiments import plots, report  # noqa: E402
+from experiments.harness import plots, report  # noqa: E402
 
 
 def run(runtime, conc, round_no, rps, *, p99_us=25_000, wrk_errors=None, fairness="default", error=None):

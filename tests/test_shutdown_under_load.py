@@ -1,9 +1,9 @@
-"""Graceful shutdown under load, on every runtime and both protocols (experiments.shutdown's check, small N).
+"""Graceful shutdown under load, on every runtime and both protocols (experiments.hostile.shutdown's check, small N).
 
 A real server process gets SIGTERM with ten one-second requests in flight;
 none may be lost, newcomers must be refused within a second, and the
 process must exit within its shutdown timeout plus 1.5 s. The checks are the
-experiment's own (``experiments.shutdown.judge``), not relaxed for tests.
+experiment's own (``experiments.hostile.shutdown.judge``), not relaxed for tests.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 import pytest
 
 from astra import available_runtimes
-from experiments.shutdown import run_case
+from experiments.hostile.shutdown import run_case
 
 N = 10
 SHUTDOWN_TIMEOUT = 3.0

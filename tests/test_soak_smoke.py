@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def test_soak_writes_json_plot_and_readme(tmp_path: Path) -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "experiments.soak", "--minutes", "0.25", "--runtimes", "hybrid",
+        [sys.executable, "-m", "experiments.hostile.soak", "--minutes", "0.25", "--runtimes", "hybrid",
          "--protocols", "h1,h2", "--attacks", "slowloris,h2-rapid-reset,garbage", "--attack-seconds", "6",
          "--interval", "2", "--live", "-o", str(tmp_path)],
         cwd=ROOT, capture_output=True, text=True, timeout=55)

@@ -463,7 +463,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def test_the_cli_serves_https(certificates):
     server = subprocess.Popen(
-        [sys.executable, "-m", "astra", "experiments.bench_apps:flask_app", "--bind", "127.0.0.1:0",
+        [sys.executable, "-m", "astra", "experiments.apps.bench:flask_app", "--bind", "127.0.0.1:0",
          "--certfile", certificates.server, "--ca-certs", certificates.ca, "--client-certs", "optional"],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         env={**os.environ, "PYTHONPATH": str(ROOT)})
@@ -487,7 +487,7 @@ def test_the_cli_serves_https(certificates):
 ])
 def test_the_cli_says_what_is_wrong_with_tls_settings(certificates, args, said):
     args = [a.format(server=certificates.server, ca=certificates.ca) for a in args]
-    result = subprocess.run([sys.executable, "-m", "astra", "experiments.bench_apps:flask_app", "--bind", "127.0.0.1:0",
+    result = subprocess.run([sys.executable, "-m", "astra", "experiments.apps.bench:flask_app", "--bind", "127.0.0.1:0",
                              *args], cwd=ROOT, capture_output=True, text=True, timeout=60,
                             env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert result.returncode != 0

@@ -28,8 +28,8 @@ import statistics
 import sys
 from pathlib import Path
 
-from ..compare import compare
-from ..report import load_run, summarize
+from ..harness.compare import compare
+from ..harness.report import load_run, summarize
 from . import CLAIMS
 from .results import Results
 
@@ -184,7 +184,7 @@ def render(a_dir: Path, b_dir: Path) -> str:
     speed = machine_speed(a_dir, b_dir)
     out += ["", "## Machine speed", ""]
     if speed is None:
-        out.append("Not recorded by both runs (`experiments/calibrate.py` runs before and after each run since "
+        out.append("Not recorded by both runs (`experiments/harness/calibrate.py` runs before and after each run since "
                    "it was added), so throughput below is compared as measured.")
     else:
         out.append(f"The calibration task took {speed:.2f}x as long in the second run as in the first: throughput "

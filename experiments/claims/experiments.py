@@ -9,7 +9,7 @@ states where it approximates the seeds' conditions:
 - **500 connections** is seed 003's client count (its load test launched up
   to 500 clients); 64 is the harness's usual level, for continuity.
 - **Open loop** (``--rates``) wherever latency is judged: requests fall due
-  at a fixed rate and latency runs from the due time (``experiments/openload``).
+  at a fixed rate and latency runs from the due time (``experiments/load/openload``).
 - **25,000 connections in steady state**: mostly idle (2,000 requests/s in
   all, one per 12 s per connection), counted by the kernel, for a minute
   after every connection is open.
@@ -124,13 +124,13 @@ EXPERIMENTS = {e.name: e for e in [
         "slowloris", "slowhttptest (2,000 slow connections: headers, body, read) against each runtime, alone "
                      "(header timeout 10 s, and 60 s for slow headers) and behind nginx (buffering on and off); a "
                      "normal visitor's success and latency, the server's and the kernel's memory",
-        module=("experiments.slowloris", ["--seconds", "15", "--runtimes", RUNTIMES, "-o", "{out}"],
+        module=("experiments.hostile.slowloris", ["--seconds", "15", "--runtimes", RUNTIMES, "-o", "{out}"],
                 "slowloris.json"),
         minutes=17),
     Experiment(
         "micro", "pyperf: switch and creation costs of threads and tasks",
-        module=("experiments.micro", ["--fast", "-o", "{out}"], "micro.json"), minutes=3),
+        module=("experiments.benches.micro", ["--fast", "-o", "{out}"], "micro.json"), minutes=3),
     Experiment(
         "memory", "RSS per idle thread (default and 64 KiB stacks) and per idle task, 2,000 of each",
-        module=("experiments.idle_memory", ["--count", "2000", "-o", "{out}"], "memory.json"), minutes=1),
+        module=("experiments.benches.idle_memory", ["--count", "2000", "-o", "{out}"], "memory.json"), minutes=1),
 ]}

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..interpreters import Interpreter
+from ..harness.interpreters import Interpreter
 from .results import ASYNC, THREADS, Results, Verdict
 
 __all__ = ["draw_gil_plot", "gil_comparison", "changed_verdicts"]

@@ -10,13 +10,25 @@ from __future__ import annotations
 from datetime import datetime
 from pathlib import Path
 
-from ..interpreters import Interpreter
+from ..harness.interpreters import Interpreter
 from .claim import Claim
 from .gil import changed_verdicts, draw_gil_plot, gil_comparison
 from .results import ASYNC, DESIGNS, OURS, SEEDS, Results, Verdict
+from .sittings import sittings_section
 
 #: judged[interpreter][k][design key]: the verdict of claim k on that design (claims judged once: "seeds" only).
 Judged = dict[Interpreter, list[dict[str, Verdict]]]
+
+#: Files the pre-registered rules name, moved when experiments/ became subpackages (December 2026). A rule's
+#: text cannot follow them without changing its fingerprint, so the report says where they went instead.
+MOVED = {"experiments/idle_memory.py": "experiments/benches/idle_memory.py",
+         "experiments/micro.py": "experiments/benches/micro.py",
+         "experiments/slowloris.py": "experiments/hostile/slowloris.py"}
+
+
+def _moved_note(rule: str) -> list[str]:
+    moved = [f"`{old}` is now `{new}`" for old, new in MOVED.items() if old in rule]
+    return [f"(The rule names files as they were when it was registered: {'; '.join(moved)}.)", ""] if moved else []
 
 
 def _cell(verdicts: dict[str, Verdict], key: str) -> str:
@@ -52,6 +64,7 @@ def write_report(run_dir: Path, meta: dict, claims: list[Claim], judged: Judged,
         f"{name} ({info.get('minutes', '?')} min: {info['what']}"
         + (f"; {info['note']}" if info.get("note") else "") + (f"; FAILED: {info['error']}" if info.get("error") else "")
         + ")" for name, info in meta.get("experiments", {}).items()), ""]
+    lines += sittings_section(run_dir)
     for k, claim in enumerate(claims):
         title = " / ".join(judged[i][k][d.key].verdict for i in interpreters for d in claim.designs())
         lines += [
@@ -61,6 +74,7 @@ def write_report(run_dir: Path, meta: dict, claims: list[Claim], judged: Judged,
             f"measuring: `make claims FROM={run_dir.name}`.", "",
             "**Rule** (" + judged[interpreters[0]][k][claim.designs()[0].key].rule_note + "):", "",
             *[f"    {line}" for line in claim.rule.splitlines()], "",
+            *_moved_note(claim.rule),
         ]
         for interpreter in interpreters:
             for design in claim.designs():
@@ -111,7 +125,7 @@ def _header(run_dir: Path, meta: dict, interpreters: list[Interpreter]) -> list[
     ]
     calibration = meta.get("calibration") or {}
     if calibration:
-        lines.append("Machine speed (`experiments/calibrate.py`, the protocol layer's CPU per request, CPU 0 / CPU 1; "
+        lines.append("Machine speed (`experiments/harness/calibrate.py`, the protocol layer's CPU per request, CPU 0 / CPU 1; "
                      "compare runs by it before comparing their requests/s): " + "; ".join(
                          f"{when} {' / '.join('-' if v is None else f'{v:.1f} us' for v in cpus.values())}"
                          for when, cpus in calibration.items()) + ".")

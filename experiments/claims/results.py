@@ -14,8 +14,8 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..interpreters import Interpreter, label, split_label
-from ..report import load_run, summarize
+from ..harness.interpreters import Interpreter, label, split_label
+from ..harness.report import load_run, summarize
 
 __all__ = ["ASYNC", "CAVEAT", "DESIGNS", "Design", "FAILS", "HOLDS", "INCONCLUSIVE", "OURS", "PENDING", "SEEDS",
            "THREADS", "Results", "Verdict", "band", "best", "combine", "fmt", "hello_pairs", "missing", "noise", "ratio", "rps",

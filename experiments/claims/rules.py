@@ -45,7 +45,8 @@ def shared_text() -> str:
     A change to any of these changes every claim's fingerprint."""
     import inspect
 
-    from .. import curves, report, run
+    from .. import curves
+    from ..harness import report, run
     from . import results
 
     pieces = [results.noise, results.band, results.combine, results.best, results.hello_pairs, results.Results,

@@ -15,7 +15,7 @@ measuring; ``--quick`` shortens every run (for smoke tests, not for verdicts).
 harness experiment on each interpreter in the same interleaved rounds, and
 each micro-benchmark once per interpreter (``micro+ft.json``); every claim is
 then judged once per interpreter, by the same rule, and the report sets the
-verdicts side by side (:mod:`experiments.interpreters`).
+verdicts side by side (:mod:`experiments.harness.interpreters`).
 
 Each claim's rule is recorded when the run starts and checked when it is
 judged (:mod:`.rules`): a full run refuses to start while a needed rule has
@@ -34,8 +34,8 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-from ..calibrate import calibrate
-from ..interpreters import Interpreter, describe, label, python_for
+from ..harness.calibrate import calibrate
+from ..harness.interpreters import Interpreter, describe, label, python_for
 from . import rules
 from .experiments import EXPERIMENTS, Experiment
 
@@ -94,9 +94,9 @@ def _run_module(spec: tuple[str, list[str], str], into: Path, quick: bool, inter
         return
     args = [a.replace("{out}", str(target)) for a in args]
     out = ["-o", str(target)]
-    if quick and module == "experiments.micro":
+    if quick and module == "experiments.benches.micro":
         args = ["--processes", "1", "--values", "1", "--warmups", "0", "--loops", "200", "--fast", *out]
-    elif quick and module == "experiments.slowloris":
+    elif quick and module == "experiments.hostile.slowloris":
         args = ["--seconds", "8", "--connections", "100", "--runtimes", "hybrid", "--modes", "headers", *out]
     elif quick:
         args = ["--count", "200", "--repeat", "1", *out]
@@ -118,12 +118,7 @@ def _quicken(args: list[str]) -> list[str]:
     return [x for pair in quick.items() for x in pair]
 
 
-def main(argv: list[str] | None = None) -> int:
-    from . import CLAIMS
-    from .lessons import write_lessons
-    from .report import write_report
-    from .results import Results
-
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m experiments.claims", description=__doc__.splitlines()[0])
     p.add_argument("--claim", type=int, action="append", help="a claim number (repeatable; default all)")
     p.add_argument("--quick", action="store_true", help="short runs: checks the pipeline, not the claims")
@@ -136,6 +131,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--interpreters", default="standard",
                    help="the servers' interpreters, comma-separated: " + ", ".join(Interpreter)
                    + " (each claim is judged on each)")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    from . import CLAIMS
+
+    p = build_parser()
     args = p.parse_args(argv)
     try:
         interpreters = [Interpreter(n) for n in args.interpreters.split(",") if n]
@@ -171,39 +173,56 @@ def main(argv: list[str] | None = None) -> int:
         claims = [c for c in claims if set(c.experiments) <= ran]
     complete = len(claims) == len(CLAIMS)
     if not args.source:
-        now = rules.record(claims)
-        moved = [n for n, r in now.items() if meta.get("rules", {}).get(n, r)["fingerprint"] != r["fingerprint"]]
-        if moved:  # resuming: the rules the first half was measured under must still be the rules
-            sys.exit(f"the rules of claims {moved} changed since this run started: start a new run")
-        meta["rules"] = now | meta.get("rules", {})
-        meta.setdefault("git_commit", rules._git("rev-parse", "HEAD"))
-        loose = [c.number for c in claims if not meta["rules"][str(c.number)]["committed"]]
-        if loose and not (args.quick or args.allow_uncommitted_rules):
-            sys.exit(f"the rules of claims {loose} have uncommitted changes: commit them before the run that "
-                     "they judge (or --allow-uncommitted-rules, and their verdicts say so)")
-        calibration = meta.setdefault("calibration", {})
-        if "before" not in calibration:
-            calibration["before"] = calibrate([0, 1], 0.5 if args.quick else 3.0)
+        measure_missing(args, meta, meta_path, run_dir, claims, needed, interpreters)
+    write_outputs(args, meta, run_dir, claims, interpreters, complete)
+    return 0
+
+
+def measure_missing(args: argparse.Namespace, meta: dict, meta_path: Path, run_dir: Path, claims: list,
+                    needed: list[str], interpreters: list[Interpreter]) -> None:
+    """Record the rules (refusing uncommitted or changed ones), then measure each experiment the run lacks."""
+    now = rules.record(claims)
+    moved = [n for n, r in now.items() if meta.get("rules", {}).get(n, r)["fingerprint"] != r["fingerprint"]]
+    if moved:  # resuming: the rules the first half was measured under must still be the rules
+        sys.exit(f"the rules of claims {moved} changed since this run started: start a new run")
+    meta["rules"] = now | meta.get("rules", {})
+    meta.setdefault("git_commit", rules._git("rev-parse", "HEAD"))
+    loose = [c.number for c in claims if not meta["rules"][str(c.number)]["committed"]]
+    if loose and not (args.quick or args.allow_uncommitted_rules):
+        sys.exit(f"the rules of claims {loose} have uncommitted changes: commit them before the run that "
+                 "they judge (or --allow-uncommitted-rules, and their verdicts say so)")
+    calibration = meta.setdefault("calibration", {})
+    if "before" not in calibration:
+        calibration["before"] = calibrate([0, 1], 0.5 if args.quick else 3.0)
+    meta_path.write_text(json.dumps(meta, indent=1))
+    for name in needed:
+        done = meta["experiments"].get(name) or {}
+        if "minutes" in done and "error" not in done:
+            print(f"{name}: measured earlier in this run, kept", flush=True)
+            continue
+        print(f"{name}: {EXPERIMENTS[name].what}", flush=True)
+        started = time.monotonic()
+        entry = meta["experiments"][name] = {"what": EXPERIMENTS[name].what}
+        try:
+            run_experiment(EXPERIMENTS[name], run_dir / name, args.quick, interpreters)
+        except subprocess.CalledProcessError as exc:  # recorded; the other experiments still run
+            entry["error"] = f"{' '.join(map(str, exc.cmd[1:4]))} exited with status {exc.returncode}"
+            print(f"  ! {name}: {entry['error']}", flush=True)
+        entry["minutes"] = round((time.monotonic() - started) / 60, 1)
         meta_path.write_text(json.dumps(meta, indent=1))
-        for name in needed:
-            done = meta["experiments"].get(name) or {}
-            if "minutes" in done and "error" not in done:
-                print(f"{name}: measured earlier in this run, kept", flush=True)
-                continue
-            print(f"{name}: {EXPERIMENTS[name].what}", flush=True)
-            started = time.monotonic()
-            entry = meta["experiments"][name] = {"what": EXPERIMENTS[name].what}
-            try:
-                run_experiment(EXPERIMENTS[name], run_dir / name, args.quick, interpreters)
-            except subprocess.CalledProcessError as exc:  # recorded; the other experiments still run
-                entry["error"] = f"{' '.join(map(str, exc.cmd[1:4]))} exited with status {exc.returncode}"
-                print(f"  ! {name}: {entry['error']}", flush=True)
-            entry["minutes"] = round((time.monotonic() - started) / 60, 1)
-            meta_path.write_text(json.dumps(meta, indent=1))
-        calibration["after"] = calibrate([0, 1], 0.5 if args.quick else 3.0)
-        print(f"calibration (protocol-layer us per request, CPU 0 / 1): before {calibration['before']}, "
-              f"after {calibration['after']}", flush=True)
-        meta_path.write_text(json.dumps(meta, indent=1))
+    calibration["after"] = calibrate([0, 1], 0.5 if args.quick else 3.0)
+    print(f"calibration (protocol-layer us per request, CPU 0 / 1): before {calibration['before']}, "
+          f"after {calibration['after']}", flush=True)
+    meta_path.write_text(json.dumps(meta, indent=1))
+
+
+def write_outputs(args: argparse.Namespace, meta: dict, run_dir: Path, claims: list,
+                  interpreters: list[Interpreter], complete: bool) -> None:
+    """Judge every claim, write REPORT.md and LESSONS.md, and, for a full run, the reference copies."""
+    from .lessons import write_lessons
+    from .report import write_report
+    from .results import Results
+
     results = {i: Results(run_dir, i) for i in interpreters}
     judged = {i: [judge(claim, r, meta.get("rules")) for claim in claims] for i, r in results.items()}
     paths = write_report(run_dir, meta, claims, judged, results)
@@ -219,7 +238,6 @@ def main(argv: list[str] | None = None) -> int:
             lessons.write_text(paths[-1].read_text().replace("](./", f"]({prefix}"))
             print(f"wrote {lessons}")
     print("wrote " + ", ".join(str(p) for p in paths))
-    return 0
 
 
 def judge(claim, results, recorded: dict | None) -> dict:
