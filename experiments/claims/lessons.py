@@ -136,7 +136,8 @@ def _lesson(lesson: Lesson, claim: Claim, verdicts: dict[str, Verdict], run_dir:
                                         for p in lesson.primers) + ".", ""]
     plot = next((p for p in some.plots if p and (run_dir / p).exists()), None)
     if plot:
-        out += [f"![claim {lesson.claim}](./{plot})", "", f"Look at {lesson.look}.", ""]
+        stop = "" if lesson.look.endswith(("?", ".")) else "."
+        out += [f"![claim {lesson.claim}](./{plot})", "", f"Look at {lesson.look}{stop}", ""]
     out += [f"*Rerun.* `make claims CLAIM={lesson.claim}` (the rule: `{claim.module.relative_to(ROOT)}`).", ""]
     return out
 
