@@ -48,77 +48,108 @@ def load_handler(spec: str):
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m astra", description="Serve a handler with astra.")
+    for add in (_application_options, _listening_options, _runtime_options, _limit_options, _timeout_options,
+                _observability_options, _tls_options):
+        add(p)
+    return p
+
+
+def _application_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("handler", help="MODULE:ATTR of a handler(request) -> Response, a WSGI or an ASGI application")
-    p.add_argument("--interface", type=Interface, choices=list(Interface), default=Interface.AUTO,
+    g = p.add_argument_group("application", "what is served and how it is told apart")
+    g.add_argument("--interface", type=Interface, choices=list(Interface), default=Interface.AUTO,
                    help="what MODULE:ATTR is: an astra handler, a WSGI or an ASGI application, or auto "
                         "(told apart by its signature; the default, and it says what it chose)")
-    p.add_argument("--lifespan", type=LifespanMode, choices=list(LifespanMode), default=LifespanMode.AUTO,
+    g.add_argument("--lifespan", type=LifespanMode, choices=list(LifespanMode), default=LifespanMode.AUTO,
                    help="ASGI: run the application's lifespan startup and shutdown (auto: if it takes part)")
-    p.add_argument("--bind", action="append",
+    g.add_argument("--root-path", help="the path prefix a proxy serves the application under (WSGI SCRIPT_NAME, "
+                                       "ASGI root_path)")
+
+
+def _listening_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("listening", "where connections come from")
+    g.add_argument("--bind", action="append",
                    help="HOST:PORT (port 0 picks one) or unix:PATH (a Unix domain socket); repeat to listen on several")
-    p.add_argument("--unix-socket-mode", type=_octal,
+    g.add_argument("--unix-socket-mode", type=_octal,
                    help="permissions of a unix:PATH socket's file, in octal (default 666: any local user may "
                         "connect, nginx's worker included; 660 and a shared group to be stricter)")
-    p.add_argument("--workers", type=int, default=1,
+    g.add_argument("--workers", type=int, default=1,
                    help="server processes sharing the address(es): TCP ports with SO_REUSEPORT, a Unix socket "
                         "bound once and inherited (default 1)")
-    p.add_argument("--forwarded-allow-ips",
+    g.add_argument("--forwarded-allow-ips",
                    help="proxies whose Forwarded / X-Forwarded-For / X-Forwarded-Proto headers are believed: "
                         "comma-separated IPs and networks, 'unix' (Unix-socket connections), '*' (everyone); "
                         "default: nobody's")
-    p.add_argument("--access-log", action="store_true", default=None,
-                   help="a line per response (combined log format plus microseconds) to stderr")
-    p.add_argument("--root-path", help="the path prefix a proxy serves the application under (WSGI SCRIPT_NAME, "
-                                       "ASGI root_path)")
-    p.add_argument("--runtime", choices=available_runtimes(),
+    g.add_argument("--backlog", type=int)
+    g.add_argument("--reuse-port", action="store_true", default=None,
+                   help="SO_REUSEPORT: let several processes share the port")
+
+
+def _runtime_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("runtime", "how requests are run: the runtime, protocols, parser and threads")
+    g.add_argument("--runtime", choices=available_runtimes(),
                    help=f"default: {DEFAULT_RUNTIME}, or asyncio for an ASGI application or async def handler")
-    p.add_argument("--http", choices=["auto", "1", "2"],
+    g.add_argument("--http", choices=["auto", "1", "2"],
                    help="protocols: auto (HTTP/1.1 plus HTTP/2 by preface or h2c Upgrade), 1 or 2 only")
-    p.add_argument("--http1-parser", type=Http1Parser, choices=list(Http1Parser),
+    g.add_argument("--http1-parser", type=Http1Parser, choices=list(Http1Parser),
                    help="HTTP/1.1 request parser: h11, httptools (llhttp: pip install 'astra[fast]') "
                         "or auto (httptools when installed, the default)")
-    p.add_argument("--max-connections", type=int)
-    p.add_argument("--max-concurrent-streams", type=int, help="HTTP/2 streams in progress per connection")
-    p.add_argument("--stream-window", type=int, help="HTTP/2 initial stream flow-control window (bytes)")
-    p.add_argument("--connection-window", type=int, help="HTTP/2 connection flow-control window (bytes)")
-    p.add_argument("--max-frame-size", type=int, help="HTTP/2 largest frame accepted (bytes)")
-    p.add_argument("--max-client-resets", type=int, help="HTTP/2 stream resets tolerated (rapid-reset guard)")
-    p.add_argument("--max-workers", type=int, help="worker threads at most (pool runtimes)")
-    p.add_argument("--worker-keep-alive", type=float, help="seconds an idle worker lingers")
-    p.add_argument("--max-queue-wait", type=float,
-                   help="seconds the oldest queued request may wait before new ones get 503 (default 1)")
-    p.add_argument("--max-queued-requests", type=int, help="hard cap on requests waiting for a worker (default 16384)")
-    p.add_argument("--max-upload-workers", type=int,
-                   help="workers that may wait on clients' large request bodies at once (default: half of --max-workers)")
-    p.add_argument("--blocking-handlers", choices=["thread", "inline"],
+    g.add_argument("--max-workers", type=int, help="worker threads at most (pool runtimes)")
+    g.add_argument("--worker-keep-alive", type=float, help="seconds an idle worker lingers")
+    g.add_argument("--blocking-handlers", choices=["thread", "inline"],
                    help="event-loop runtimes: run blocking handlers on threads (default) or on the loop")
-    p.add_argument("--loop", type=Loop, choices=list(Loop),
+    g.add_argument("--loop", type=Loop, choices=list(Loop),
                    help="the asyncio runtime's event loop: asyncio, uvloop (pip install 'astra[fast]') "
                         "or auto (uvloop when installed; the default)")
-    p.add_argument("--async-streams", choices=["native", "anyio"],
+    g.add_argument("--async-streams", choices=["native", "anyio"],
                    help="the asyncio runtime's streams (native asyncio.Protocol, or anyio's)")
-    p.add_argument("--thread-stack-size", type=int, help="bytes per thread stack")
-    p.add_argument("--mmap-threshold", type=int,
+    g.add_argument("--thread-stack-size", type=int, help="bytes per thread stack")
+    g.add_argument("--mmap-threshold", type=int,
                    help="freed blocks this large go back to the OS at once (glibc; default 131072, 0: leave malloc alone)")
-    p.add_argument("--header-timeout", type=float)
-    p.add_argument("--keep-alive-timeout", type=float)
-    p.add_argument("--io-timeout", type=float, help="longest silence while reading a body or sending a response")
-    p.add_argument("--min-send-rate", type=float,
-                   help="bytes/s a client must read a response at, on top of --io-timeout (default 1024)")
-    p.add_argument("--min-receive-rate", type=float,
-                   help="bytes/s a client must send a request body at, on top of --io-timeout (default 1024)")
-    p.add_argument("--shutdown-timeout", type=float)
-    p.add_argument("--max-header-bytes", type=int)
-    p.add_argument("--max-body-bytes", type=int)
-    p.add_argument("--backlog", type=int)
-    p.add_argument("--reuse-port", action="store_true", default=None,
-                   help="SO_REUSEPORT: let several processes share the port")
-    p.add_argument("--stats-file", help="append the runtime's counters as JSON lines to this file")
-    p.add_argument("--stats-interval", type=float, default=1.0, help="seconds between stats lines")
-    p.add_argument("--switch-interval", type=float,
+    g.add_argument("--switch-interval", type=float,
                    help="sys.setswitchinterval: seconds a thread may hold the GIL while others wait "
                         "(default: CPython's 0.005, stretched by the threaded runtime as its threads grow)")
-    p.add_argument("--log-level", default="warning")
+
+
+def _limit_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("limits", "how much one client or the whole server may hold")
+    g.add_argument("--max-connections", type=int)
+    g.add_argument("--max-concurrent-streams", type=int, help="HTTP/2 streams in progress per connection")
+    g.add_argument("--stream-window", type=int, help="HTTP/2 initial stream flow-control window (bytes)")
+    g.add_argument("--connection-window", type=int, help="HTTP/2 connection flow-control window (bytes)")
+    g.add_argument("--max-frame-size", type=int, help="HTTP/2 largest frame accepted (bytes)")
+    g.add_argument("--max-client-resets", type=int, help="HTTP/2 stream resets tolerated (rapid-reset guard)")
+    g.add_argument("--max-queue-wait", type=float,
+                   help="seconds the oldest queued request may wait before new ones get 503 (default 1)")
+    g.add_argument("--max-queued-requests", type=int, help="hard cap on requests waiting for a worker (default 16384)")
+    g.add_argument("--max-upload-workers", type=int,
+                   help="workers that may wait on clients' large request bodies at once (default: half of --max-workers)")
+    g.add_argument("--max-header-bytes", type=int)
+    g.add_argument("--max-body-bytes", type=int)
+
+
+def _timeout_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("timeouts", "how long a client may stay silent or slow")
+    g.add_argument("--header-timeout", type=float)
+    g.add_argument("--keep-alive-timeout", type=float)
+    g.add_argument("--io-timeout", type=float, help="longest silence while reading a body or sending a response")
+    g.add_argument("--min-send-rate", type=float,
+                   help="bytes/s a client must read a response at, on top of --io-timeout (default 1024)")
+    g.add_argument("--min-receive-rate", type=float,
+                   help="bytes/s a client must send a request body at, on top of --io-timeout (default 1024)")
+    g.add_argument("--shutdown-timeout", type=float)
+
+
+def _observability_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("observability", "logs and counters")
+    g.add_argument("--access-log", action="store_true", default=None,
+                   help="a line per response (combined log format plus microseconds) to stderr")
+    g.add_argument("--stats-file", help="append the runtime's counters as JSON lines to this file")
+    g.add_argument("--stats-interval", type=float, default=1.0, help="seconds between stats lines")
+    g.add_argument("--log-level", default="warning")
+
+
+def _tls_options(p: argparse.ArgumentParser) -> None:
     tls = p.add_argument_group("TLS", "serve HTTPS (HTTP/2 by ALPN) when --certfile is given")
     tls.add_argument("--certfile", help="the server's certificate chain (PEM), with its key unless --keyfile")
     tls.add_argument("--keyfile", help="the private key (PEM), if not in --certfile")
@@ -128,7 +159,6 @@ def build_parser() -> argparse.ArgumentParser:
                      help="ask clients for a certificate signed by --ca-certs: none (default), optional, required")
     tls.add_argument("--tls-max-handshakes", type=int,
                      help="TLS handshakes in progress at once; connections past it are closed (default 1024)")
-    return p
 
 
 _TLS_OPTIONS = {"certfile": "certfile", "keyfile": "keyfile", "keyfile_password": "password",

@@ -26,7 +26,7 @@ from pathlib import Path
 
 from .harness.plots import is_peer, runtime_styles, tables
 
-__all__ = ["KNEE_FACTOR", "capacity", "curve", "knee", "p99_at", "render_curves", "summary"]
+__all__ = ["KNEE_FACTOR", "capacity", "curve", "knee", "p99_at", "render_curves", "rounds_at_capacity", "summary"]
 
 KNEE_FACTOR = 3.0
 
@@ -49,6 +49,14 @@ def knee(points: list[dict], factor: float = KNEE_FACTOR) -> float | None:
         return None
     floor = points[0]["p99_ms"]
     return next((r["rate"] for r in points if r["p99_ms"] is not None and r["p99_ms"] > factor * floor), None)
+
+
+def rounds_at_capacity(points: list[dict]) -> str:
+    """Each round's p99 at the capacity and at the next rate: with few rounds, one slow round moves a capacity."""
+    cap = capacity(points)
+    at = [r for r in points if cap is not None and r["rate"] >= cap][:2] or points[:1]
+    return "; ".join(f"{r['rate']:,.0f} req/s: {', '.join(f'{v:,.1f}' for v in r['p99_all'])} ms"
+                     + ("" if r["sustained"] else " (not sustained)") for r in at)
 
 
 def p99_at(points: list[dict], rate: float) -> dict | None:

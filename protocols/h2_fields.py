@@ -151,6 +151,16 @@ def request_from_fields(
     if crumbs:
         headers.append(("cookie", b"; ".join(crumbs).decode("latin-1")))
     verb = _method(method)
+    _check_target(verb, path, scheme, authority, host, headers)
+    if size > max_header_bytes:
+        raise RejectedRequest(f"header fields larger than {max_header_bytes} bytes", 431)
+    return Request(verb, path.decode("latin-1"), Headers._trusted(headers), "2", info), content_length
+
+
+def _check_target(verb: str, path: bytes | None, scheme: bytes | None, authority: bytes | None,
+                  host: bytes | None, headers: list[tuple[str, str]]) -> None:
+    """The pseudo-headers a request must carry, and their agreement with Host (RFC 9113 8.3.1, 8.5);
+    a request with :authority and no Host gains one, so handlers read the host in one place."""
     if verb == "CONNECT":
         if path is not None or scheme is not None or authority is None:
             raise RejectedRequest("CONNECT carries :authority and neither :scheme nor :path (RFC 9113 8.5)")
@@ -171,9 +181,6 @@ def request_from_fields(
         raise RejectedRequest("no :authority and no Host")
     if scheme not in _SCHEMES:
         raise RejectedRequest("unsupported :scheme", 400)
-    if size > max_header_bytes:
-        raise RejectedRequest(f"header fields larger than {max_header_bytes} bytes", 431)
-    return Request(verb, path.decode("latin-1"), Headers._trusted(headers), "2", info), content_length
 
 
 def _first_seen(name: bytes, value: bytes) -> str:

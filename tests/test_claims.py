@@ -125,9 +125,14 @@ def test_a_run_compared_with_itself_reproduces_everything():
     reference = sorted(p for p in (ROOT / "results").glob("claims-*") if finished(p))
     if not reference:
         pytest.skip("no committed claims run")
-    text = render(reference[-1], reference[-1])
-    verdicts = sum(len(c.designs()) for c in CLAIMS.values())
-    assert f"## Verdicts: {verdicts} of {verdicts} the same" in text
+    run = reference[-1]
+    text = render(run, run)
+    interpreters = json.loads((run / "claims.json").read_text()).get("interpreters") or {"standard": {}}
+    verdicts = sum(len(c.designs()) for c in CLAIMS.values()) * len(interpreters)
+    assert f"## Verdicts: {verdicts} of {verdicts} the same" in text and "Differ: none." in text
+    assert PENDING not in text.split("## Machine speed")[0]  # every claim judged, on every interpreter it measured
+    if len(interpreters) > 1:
+        assert "Micro-benchmarks" in text and "on freethreaded |" in text
     points = int(text.split("## Throughput: ")[1].split()[0])
     assert points > 50 and f"- within 10%: {points} of {points}" in text
     assert "(outside)" not in text and "(differs)" not in text
@@ -148,3 +153,35 @@ def test_the_report_says_when_and_on_what_each_experiment_ran(tmp_path):
     assert "2 kernels" in text and "not completed" in text
     assert "2 points measured again" in text and "> Stopped at 04:51 for make test." in text
     assert sittings_section(tmp_path / "nothing-here") == []
+
+
+def test_claim_4_says_where_its_fixed_rate_exceeds_a_runtimes_capacity():
+    """The rule offers 2,000 req/s to every runtime; where curves/hello found a lower capacity, the report
+    must say the row cannot tell overload from holding connections (found in run 1, free-threaded build)."""
+    from experiments.claims.results import SEEDS
+    from experiments.curves import capacity, curve
+    from experiments.harness.interpreters import Interpreter
+
+    runs = [p for p in sorted((ROOT / "results").glob("claims-*"))
+            if len(json.loads((p / "claims.json").read_text()).get("interpreters") or {}) > 1
+            and (p / "curves" / "hello").exists()
+            and "after" in (json.loads((p / "claims.json").read_text()).get("calibration") or {})]
+    if not runs:
+        pytest.skip("no committed two-interpreter claims run with curves")
+    for interpreter in (Interpreter.STANDARD_313, Interpreter.FREETHREADED):
+        results = Results(runs[-1], interpreter)
+        lines = CLAIMS[4].read_with(results, SEEDS)
+        rows = results.rows("curves", "hello")
+        short = [rt for rt in ("pinned", "pinned~1000", "asyncio", "trio")
+                 if curve(rows, rt, "hello") and (capacity(curve(rows, rt, "hello")) or 0) <= 2000]
+        assert lines and lines[0].startswith("Capacity on one core, from curves/hello")
+        assert ("at or past that capacity" in lines[1]) == bool(short), (interpreter, short, lines)
+        assert all(rt in lines[1] for rt in short)
+
+
+def test_judging_again_needs_an_earlier_run(tmp_path):
+    """--from with a path that is no claims run is an error, not an empty new run judged as if it were one."""
+    done = subprocess.run([sys.executable, "-m", "experiments.claims", "--from", "claims-nothing-here",
+                           "--results-dir", str(tmp_path)], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and "is not a claims run" in done.stderr
+    assert not any(tmp_path.iterdir()) and not (ROOT / "claims-nothing-here").exists()

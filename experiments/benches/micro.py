@@ -1,6 +1,6 @@
 """Micro-benchmarks behind the claims about switches and creation: threads against tasks.
 
-``python -m experiments.benches.micro [pyperf options] -o results/micro.json``
+``python -m experiments.benches.micro [pyperf options] [--only NAME,...] -o results/micro.json``
 (``--fast`` for a quick run; ``python -m pyperf compare_to a.json b.json``
 compares two runs).
 
@@ -239,11 +239,23 @@ BENCHMARKS = {
 }
 
 
+def _pass_only(cmd: list[str], args) -> None:
+    """pyperf re-runs this module in worker processes: they must register the same benchmarks."""
+    if args.only:
+        cmd.extend(("--only", args.only))
+
+
 def main() -> None:
-    runner = pyperf.Runner()
+    runner = pyperf.Runner(add_cmdline_args=_pass_only)
+    runner.argparser.add_argument("--only", help="comma-separated benchmark names (default: all)")
+    args = runner.parse_args()
+    names = args.only.split(",") if args.only else list(BENCHMARKS)
+    unknown = sorted(set(names) - set(BENCHMARKS))
+    if unknown:
+        raise SystemExit(f"unknown benchmarks {', '.join(unknown)}; known: {', '.join(BENCHMARKS)}")
     runner.metadata["description"] = "astra claims: thread and task switch and creation costs"
-    for name, func in BENCHMARKS.items():
-        runner.bench_time_func(name, func)
+    for name in names:
+        runner.bench_time_func(name, BENCHMARKS[name])
 
 
 if __name__ == "__main__":

@@ -73,10 +73,13 @@ def context(results: Results, design: Design) -> list[str]:
     return lines
 
 
-WHY = ("A hello-world request costs the server over a hundred microseconds of CPU here whichever runtime runs it "
-       "(the figures above): h11's parsing alone is ~30 us, and the rest is the interpreter executing the protocol "
-       "layer and the runtime's bookkeeping (httptools cuts the parsing). A Rust thread switch or epoll wake-up is "
-       "a few microseconds, so there the I/O model decides the throughput; here it is a small share next to "
-       "bytecode execution, and the runtimes land close together. What differs is where the GIL is handed over: "
-       "the pool runtimes pay a hand-off (a futex wake) per request or connection between the reactor and a "
-       "worker, threaded one per switch between connection threads.")
+WHY = ("On one core, throughput is close to the inverse of the CPU a request costs, so the ratio between two "
+       "runtimes is the ratio of their CPU per request (the line above the verdict). A hello-world request costs "
+       "well over a hundred microseconds here whichever runtime runs it: the interpreter executing the protocol "
+       "layer and the runtime's bookkeeping. The event loops do all of a request's work on one thread, with no "
+       "hand-off; the thread runtimes add one on every request: a GIL hand-over (a futex wake, then the woken "
+       "thread reacquiring the lock) between the reactor and a worker (the pool runtimes) or between connection "
+       "threads (threaded). On the standard build asyncio also runs on uvloop, an event loop written in C. In Rust "
+       "a request costs a few microseconds and so does a switch, so the I/O model can decide the throughput; here "
+       "the extra Python each model runs per request decides it, and the parser (httptools against h11) moves "
+       "every runtime at once.")

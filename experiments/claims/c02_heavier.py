@@ -102,15 +102,38 @@ def cpu_lines(results: Results, design: Design) -> list[str]:
     db = {n: results.row("db", n, "db", 64) or {} for n in design.runtimes + ASYNC}
     if not any(db.values()):
         return []
+    postgres = _postgres_cpu(results)
     return ["db at 64: server CPU per request " + ", ".join(
-        f"{n} {r['cpu_us_per_request']:.0f} us (PostgreSQL {r.get('db_cpu_us_per_request') or 0:.0f} us)"
+        f"{n} {r['cpu_us_per_request']:.0f} us (PostgreSQL "
+        + (f"{postgres[n]:.0f} us" if postgres.get(n) is not None else "not recorded") + ")"
         for n, r in db.items() if r.get("cpu_us_per_request"))]
 
 
-WHY = ("As each request does more work, the fixed per-request cost of the runtime is a smaller share and the "
-       "runtimes converge. The workloads differ in what the async runtimes do with them: sleep is awaited "
-       "(anyio.sleep: a timer on the loop, no thread), file is read through anyio.Path (a worker thread per read, "
-       "so a loop-to-thread hand-off on top of the work), cpu has nothing to await and runs its blocking form on "
-       "the worker pool. With the database, asyncio awaits psycopg's asyncio API while trio and the thread "
-       "runtimes block in its C driver on a worker thread: the database's round trip and PostgreSQL's own CPU "
-       "(recorded next to the server's, on the load generator's core) set the pace.")
+def _postgres_cpu(results: Results) -> dict[str, float]:
+    """PostgreSQL's CPU per request, median of the rounds, from the raw runs (the summarized rows leave it out)."""
+    import statistics
+
+    from ..harness.interpreters import split_label
+    from ..harness.report import load_run
+
+    run = results.run_dir("db")
+    if run is None:
+        return {}
+    values: dict[str, list[float]] = {}
+    for r in load_run(results.root / run).get("runs") or []:
+        runtime, interpreter = split_label(r.get("runtime", ""))
+        value = (r.get("cost") or {}).get("db_cpu_us_per_request")
+        if interpreter is results.interpreter and r.get("conc") == 64 and not r.get("error") and value is not None:
+            values.setdefault(runtime, []).append(value)
+    return {rt: statistics.median(v) for rt, v in values.items()}
+
+
+WHY = ("A heavier request adds the same work to every runtime only where the work itself is the same: cpu runs "
+       "the same Python on both sides, and sleep costs no CPU on either, so there the fixed per-request cost of the "
+       "runtime is a smaller share and the ratio moves towards 1 (the gaps above). Where the async side does the "
+       "work differently, the ratio reflects that difference instead: file is read through anyio.Path on the "
+       "event loops (a worker thread per read, so a loop-to-thread hand-off on top of the work) and directly on "
+       "the thread runtimes, which is why threads lead there. With the database, asyncio awaits psycopg's asyncio "
+       "API while trio and the thread runtimes block in its C driver on a worker thread, and the server also renders "
+       "a Jinja2 template; PostgreSQL runs on the load generator's core, and its CPU per request is shown next to "
+       "the server's so that a reader can see which of the two a request waits for.")

@@ -73,3 +73,59 @@ WHY = ("Holding a connection is cheap where it is a registered descriptor and a 
        "a pool as large as the number of open connections (seed 002: a cap in the thousands), or newcomers wait in "
        "its queue behind idle connections. With the GIL, thousands of threads also compete for one lock, and an "
        "accept loop that is one thread among them gets it rarely.")
+
+
+DESIGN_TITLES = {"seeds": "the seeds' design (pinned with its default pool, 15 per CPU, and pinned~10000: "
+                          "10,000 workers per process, seed 002)"}
+
+
+def read_with(results: Results, design: Design) -> list[str]:
+    """Whether 2,000 req/s is within each runtime's capacity at all: the rule offers one rate to every runtime
+    and interpreter, and a runtime that cannot answer 2,000 req/s on its core with few connections fails at
+    25,000 for want of CPU, whatever holding the connections costs. curves/hello measured that capacity in the
+    same run (one process on the same core, its own p99 bound)."""
+    from ..curves import capacity, curve  # presentation only: the rule above does not use it
+
+    rows = results.rows("curves", "hello")
+    shown = ("pinned", "pinned~1000") if design is not OURS else design.runtimes
+    lines, short = [], []
+    for rt in shown + ASYNC:
+        points = curve(rows, rt, "hello")
+        if not points:
+            continue
+        cap = capacity(points)
+        lines.append(f"{rt}: {fmt(cap, ',.0f', ' req/s')} with {points[0]['conc']:,} connections"
+                     f" (CPU {fmt(points[0].get('cpu_us_per_request'), ',.0f', ' us')} per request at the lightest rate)")
+        if cap is None or cap <= 2000:
+            short.append(rt)
+    notes = _setup(results, (("pinned", "pinned~10000") if design is not OURS else design.runtimes) + ASYNC)
+    if not lines:
+        return notes
+    head = ("Capacity on one core, from curves/hello (highest rate sustained under its p99 bound): "
+            + "; ".join(lines) + "." + ("" if design is OURS else " (The curves measure pinned~1000; the rows above "
+                                        "use pinned~10000, the same design with a larger pool.)"))
+    if not short:
+        return [head, "Every runtime shown has room above the 2,000 req/s offered here, so a failure at 25,000 "
+                      "connections is about holding them.", *notes]
+    return [head, f"For {', '.join(short)}, 2,000 req/s is at or past that capacity even with few connections, so a "
+                  "failure at 25,000 may be overload rather than the number of connections: for these the row does "
+                  "not separate the two. The rule offers the same rate to every runtime and interpreter; offering "
+                  "each a share of its own capacity is a different rule, which needs a new run.", *notes]
+
+
+def _setup(results: Results, runtimes: tuple[str, ...]) -> list[str]:
+    """How the rows were measured, and what 'no measurement' hides: a run that failed."""
+    rows = [r for r in results.rows("scale") if r["runtime"] in runtimes and r["workload"] == "hello"]
+    processes = sorted({(r["conc"], r["servers"]) for r in rows if r.get("servers")})
+    notes = []
+    if processes:
+        notes.append("Server processes (SO_REUSEPORT), all on the server's one core: "
+                     + ", ".join(f"{n} at {c:,} connections" for c, n in processes) + ".")
+    failed = [f"{r['runtime']} at {r['conc']:,} ({r['error']})" for r in rows if r["failed"]]
+    if failed:
+        notes.append("Runs that failed (shown above as no measurement; the rule counts them as not served): "
+                     + "; ".join(failed) + ".")
+    if any((r.get("conns_established") or 0) > r["conc"] for r in rows):
+        notes.append("'Most' can exceed the connections offered: a client whose request timed out or whose "
+                     "connection broke opens a new one, and the kernel counts both while the old one closes.")
+    return notes

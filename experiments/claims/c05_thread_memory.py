@@ -72,3 +72,21 @@ def why(t: dict, kernel: float, memory: dict) -> str:
             + (f": {min(tasks):.1f}-{max(tasks):.1f} KiB. " if tasks else ". ")
             + "Creation is cheap for the kernel (clone is a few microseconds), but Python's threading.Thread.start "
             "waits for the new thread to run: two GIL trips, comparable to serving a whole request.")
+
+
+def read_with(results: Results, design: Design) -> list[str]:
+    """Whether the creation cost and the request it is compared with were measured on the same machine."""
+    import json
+
+    micro = (results.json("micro", "micro.json") or {}).get("metadata") or {}
+    platform = micro.get("platform", "")
+    run = results.run_dir("workloads")
+    env_path = results.root / run / "env.json" if run else None
+    kernel = json.loads(env_path.read_text()).get("kernel", "") if env_path and env_path.exists() else ""
+    release = platform.split("-", 1)[1].rsplit("-x86_64", 1)[0] if platform.startswith("Linux-") else ""
+    if not release or not kernel or release in kernel:
+        return []
+    return [f"The creation cost (micro, on {release}) and the hello request it is set against (workloads, on "
+            f"{kernel.split()[2] if len(kernel.split()) > 2 else kernel}) were measured in different sittings, on two "
+            "machines of the same kind whose calibration differed (see How the run was measured): read the "
+            "percentage as approximate."]

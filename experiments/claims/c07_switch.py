@@ -54,6 +54,29 @@ CLAIM = Claim(7, "A context switch costs ~0.2 us between async tasks and ~1.7 us
 # Presentation ------------------------------------------------------------------------
 
 WHY = ("In Python every switch runs interpreter code on both sides, so the absolute figures are many times the "
-       "seed's, and a thread switch also hands over the GIL (a futex wake plus the waiting thread reacquiring it). "
-       "Through a socket, a task pays the event loop's selector round trip and future bookkeeping per readiness "
-       "event, which is where the seed says the advantage of tasks disappears.")
+       "seed's. A thread switch through a lock is a futex wake plus a GIL hand-over: the releasing thread blocks on "
+       "its next acquire and drops the GIL, and the woken one takes it. A task switch through an event is event-loop "
+       "bookkeeping: setting the event schedules a callback, and the loop's next turn resumes the waiting task "
+       "(asyncio's loop is partly C; trio's scheduler is Python). Through a socket, a thread blocks in recv and the "
+       "kernel wakes it directly, while a task pays for the loop's turn through epoll, the selector and its "
+       "callbacks on every readiness event. Which side is cheaper is an empirical matter of how much Python each "
+       "path runs; the line under the verdict reads it from the figures.")
+
+
+def read_with(results: Results, design: Design) -> list[str]:
+    """Which way each comparison went here, from the figures (the seed expects tasks far cheaper by event,
+    about equal through I/O)."""
+    micro = results.micro()
+    if not all(k in micro for k in NEED):
+        return []
+    us = {k: micro[k][0] * 1e6 for k in NEED}
+    task = min(us["switch-asyncio-event"], us["switch-trio-event"])
+    io_task = min(us["switch-asyncio-socket"], us["switch-trio-socket"])
+    thread, io_thread = us["switch-threads-lock"], us["switch-threads-socket"]
+
+    def way(t: float, k: float) -> str:
+        return f"threads {'cheaper' if t < k else 'dearer'} ({t:.1f} against {k:.1f} us, {max(t, k) / min(t, k):.1f}x)"
+    return [f"By event or lock: {way(thread, task)}; through a socket: {way(io_thread, io_task)}.",
+            "These pyperf workers are not pinned to a core, so the two threads of a switch may run on different "
+            "cores; the first edition measured CPython 3.11 on another machine (results/claims-20261121-*/micro), "
+            "so figures from the two editions differ by interpreter and machine at once."]

@@ -59,6 +59,8 @@ CLAIM = Claim(8, "Threads are a 2-3x performance hit against async", "004",
 
 # Presentation ------------------------------------------------------------------------
 
-WHY = ("A switch is a small part of a request in Python: over a hundred microseconds of CPU per hello-world request "
-       "(claim 1) against a few to ten microseconds per switch (claim 7), and a request needs one or two. The ratio "
-       "of micro-benchmarks does not survive contact with a real request path.")
+WHY = ("A switch is a small part of a request in Python: a hello-world request costs well over a hundred "
+       "microseconds of CPU (claim 1), and a request needs one or two switches, whose cost claim 7 measures (its "
+       "figures are under that claim: from a few microseconds for a thread hand-off to tens for a task woken "
+       "through a socket). The ratio of micro-benchmarks does not survive contact with a real request path: what "
+       "separates the runtimes is the rest of the Python each one runs per request.")

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from .results import DESIGNS, Design, Results, Verdict
+from .rules import ROOT
 
 __all__ = ["Claim"]
 
@@ -28,3 +30,24 @@ class Claim:
 
     def designs(self) -> tuple[Design, ...]:
         return DESIGNS if self.by_design else DESIGNS[:1]
+
+    def commands(self, run_dir: Path, interpreters: list[str]) -> tuple[str, str]:
+        """The one command that measures this claim again as the run did (on its interpreters), and the one
+        that judges the run again from its files."""
+        chosen = [str(i) for i in interpreters]
+        flag = "" if chosen == ["standard"] else f" INTERPRETERS={','.join(chosen)}"
+        where = run_dir.relative_to(ROOT) if run_dir.is_absolute() and run_dir.is_relative_to(ROOT) else run_dir
+        return f"make claims CLAIM={self.number}{flag}", f"make claims FROM={where}"
+
+    def design_title(self, design: Design) -> str:
+        """The design as this claim measures it: the module's ``DESIGN_TITLES`` (below its "# Presentation"
+        line) where a claim measures other runtimes than the design's usual ones, else the design's title."""
+        titles = getattr(sys.modules.get(self.judge.__module__), "DESIGN_TITLES", {})
+        return titles.get(design.key, design.title)
+
+    def read_with(self, results: Results, design: Design) -> list[str]:
+        """What a reader must know to read the verdict, computed from the run: the claim module's ``read_with``
+        function, if it has one, below its "# Presentation" line. It judges nothing, so it may change freely
+        (a condition found after the data is stated there, while the rule waits for a new run)."""
+        notes = getattr(sys.modules.get(self.judge.__module__), "read_with", None)
+        return list(notes(results, design)) if notes else []

@@ -3,10 +3,13 @@
 ``python -m experiments.claims.compare FIRST SECOND [-o results/REPRODUCIBILITY.md]``
 
 FIRST and SECOND are ``results/claims-*`` directories. Both are judged again
-with the current `claim modules (`experiments/claims/cNN_*.py`)` (same thresholds for both), and
-for every measurement the two runs share it compares:
+with the claim modules in the tree (``experiments/claims/cNN_*.py``: the same
+thresholds for both; a rule changed since a run is not applied to it, as in
+the report), on every interpreter both runs measured, and for every
+measurement the two runs share it compares:
 
-- the verdicts of the ten claims;
+- the verdicts of the ten claims, per design and interpreter, naming those
+  that differ and those that are inconclusive in either run;
 - harness throughput, point by point (runtime, workload, connections), as
   the ratio SECOND / FIRST, against the run-to-run noise each run measured
   itself (the spread of its repeated rounds) and against fixed 10% / 20%
@@ -29,9 +32,11 @@ import sys
 from pathlib import Path
 
 from ..harness.compare import compare
+from ..harness.interpreters import Interpreter
 from ..harness.report import load_run, summarize
 from . import CLAIMS
-from .results import Results
+from .results import INCONCLUSIVE, Results
+from .runner import judge
 
 TOLERANCES = (0.10, 0.20)
 
@@ -50,17 +55,36 @@ def _spread(noise: float | None) -> str:
 
 def changed_experiments(a_dir: Path, b_dir: Path) -> set[str]:
     """Experiments whose description differs between the runs: their claims are not like for like."""
-    whats = [(json.loads((d / "claims.json").read_text()).get("experiments") or {}) if (d / "claims.json").exists()
-             else {} for d in (a_dir, b_dir)]
+    whats = [meta_of(d).get("experiments") or {} for d in (a_dir, b_dir)]
     return {name for name in whats[0].keys() & whats[1].keys()
             if whats[0][name].get("what") != whats[1][name].get("what")}
 
 
-def verdict_rows(first: Results, second: Results) -> list[tuple[str, str, str]]:
-    """(claim and design, first run's verdict, second's), both judged by the current rules."""
-    return [(f"{claim.number}" + (f" ({design.key})" if claim.by_design else ""),
-             claim.judge(first, design).verdict, claim.judge(second, design).verdict)
-            for claim in CLAIMS.values() for design in claim.designs()]
+def meta_of(run_dir: Path) -> dict:
+    path = run_dir / "claims.json"
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def interpreters_of(run_dir: Path) -> list[Interpreter]:
+    """The servers' interpreters a run measured (runs before there was a choice measured the standard one)."""
+    return [Interpreter(name) for name in meta_of(run_dir).get("interpreters") or {"standard": {}}]
+
+
+def shared_interpreters(a_dir: Path, b_dir: Path) -> list[Interpreter]:
+    second = interpreters_of(b_dir)
+    return [i for i in interpreters_of(a_dir) if i in second]
+
+
+def verdict_rows(a_dir: Path, b_dir: Path, interpreter: Interpreter) -> list[tuple[str, str, str]]:
+    """(claim and design, first run's verdict, second's) on one interpreter, both judged by the rules in the
+    tree; a rule changed since a run is not applied to it (its verdict says stale)."""
+    sides = [(Results(d, interpreter), meta_of(d).get("rules")) for d in (a_dir, b_dir)]
+    rows = []
+    for claim in CLAIMS.values():
+        first, second = (judge(claim, results, recorded) for results, recorded in sides)
+        rows += [(f"{claim.number}" + (f" ({design.key})" if claim.by_design else ""),
+                  first[design.key].verdict, second[design.key].verdict) for design in claim.designs()]
+    return rows
 
 
 def harness_points(a_dir: Path, b_dir: Path) -> list[dict]:
@@ -113,18 +137,17 @@ def machine_speed(a_dir: Path, b_dir: Path) -> float | None:
     """How much slower the second run's machine was (calibration time ratio), if both recorded it."""
     means = []
     for d in (a_dir, b_dir):
-        meta = json.loads((d / "claims.json").read_text()) if (d / "claims.json").exists() else None
-        values = [v for cpus in ((meta or {}).get("calibration") or {}).values() for v in cpus.values() if v]
+        values = [v for cpus in (meta_of(d).get("calibration") or {}).values() for v in cpus.values() if v]
         if not values:
             return None
         means.append(statistics.fmean(values))
     return means[1] / means[0]
 
 
-def micro_rows(a_dir: Path, b_dir: Path) -> list[dict]:
+def micro_rows(a_dir: Path, b_dir: Path, interpreter: Interpreter = Interpreter.STANDARD) -> list[dict]:
     import pyperf
 
-    files = [d / "micro" / "micro.json" for d in (a_dir, b_dir)]
+    files = [d / "micro" / Results(d, interpreter).named("micro.json") for d in (a_dir, b_dir)]
     if not all(f.exists() for f in files):
         return []
     suites = [pyperf.BenchmarkSuite.load(str(f)) for f in files]
@@ -166,87 +189,125 @@ def slowloris_rows(first: Results, second: Results) -> tuple[list[dict], int, in
 
 
 def render(a_dir: Path, b_dir: Path) -> str:
-    first, second = Results(a_dir), Results(b_dir)
+    interpreters = shared_interpreters(a_dir, b_dir)
     out = [f"# Reproducibility: `{a_dir.name}` against `{b_dir.name}`", "",
-           "Written by `python -m experiments.claims.compare`. Both runs are judged with the same "
-           "claim modules (`experiments/claims/cNN_*.py`); every number below comes from the two directories' files.", ""]
+           "Written by `python -m experiments reproduce` (`experiments/claims/compare.py`). Both runs are judged with "
+           "the same claim modules (`experiments/claims/cNN_*.py`); every number below comes from the two "
+           "directories' files. Interpreters both runs measured: " + ", ".join(interpreters) + ".", ""]
+    speed = machine_speed(a_dir, b_dir)
+    for section in (_verdicts_section(a_dir, b_dir, interpreters), _speed_section(speed),
+                    _throughput_section(harness_points(a_dir, b_dir), speed), _capacity_section(a_dir, b_dir),
+                    _micro_section(a_dir, b_dir, interpreters), _memory_section(a_dir, b_dir, interpreters),
+                    _slowloris_section(a_dir, b_dir, interpreters)):
+        out += section
+    return "\n".join(out) + "\n"
 
-    rows = verdict_rows(first, second)
+
+def _on(interpreter: Interpreter, interpreters: list[Interpreter]) -> str:
+    return f" on {interpreter}" if len(interpreters) > 1 else ""
+
+
+def _verdicts_section(a_dir: Path, b_dir: Path, interpreters: list[Interpreter]) -> list[str]:
     changed = changed_experiments(a_dir, b_dir)
     moved = {str(c.number): sorted(changed & set(c.experiments)) for c in CLAIMS.values()}
-    same = sum(v1 == v2 for _, v1, v2 in rows)
-    out += [f"## Verdicts: {same} of {len(rows)} the same", "", "| claim | first | second |", "|---|---|---|"]
-    out += [f"| {n} | {v1} | {v2}{'' if v1 == v2 else ' (differs)'}"
-            + (f"; the experiment changed between the runs ({', '.join(moved[n.split()[0]])})"
-               if moved[n.split()[0]] else "") + " |"
-            for n, v1, v2 in rows]
+    rows = [(f"{n}{_on(i, interpreters)}", n.split()[0], v1, v2)
+            for i in interpreters for n, v1, v2 in verdict_rows(a_dir, b_dir, i)]
+    same = sum(v1 == v2 for _, _, v1, v2 in rows)
+    differ = [name for name, _, v1, v2 in rows if v1 != v2]
+    unsure = [name for name, _, v1, v2 in rows if INCONCLUSIVE in (v1, v2)]
+    out = [f"## Verdicts: {same} of {len(rows)} the same", "",
+           "Differ: " + ("; ".join(differ) or "none") + ".",
+           "Inconclusive in either run (the rule found the difference inside the noise): "
+           + ("; ".join(unsure) or "none") + ".", "",
+           "| claim (design) | first | second |", "|---|---|---|"]
+    out += [f"| {name} | {v1} | {v2}{'' if v1 == v2 else ' (differs)'}"
+            + (f"; the experiment changed between the runs ({', '.join(moved[number])})" if moved[number] else "")
+            + " |" for name, number, v1, v2 in rows]
+    return out
 
-    speed = machine_speed(a_dir, b_dir)
-    out += ["", "## Machine speed", ""]
+
+def _speed_section(speed: float | None) -> list[str]:
+    out = ["", "## Machine speed", ""]
     if speed is None:
-        out.append("Not recorded by both runs (`experiments/harness/calibrate.py` runs before and after each run since "
-                   "it was added), so throughput below is compared as measured.")
-    else:
-        out.append(f"The calibration task took {speed:.2f}x as long in the second run as in the first: throughput "
-                   "changes of that size are the machine's, not the servers'. The throughput section also counts "
-                   "points after dividing that out.")
+        return out + ["Not recorded by both runs (`experiments/harness/calibrate.py` runs before and after each run "
+                      "since it was added), so throughput below is compared as measured."]
+    return out + [f"The calibration task took {speed:.2f}x as long in the second run as in the first: throughput "
+                  "changes of that size are the machine's, not the servers'. The throughput section also counts "
+                  "points after dividing that out."]
 
-    points = harness_points(a_dir, b_dir)
-    if points:
-        ratios = [abs(p["ratio"] - 1) for p in points]
-        within_noise = [p for p in points if p["noise"] is not None]
-        out += ["", f"## Throughput: {len(points)} points both runs measured", ""]
-        for tol in TOLERANCES:
-            out.append(f"- within {tol:.0%}: {sum(r <= tol for r in ratios)} of {len(points)}")
-        if within_noise:
-            ok = sum(abs(p["ratio"] - 1) <= p["noise"] for p in within_noise)
-            out.append(f"- within the larger of the two runs' own spreads (repeated rounds): {ok} of "
-                       f"{len(within_noise)} points that have repeats")
-        out.append(f"- median difference {statistics.median(ratios):.1%}, largest {max(ratios):.0%}")
-        if speed is not None:
-            normalized = [abs(p["ratio"] * speed - 1) for p in points]
-            out.append(f"- with the machine's speed divided out: within 10% {sum(r <= 0.10 for r in normalized)}, "
-                       f"within 20% {sum(r <= 0.20 for r in normalized)} of {len(points)}; median difference "
-                       f"{statistics.median(normalized):.1%}")
-        out += ["", "Points outside 20% (second / first):", "",
-                "| experiment | runtime | workload | conns | first req/s | second req/s | change | own spread |",
-                "|---|---|---|---:|---:|---:|---:|---:|"]
-        far = [p for p in points if abs(p["ratio"] - 1) > TOLERANCES[1]]
-        out += [f"| {p['experiment']} | {p['runtime']} | {p['workload']} | {p['conc']:,} | {p['first']:,.0f} | "
-                f"{p['second']:,.0f} | {_pct(p['ratio'])} | {_spread(p['noise'])} |"
-                for p in far] or ["| (none) | | | | | | | |"]
 
+def _throughput_section(points: list[dict], speed: float | None) -> list[str]:
+    if not points:
+        return []
+    ratios = [abs(p["ratio"] - 1) for p in points]
+    with_noise = [p for p in points if p["noise"] is not None]
+    out = ["", f"## Throughput: {len(points)} points both runs measured", ""]
+    out += [f"- within {tol:.0%}: {sum(r <= tol for r in ratios)} of {len(points)}" for tol in TOLERANCES]
+    if with_noise:
+        ok = sum(abs(p["ratio"] - 1) <= p["noise"] for p in with_noise)
+        out.append(f"- within the larger of the two runs' own spreads (repeated rounds): {ok} of "
+                   f"{len(with_noise)} points that have repeats")
+    out.append(f"- median difference {statistics.median(ratios):.1%}, largest {max(ratios):.0%}")
+    if speed is not None:
+        normalized = [abs(p["ratio"] * speed - 1) for p in points]
+        out.append(f"- with the machine's speed divided out: within 10% {sum(r <= 0.10 for r in normalized)}, "
+                   f"within 20% {sum(r <= 0.20 for r in normalized)} of {len(points)}; median difference "
+                   f"{statistics.median(normalized):.1%}")
+    out += ["", "Points outside 20% (second / first):", "",
+            "| experiment | runtime | workload | conns | first req/s | second req/s | change | own spread |",
+            "|---|---|---|---:|---:|---:|---:|---:|"]
+    far = [p for p in points if abs(p["ratio"] - 1) > TOLERANCES[1]]
+    return out + ([f"| {p['experiment']} | {p['runtime']} | {p['workload']} | {p['conc']:,} | {p['first']:,.0f} | "
+                   f"{p['second']:,.0f} | {_pct(p['ratio'])} | {_spread(p['noise'])} |" for p in far]
+                  or ["| (none) | | | | | | | |"])
+
+
+def _capacity_section(a_dir: Path, b_dir: Path) -> list[str]:
     caps = capacity_rows(a_dir, b_dir)
-    if caps:
-        same = sum(c["first"] == c["second"] for c in caps)
-        out += ["", f"## Open loop: the highest rate sustained, {same} of {len(caps)} the same rung of the ladder", "",
-                "| experiment | runtime | workload | conns | first req/s | second req/s |", "|---|---|---|---:|---:|---:|"]
-        out += [f"| {c['experiment']} | {c['runtime']} | {c['workload']} | {c['conc']:,} | {_rate(c['first'])} | "
-                f"{_rate(c['second'])} |" for c in caps]
+    if not caps:
+        return []
+    same = sum(c["first"] == c["second"] for c in caps)
+    out = ["", f"## Open loop: the highest rate sustained, {same} of {len(caps)} the same rung of the ladder", "",
+           "| experiment | runtime | workload | conns | first req/s | second req/s |", "|---|---|---|---:|---:|---:|"]
+    return out + [f"| {c['experiment']} | {c['runtime']} | {c['workload']} | {c['conc']:,} | {_rate(c['first'])} | "
+                  f"{_rate(c['second'])} |" for c in caps]
 
-    micro = micro_rows(a_dir, b_dir)
-    if micro:
-        out += ["", f"## Micro-benchmarks: {sum(r['within'] for r in micro)} of {len(micro)} within noise "
-                "(means closer than their two standard deviations added)", "",
-                "| benchmark | first (us) | second (us) | change |", "|---|---:|---:|---:|"]
-        out += [f"| {r['name']} | {r['first_us']:.2f} | {r['second_us']:.2f} | {_pct(r['ratio'])}"
-                f"{'' if r['within'] else ' (outside)'} |" for r in micro]
 
-    memory = memory_rows(first, second)
-    if memory:
-        out += ["", "## Memory per idle unit", "", "| case | first (KiB) | second (KiB) | change |", "|---|---:|---:|---:|"]
-        out += [f"| {r['case']} | {r['first']:.2f} | {r['second']:.2f} | {_pct(r['ratio'])} |" for r in memory]
+def _micro_section(a_dir: Path, b_dir: Path, interpreters: list[Interpreter]) -> list[str]:
+    micro = [r | {"name": r["name"] + _on(i, interpreters)} for i in interpreters for r in micro_rows(a_dir, b_dir, i)]
+    if not micro:
+        return []
+    out = ["", f"## Micro-benchmarks: {sum(r['within'] for r in micro)} of {len(micro)} within noise "
+           "(means closer than their two standard deviations added)", "",
+           "| benchmark | first (us) | second (us) | change |", "|---|---:|---:|---:|"]
+    return out + [f"| {r['name']} | {r['first_us']:.2f} | {r['second_us']:.2f} | {_pct(r['ratio'])}"
+                  f"{'' if r['within'] else ' (outside)'} |" for r in micro]
 
-    slow, n_first, n_second = slowloris_rows(first, second)
-    out += ["", f"## Slowloris: {len(slow)} shared cases (first run {n_first}, second {n_second})", ""]
-    if slow:
+
+def _memory_section(a_dir: Path, b_dir: Path, interpreters: list[Interpreter]) -> list[str]:
+    memory = [r | {"case": r["case"] + _on(i, interpreters)} for i in interpreters
+              for r in memory_rows(Results(a_dir, i), Results(b_dir, i))]
+    if not memory:
+        return []
+    out = ["", "## Memory per idle unit", "", "| case | first (KiB) | second (KiB) | change |", "|---|---:|---:|---:|"]
+    return out + [f"| {r['case']} | {r['first']:.2f} | {r['second']:.2f} | {_pct(r['ratio'])} |" for r in memory]
+
+
+def _slowloris_section(a_dir: Path, b_dir: Path, interpreters: list[Interpreter]) -> list[str]:
+    out = []
+    for i in interpreters:
+        slow, n_first, n_second = slowloris_rows(Results(a_dir, i), Results(b_dir, i))
+        out += ["", f"## Slowloris{_on(i, interpreters)}: {len(slow)} shared cases (first run {n_first}, "
+                f"second {n_second})", ""]
+        if not slow:
+            out.append("No case is shared: the experiment is missing from a run, or changed between them "
+                       "(attack size or cases).")
+            continue
         out += ["| case | first: success, p99 | second: success, p99 |", "|---|---|---|"]
         for r in slow:
             cells = [f"{p.get('success_rate') or 0:.0%}, {p.get('p99_ms') or 0:,.0f} ms" for p in (r["first"], r["second"])]
             out.append(f"| {r['case']} | {cells[0]} | {cells[1]} |")
-    else:
-        out.append("The experiment changed between the runs (attack size or cases), so no case is shared.")
-    return "\n".join(out) + "\n"
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from .claim import Claim
-from .results import Results, Verdict
+from .results import ASYNC, DESIGNS, Design, Results, Verdict
 
 __all__ = ["LESSONS", "PRIMERS", "write_lessons"]
 
@@ -30,18 +31,34 @@ class Lesson:
     title: str
     primers: tuple[str, ...]
     look: str  # what to look at in the picture, and what to ask of it
+    #: Which of the verdict's measured rows answer the question (all of them, up to ROWS, unless this says).
+    rows: Callable[[str, Design], bool] | None = None
+
+
+ROWS = 8
+
+
+def _at_25k(row: str, design: Design) -> bool:
+    return " at 25,000:" in row
+
+
+def _slow_readers_of(row: str, design: Design) -> bool:
+    runtime, _, rest = row.partition(" / ")
+    return runtime in design.runtimes + ASYNC and rest.startswith("read / ")
 
 
 LESSONS = [
     Lesson(1, "Hello world: are threads faster?", ("littles-law",),
-           "the CPU-per-request panel: that, not the I/O model, sets Python's throughput; where would a 20% "
-           "difference come from when a request costs over a hundred microseconds of interpreter time?"),
+           "the CPU-per-request panel next to the throughput: on one core each is nearly the inverse of the "
+           "other, so which runtime runs less Python per request?"),
     Lesson(2, "Heavier requests: does the difference fade?", (),
-           "how the gap between the runtimes shrinks from hello to sleep, and what the database's own CPU is"),
+           "the CPU per request of each workload: where it grows the same on both sides (cpu), the runtimes' "
+           "fixed cost is a smaller share; where the async side does the work differently (file), it does not"),
     Lesson(3, "Tail latency at the same offered load", ("coordinated-omission", "littles-law", "gil"),
            "where each curve leaves its floor (the knee), and p99 at a rate below every knee"),
     Lesson(4, "25,000 connections", ("scheduler",),
-           "the fewest connections the kernel counted during the minute, against 25,000, runtime by runtime"),
+           "the fewest connections the kernel counted during the minute, against 25,000, runtime by runtime",
+           rows=_at_25k),
     Lesson(5, "What a thread costs", (),
            "RSS per idle thread with the default and the 64 KiB stack: equal means the stack is not committed"),
     Lesson(6, "How many threads?", ("scheduler", "gil"),
@@ -53,7 +70,8 @@ LESSONS = [
     Lesson(9, "Scaling with processes", ("littles-law",),
            "the highest rate sustained with one process and with two, and how sharply p99 rises past it"),
     Lesson(10, "Slowloris", (),
-           "which runtime's normal visitor suffers under 2,000 slow connections, alone and behind nginx"),
+           "which runtime's normal visitor suffers under 2,000 slow connections, alone and behind nginx",
+           rows=_slow_readers_of),
 ]
 
 
@@ -111,7 +129,7 @@ def write_lessons(run_dir: Path, claims: list[Claim], judged: dict, results: dic
         if lesson.claim not in by_number:
             continue
         claim, verdicts = by_number[lesson.claim]
-        out += _lesson(lesson, claim, verdicts, run_dir)
+        out += _lesson(lesson, claim, verdicts, run_dir, results[first], list(judged))
     out += ["## Primers", ""]
     for key, primer in PRIMERS.items():
         out += [f"### {primer.title}", "", primer.text, ""]
@@ -122,13 +140,18 @@ def write_lessons(run_dir: Path, claims: list[Claim], judged: dict, results: dic
     return path
 
 
-def _lesson(lesson: Lesson, claim: Claim, verdicts: dict[str, Verdict], run_dir: Path) -> list[str]:
+def _lesson(lesson: Lesson, claim: Claim, verdicts: dict[str, Verdict], run_dir: Path, results: Results,
+            interpreters: list) -> list[str]:
     out = [f"## {lesson.claim}. {lesson.title}", "", f"*Question.* {claim.question} The seeds say: \"{claim.claim}\" "
            f"(seed {claim.source}).", "", "*Answer, measured here.*", ""]
     for key, verdict in verdicts.items():
         who = {"seeds": "The seeds' design", "ours": "Ours"}.get(key, key) if claim.by_design else "Threads"
         out.append(f"- {who}: **{verdict.verdict}**: {verdict.summary}.")
-        out += [f"  - {n}" for n in verdict.numbers[:4]]
+        design = next((d for d in DESIGNS if d.key == key), DESIGNS[0])
+        rows = [n for n in verdict.numbers if lesson.rows is None or lesson.rows(n, design)]
+        out += [f"  - {n}" for n in rows[:ROWS]] + ([f"  - ({len(rows) - ROWS} more rows in the report)"]
+                                                    if len(rows) > ROWS else [])
+        out += [f"  - Read it with this: {c}" for c in claim.read_with(results, design)]
     some = next(iter(verdicts.values()))
     out += ["", f"*Why.* {some.why}" if some.why else "*Why.* See the report.", ""]
     if lesson.primers:
@@ -138,7 +161,9 @@ def _lesson(lesson: Lesson, claim: Claim, verdicts: dict[str, Verdict], run_dir:
     if plot:
         stop = "" if lesson.look.endswith(("?", ".")) else "."
         out += [f"![claim {lesson.claim}](./{plot})", "", f"Look at {lesson.look}{stop}", ""]
-    out += [f"*Rerun.* `make claims CLAIM={lesson.claim}` (the rule: `{claim.module.relative_to(ROOT)}`).", ""]
+    measure, judge = claim.commands(run_dir, interpreters)
+    out += [f"*Rerun.* `{measure}` (the rule: `{claim.module.relative_to(ROOT)}`); judge this run again without "
+            f"measuring: `{judge}`.", ""]
     return out
 
 

@@ -14,7 +14,7 @@ from ..harness.interpreters import Interpreter
 from .claim import Claim
 from .gil import changed_verdicts, draw_gil_plot, gil_comparison
 from .results import ASYNC, DESIGNS, OURS, SEEDS, Results, Verdict
-from .sittings import sittings_section
+from .sittings import measured_on, sittings_section
 
 #: judged[interpreter][k][design key]: the verdict of claim k on that design (claims judged once: "seeds" only).
 Judged = dict[Interpreter, list[dict[str, Verdict]]]
@@ -45,45 +45,14 @@ def write_report(run_dir: Path, meta: dict, claims: list[Claim], judged: Judged,
     several = len(interpreters) > 1
     if several:
         plots += draw_gil_plot(run_dir, results)
-    lines = _header(run_dir, meta, interpreters)
-    columns = [(i, d) for i in interpreters for d in DESIGNS]
-    lines += ["", "| # | claim (source) | " + " | ".join(
-        f"{'seeds' if d is SEEDS else 'ours'}{f' on {i}' if several else ''}" for i, d in columns) + " | in one line |",
-              "| --- | --- | " + "--- | " * len(columns) + "--- |"]
-    for k, claim in enumerate(claims):
-        line = "<br>".join(f"{'' if not several else f'{i}, '}{d.key if claim.by_design else 'both'}: "
-                           f"{judged[i][k][d.key].summary}" for i in interpreters for d in claim.designs())
-        lines.append(f"| {claim.number} | {claim.claim} ({claim.source}) | "
-                     + " | ".join(_cell(judged[i][k], d.key) for i, d in columns) + f" | {line} |")
-    lines += ["", "Columns: **seeds** judges the seeds' own design, " + SEEDS.title.split("(", 1)[1].rstrip(")")
-              + "; **ours** judges threaded and hybrid (" + OURS.title.split("(", 1)[1].rstrip(")") + "); both "
-              "against the event loops (" + ", ".join(ASYNC) + "). Claims 5 and 7 are properties of threads and "
-              "of the interpreter, judged once. ⚠: the rule was not pre-registered for this run (see Rules).",
-              "", *_rules_section(meta, claims, judged)]
+    lines = _header(run_dir, meta, interpreters) + _summary_table(claims, judged) + _rules_section(meta, claims, judged)
     lines += ["", "Experiments run: " + "; ".join(
         f"{name} ({info.get('minutes', '?')} min: {info['what']}"
         + (f"; {info['note']}" if info.get("note") else "") + (f"; FAILED: {info['error']}" if info.get("error") else "")
         + ")" for name, info in meta.get("experiments", {}).items()), ""]
     lines += sittings_section(run_dir)
     for k, claim in enumerate(claims):
-        title = " / ".join(judged[i][k][d.key].verdict for i in interpreters for d in claim.designs())
-        lines += [
-            f"## Claim {claim.number}: {title}", "",
-            f"> {claim.claim} (seed {claim.source})", "",
-            f"**Question.** {claim.question} **Rerun:** `make claims CLAIM={claim.number}`; judge again without "
-            f"measuring: `make claims FROM={run_dir.name}`.", "",
-            "**Rule** (" + judged[interpreters[0]][k][claim.designs()[0].key].rule_note + "):", "",
-            *[f"    {line}" for line in claim.rule.splitlines()], "",
-            *_moved_note(claim.rule),
-        ]
-        for interpreter in interpreters:
-            for design in claim.designs():
-                heading = ([f"on {interpreter} ({_build(meta, interpreter)})"] if several else []) + (
-                    [design.title] if claim.by_design else [])
-                if heading:
-                    lines += [f"### {', '.join(heading)}", ""]
-                lines += _claim_body(run_dir, claim, judged[interpreter][k][design.key],
-                                     gil=_has_gil(meta, interpreter))
+        lines += _claim_section(run_dir, meta, claim, {i: judged[i][k] for i in interpreters}, results)
     for interpreter, r in results.items():
         if _has_gil(meta, interpreter):
             lines += gil_section(r, plots, f" ({interpreter})" if several else "")
@@ -92,6 +61,50 @@ def write_report(run_dir: Path, meta: dict, claims: list[Claim], judged: Judged,
     path = run_dir / "REPORT.md"
     path.write_text("\n".join(lines) + "\n")
     return [path, *plots]
+
+
+def _summary_table(claims: list[Claim], judged: Judged) -> list[str]:
+    interpreters = list(judged)
+    several = len(interpreters) > 1
+    columns = [(i, d) for i in interpreters for d in DESIGNS]
+    lines = ["", "| # | claim (source) | " + " | ".join(
+        f"{'seeds' if d is SEEDS else 'ours'}{f' on {i}' if several else ''}" for i, d in columns) + " | in one line |",
+             "| --- | --- | " + "--- | " * len(columns) + "--- |"]
+    for k, claim in enumerate(claims):
+        line = "<br>".join(f"{'' if not several else f'{i}, '}{d.key if claim.by_design else 'both'}: "
+                           f"{judged[i][k][d.key].summary}" for i in interpreters for d in claim.designs())
+        lines.append(f"| {claim.number} | {claim.claim} ({claim.source}) | "
+                     + " | ".join(_cell(judged[i][k], d.key) for i, d in columns) + f" | {line} |")
+    return lines + ["", "Columns: **seeds** judges the seeds' own design, " + SEEDS.title.split("(", 1)[1].rstrip(")")
+                    + "; **ours** judges threaded and hybrid (" + OURS.title.split("(", 1)[1].rstrip(")") + "); both "
+                    "against the event loops (" + ", ".join(ASYNC) + "). Claims 5 and 7 are properties of threads and "
+                    "of the interpreter, judged once. Claims 4, 6 and 10 name the runtimes they measure in their "
+                    "headings. ⚠: the rule was not pre-registered for this run (see Rules).", ""]
+
+
+def _claim_section(run_dir: Path, meta: dict, claim: Claim, verdicts: dict[Interpreter, dict[str, Verdict]],
+                   results: dict[Interpreter, Results]) -> list[str]:
+    """One claim: the seeds' words, the question and the commands, the rule, then its verdict on each
+    interpreter and design."""
+    interpreters = list(verdicts)
+    several = len(interpreters) > 1
+    measure, judge = claim.commands(run_dir, interpreters)
+    title = " / ".join(v[d.key].verdict for v in verdicts.values() for d in claim.designs())
+    lines = [f"## Claim {claim.number}: {title}", "", f"> {claim.claim} (seed {claim.source})", "",
+             f"**Question.** {claim.question} **Rerun:** `{measure}`; judge again without measuring: `{judge}`.", "",
+             "**Rule** (" + verdicts[interpreters[0]][claim.designs()[0].key].rule_note + "):", "",
+             *[f"    {line}" for line in claim.rule.splitlines()], "", *_moved_note(claim.rule)]
+    if where := measured_on(run_dir, claim.experiments):
+        lines += [f"**Measured on** (kernel of each experiment's machine; see How the run was measured): {where}.", ""]
+    for interpreter, by_design in verdicts.items():
+        for design in claim.designs():
+            heading = ([f"on {interpreter} ({_build(meta, interpreter)})"] if several else []) + (
+                [claim.design_title(design)] if claim.by_design else [])
+            if heading:
+                lines += [f"### {', '.join(heading)}", ""]
+            lines += _claim_body(run_dir, claim, by_design[design.key], gil=_has_gil(meta, interpreter),
+                                 context=claim.read_with(results[interpreter], design))
+    return lines
 
 
 def _rules_section(meta: dict, claims: list[Claim], judged: Judged) -> list[str]:
@@ -115,14 +128,18 @@ def _header(run_dir: Path, meta: dict, interpreters: list[Interpreter]) -> list[
         + (" (**--quick: pipeline check, not evidence**)" if meta.get("quick") else "") + ".",
         "Servers' interpreters: " + "; ".join(f"{i}: {_build(meta, i)}" for i in interpreters)
         + f" (switch interval {meta.get('interpreter', {}).get('switch_interval_s', 0.005) * 1000:g} ms where "
-        f"there is a GIL). Machine: {meta.get('machine', '?')}; "
+        f"there is a GIL). Machine when the run started: {meta.get('machine', '?')} (a run measured in several "
+        "sittings may have moved to another machine of the same kind: see How the run was measured); "
         "2 shared cores: servers pinned to CPU 0, load generators to CPU 1 unless a claim says otherwise.",
         f"Thread runtimes: {', '.join(SEEDS.runtimes + OURS.runtimes)}; async runtimes: {', '.join(ASYNC)} "
         "(`async def` handlers where the work can be awaited).",
         "Conditions that differ from the seeds': 2 shared cores (one for the server) instead of a multi-core server, "
-        "loopback instead of a network (this kernel has no netem), CPython instead of Rust, load generators wrk "
+        "loopback instead of a network (this kernel has no netem: the 10 ms round trip of curves/hello-rtt10 is "
+        "played by the load generator, which holds each request and each answer for half of it), CPython instead "
+        "of Rust, load generators wrk "
         "(closed loop) and openload (open loop, ours) instead of the seeds' tools.",
     ]
+    lines.append(_reproduced(run_dir))
     calibration = meta.get("calibration") or {}
     if calibration:
         lines.append("Machine speed (`experiments/harness/calibrate.py`, the protocol layer's CPU per request, CPU 0 / CPU 1; "
@@ -130,6 +147,17 @@ def _header(run_dir: Path, meta: dict, interpreters: list[Interpreter]) -> list[
                          f"{when} {' / '.join('-' if v is None else f'{v:.1f} us' for v in cpus.values())}"
                          for when, cpus in calibration.items()) + ".")
     return lines
+
+
+def _reproduced(run_dir: Path) -> str:
+    """Whether a second run has checked these verdicts: a single run is one measurement, not a settled answer."""
+    check = run_dir.parent / "REPRODUCIBILITY.md"
+    first = check.read_text().splitlines()[0] if check.exists() else ""
+    if f"`{run_dir.name}`" in first:
+        return (f"Reproducibility: checked against a second run in `{check.name}` next to this report's copy "
+                "(`python -m experiments reproduce`); read a verdict that differs there as unsettled.")
+    return ("Reproducibility: not yet checked against a second run (`python -m experiments reproduce FIRST SECOND`): "
+            "read these verdicts as one measurement.")
 
 
 def _facts(meta: dict, interpreter: Interpreter) -> dict:
@@ -157,16 +185,20 @@ def _build(meta: dict, interpreter: Interpreter) -> str:
     return f"CPython {facts.get('version', '?')}, {build}"
 
 
-def _claim_body(run_dir: Path, claim: Claim, verdict: Verdict, gil: bool) -> list[str]:
+def _claim_body(run_dir: Path, claim: Claim, verdict: Verdict, gil: bool, context: list[str]) -> list[str]:
     lines = []
     if verdict.numbers:
         lines += ["**Measured.**", ""] + [f"- {n}" for n in verdict.numbers] + [""]
     lines += [f"**Verdict: {verdict.verdict}.** {verdict.summary}.", ""]
+    if context:
+        lines += ["**Read it with this** (found in the same run; the rule does not use it):", ""] \
+            + [f"- {c}" for c in context] + [""]
     if gil:
         lines += [f"**Why.** {verdict.why}", ""]
     else:  # the explanations are written for the GIL; the comparison section says what changes
-        lines += ["**Why.** The explanation written for this claim assumes the GIL; what changes without it is in "
-                  "[Without the GIL](#without-the-gil-the-same-claims-side-by-side).", ""]
+        lines += ["**Why.** The explanation written for this claim assumes the GIL; what changes without it, with "
+                  "this run's figures, is in [Why the figures move without the GIL]"
+                  "(#why-the-figures-move-without-the-gil).", ""]
     for plot in verdict.plots:
         if plot and (run_dir / plot).exists():
             lines += [f"![claim {claim.number}](./{plot})", ""]
@@ -202,13 +234,16 @@ def gil_section(results: Results, plots: list[Path], which: str = "") -> list[st
         r = results.row("switch-interval", "threaded", "hello", 100, label)
         if r and r["p99_ms"] is not None and r["p50_ms"] is not None:
             tails[label] = r["p99_ms"]
-            switch.append(f"| {label} | {r['rps']:,.0f} | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} | {_fair(r)} | "
+            spread = r.get("rps_all") or [r["rps"]]
+            switch.append(f"| {label} | {r['rps']:,.0f} ({min(spread):,.0f}..{max(spread):,.0f}) | {r['p50_ms']:.1f} | "
+                          f"{r['p99_ms']:.1f} ({_range(r.get('p99_all'))}) | {_fair(r)} | "
                           f"{r.get('ctx_vol') or 0:,} / {r.get('ctx_invol') or 0:,} |")
     if switch:
         lines += [
             "`sys.setswitchinterval` (how long a thread may keep the GIL while others wait), threaded, "
             "hello, 100 connections:", "",
-            "| interval | req/s | p50 ms | p99 ms | per-client req/s | context switches vol / invol |",
+            "| interval | req/s (min..max of the rounds) | p50 ms | p99 ms (min..max) | per-client req/s | "
+            "context switches vol / invol |",
             "| --- | --- | --- | --- | --- | --- |", *switch, "",
             _switch_reading(tails),
             "(Context switches are summed over the threads alive when sampled: a connection's thread that has "
@@ -228,12 +263,17 @@ def _switch_reading(tails: dict[str, float]) -> str:
     if short > long_ * 1.2:
         return (f"Here a shorter interval made the tail worse (p99 {short:.0f} ms at 0.5 ms against {long_:.0f} ms "
                 "at 50 ms): forcing the GIL to change hands more often adds hand-overs, and with them more chances "
-                "for a request to wait behind other threads, without making the order any fairer.")
+                "for a request to wait behind other threads (the per-client column shows whether the order got "
+                "any fairer; a difference inside the rounds' ranges is noise).")
     if long_ > short * 1.2:
         return (f"Here a longer interval made the tail worse (p99 {long_:.0f} ms at 50 ms against {short:.0f} ms at "
                 "0.5 ms): a thread that keeps the GIL longer makes every other connection wait longer.")
     return (f"The interval barely moved the tail (p99 {short:.0f} ms at 0.5 ms, {long_:.0f} ms at 50 ms): in an "
             "I/O-bound server most hand-overs happen at blocking calls, before the interval expires.")
+
+
+def _range(values: list | None) -> str:
+    return f"{min(values):,.1f}..{max(values):,.1f}" if values else "-"
 
 
 def _fair(row: dict) -> str:

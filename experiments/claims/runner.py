@@ -145,6 +145,7 @@ def main(argv: list[str] | None = None) -> int:
         return p.error(f"{exc}; interpreters: {', '.join(Interpreter)}")
     claims = [CLAIMS[n] for n in (args.claim or sorted(CLAIMS))
               if n in CLAIMS or sys.exit(f"no claim {n}; claims: {sorted(CLAIMS)}")]
+    _find_earlier_run(p, args)
     needed = [name for name in EXPERIMENTS if any(name in c.experiments for c in claims)]
     print("claims:      " + ", ".join(str(c.number) for c in claims))
     print("experiments: " + ", ".join(f"{n} (~{EXPERIMENTS[n].minutes:g} min)" for n in needed))
@@ -176,6 +177,17 @@ def main(argv: list[str] | None = None) -> int:
         measure_missing(args, meta, meta_path, run_dir, claims, needed, interpreters)
     write_outputs(args, meta, run_dir, claims, interpreters, complete)
     return 0
+
+
+def _find_earlier_run(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """--from and --resume name an earlier run by its path, or by its name in the results directory; anything
+    else is an error (not a new empty run judged as if it were one)."""
+    for name in ("source", "resume"):
+        given = getattr(args, name)
+        if given is not None and not (given / "claims.json").exists():
+            if not (args.results_dir / given / "claims.json").exists():
+                p.error(f"{given} is not a claims run (no claims.json there or in {args.results_dir})")
+            setattr(args, name, args.results_dir / given)
 
 
 def measure_missing(args: argparse.Namespace, meta: dict, meta_path: Path, run_dir: Path, claims: list,

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-__all__ = ["sittings_section"]
+__all__ = ["measured_on", "sittings_section"]
 
 #: Rows a run set aside (measured while something else competed for the cores) and measured again.
 SET_ASIDE = "contaminated.jsonl.txt"
@@ -35,6 +35,15 @@ def _rows(run_dir: Path) -> list[tuple[str, str, str, str, str]]:
         rows.append((experiment, _minute(env.get("date")), _minute(env.get("completed")),
                      kernel[2] if len(kernel) > 2 else "?", again))
     return rows
+
+
+def measured_on(run_dir: Path, experiments: tuple[str, ...]) -> str:
+    """Where and when a claim's harness experiments ran, in one line: a verdict whose figures come from
+    several sittings should say so next to it."""
+    rows = [r for r in _rows(run_dir) if r[0].split("/")[0] in experiments]
+    if not rows:
+        return ""
+    return "; ".join(f"{e} from {s} on {k}" + (f" ({n.split(' (')[0]})" if n else "") for e, s, _, k, n in rows)
 
 
 def _minute(stamp: str | None) -> str:

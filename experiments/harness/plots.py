@@ -12,7 +12,7 @@ def _safe(name) -> str:
 PEER_PREFIX = "peer:"  # runtimes named peer:<server> are reference servers, drawn dashed
 
 # (row key, panel title, y scale): 2 rows x 3 columns, against concurrency on a log x axis.
-PANELS = [("rps", "throughput (req/s)", "linear"),
+PANELS = [("rps", "throughput (req/s; whiskers: min..max of the rounds)", "linear"),
           ("p50_ms", "p50 latency (ms, log scale)", "log"),
           ("p99_ms", "p99 latency (ms, log scale)", "log"),
           ("peak_rss_mib", "peak resident memory (MiB)", "linear"),
@@ -32,6 +32,13 @@ def runtime_styles(rows: list[dict]) -> dict[str, tuple[str, str, str]]:
     runtimes = sorted({str(r["runtime"]) for r in rows}, key=lambda rt: (is_peer(rt), rt))
     return {rt: (f"C{i % 10}", "osD^v<>ph*"[i % 10], "--" if is_peer(rt) else "-")
             for i, rt in enumerate(runtimes)}
+
+
+def _whiskers(ax, pts: list[dict], color) -> None:
+    if pts:
+        ax.errorbar([r["conc"] for r in pts], [r["rps"] for r in pts], fmt="none", ecolor=color, capsize=3,
+                    alpha=0.7, yerr=[[r["rps"] - min(r["rps_all"]) for r in pts],
+                                     [max(r["rps_all"]) - r["rps"] for r in pts]])
 
 
 def plot(doc: dict, rows: list[dict], out_dir: Path, stem: str | None,
@@ -63,6 +70,8 @@ def plot(doc: dict, rows: list[dict], out_dir: Path, stem: str | None,
                 top = max(top, *(r[key] for r in pts))
                 ax.plot([r["conc"] for r in pts], [r[key] for r in pts], marker=marker, color=color,
                         linestyle=line, label=rt)
+                if key == "rps":  # whiskers: the rounds' min..max, where there were several
+                    _whiskers(ax, [r for r in pts if len(r.get("rps_all") or []) > 1], color)
                 bad = [r for r in pts if r["errors"]]
                 ax.scatter([r["conc"] for r in bad], [r[key] for r in bad], s=90, marker=marker,
                            facecolors="white", edgecolors=color, linewidths=1.5, zorder=3)

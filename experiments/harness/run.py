@@ -208,69 +208,86 @@ def measure_server(plan: Plan, setup: Setup, runtime: str, workload: str, levels
     """
     base = {"runtime": runtime, "workload": workload, "proto": plan.proto, "round": round_no,
             "servers": workers, "load_processes": workers, "error": None}
+    if runtime.startswith(PEER_PREFIX) and workers > 1:
+        for c, rate in levels:
+            yield base | {"conc": c, "rate": rate, "error": "peers run as one process: level not attempted"}
+        return
     env = {"ASTRA_SLEEP_MS": str(setup.sleep_ms), "ASTRA_WORKLOAD": workload}
     database = setup.database if workload == "db" else None
     if database is not None:
         env["ASTRA_DB_DSN"] = database.dsn
     with tempfile.TemporaryDirectory(prefix="astra-exp-") as tmp:
-        stats = Path(tmp) / "stats.jsonl"
-        if runtime.startswith(PEER_PREFIX):
-            from ..apps.peer_workloads import peer_argv
-
-            if workers > 1:
-                for c, rate in levels:
-                    yield base | {"conc": c, "rate": rate, "error": "peers run as one process: level not attempted"}
-                return
-            argv, handler, stats_files = peer_argv(runtime[len(PEER_PREFIX):]), "peer", []
-        else:
-            labelled, interpreter = split_label(runtime)
-            name, workers_cap = variant(labelled)
-            handler = WORKLOADS[workload].handler_for(name, load_runtime(name).supports_async,
-                                                      setup.handler_style)
-            port = free_port_everywhere(workers)
-            extra = setup.extra_args + (["--max-workers", str(workers_cap)] if workers_cap else [])
-            argv = server_argv(name, handler, stats, workers, port, extra, python_for(interpreter))
-            env |= env_for(interpreter)
-            base["interpreter"] = str(interpreter)
-            stats_files = [Path(f"{stats}.{i}") for i in range(workers)] if workers > 1 else [stats]
-        base["handler"] = handler
+        command = _server_command(setup, runtime, workload, workers, Path(tmp) / "stats.jsonl")
+        base |= command.labels
         log = open(Path(tmp) / "server.log", "w+")
-        server = ServerProcess(argv, cpus=plan.server_cpus, log=log, env=env,
-                               port=None if runtime.startswith(PEER_PREFIX) else port)
-        measured, missed = 0, {}
+        server = ServerProcess(command.argv, cpus=plan.server_cpus, log=log, env=env | command.env,
+                               port=command.port)
         try:
-            server.wait_ready(hosts=[f"127.0.0.{i + 1}" for i in range(workers)])
-            for conc, rate in levels:
-                run = base | {"conc": conc, "rate": rate}
-                measured += 1
-                if missed.get(conc, 0) >= 2:
-                    yield run | {"error": f"not attempted: past the knee (two lower rates not sustained at {conc:,} "
-                                          "connections)", "past_knee": True}
-                    continue
-                targets = [Target(f"127.0.0.{i + 1}", server.port) for i in range(workers)]
-                try:
-                    run |= measure_level(plan, server, stats_files, targets, conc, database, rate)
-                except LoadGenError as exc:
-                    run["error"] = f"load generator: {exc}"
-                exited = server.proc.poll() is not None
-                if exited:
-                    run["error"] = (run["error"] or "") + f" server exited ({server.proc.returncode})"
-                if rate is not None:
-                    run["sustained"] = sustained(run, plan.p99_bound_ms)
-                    missed[conc] = 0 if run["sustained"] else missed.get(conc, 0) + 1
-                yield _with_log(run, log)
-                if exited:
-                    for c, r in levels[measured:]:
-                        yield _with_log(base | {"conc": c, "rate": r, "error": "not attempted: the server had exited"},
-                                        log)
-                    return
-                time.sleep(plan.pause)
-        except RuntimeError as exc:  # a server that never became ready
-            for c, r in levels[measured:]:
-                yield _with_log(base | {"conc": c, "rate": r, "error": str(exc)}, log)
+            yield from _measure_levels(plan, server, command.stats_files, base, levels, workers, database, log)
         finally:
             server.stop()
             log.close()
+
+
+@dataclass(frozen=True)
+class ServerCommand:
+    """How to start one server under test: its command line, environment, and where its counters go."""
+
+    argv: list[str]
+    env: dict[str, str]
+    port: int | None  # None: a peer picks its own, read from its log
+    stats_files: list[Path]
+    labels: dict[str, str]  # what every row of this server records: its handler (and interpreter)
+
+
+def _server_command(setup: Setup, runtime: str, workload: str, workers: int, stats: Path) -> ServerCommand:
+    if runtime.startswith(PEER_PREFIX):
+        from ..apps.peer_workloads import peer_argv
+
+        return ServerCommand(peer_argv(runtime[len(PEER_PREFIX):]), {}, None, [], {"handler": "peer"})
+    labelled, interpreter = split_label(runtime)
+    name, workers_cap = variant(labelled)
+    handler = WORKLOADS[workload].handler_for(name, load_runtime(name).supports_async, setup.handler_style)
+    port = free_port_everywhere(workers)
+    extra = setup.extra_args + (["--max-workers", str(workers_cap)] if workers_cap else [])
+    return ServerCommand(server_argv(name, handler, stats, workers, port, extra, python_for(interpreter)),
+                         env_for(interpreter), port,
+                         [Path(f"{stats}.{i}") for i in range(workers)] if workers > 1 else [stats],
+                         {"interpreter": str(interpreter), "handler": handler})
+
+
+def _measure_levels(plan: Plan, server: ServerProcess, stats_files: list[Path], base: dict, levels: list[Point],
+                    workers: int, database, log) -> Iterator[dict]:
+    measured, missed = 0, {}
+    try:
+        server.wait_ready(hosts=[f"127.0.0.{i + 1}" for i in range(workers)])
+        for conc, rate in levels:
+            run = base | {"conc": conc, "rate": rate}
+            measured += 1
+            if missed.get(conc, 0) >= 2:
+                yield run | {"error": f"not attempted: past the knee (two lower rates not sustained at {conc:,} "
+                                      "connections)", "past_knee": True}
+                continue
+            targets = [Target(f"127.0.0.{i + 1}", server.port) for i in range(workers)]
+            try:
+                run |= measure_level(plan, server, stats_files, targets, conc, database, rate)
+            except LoadGenError as exc:
+                run["error"] = f"load generator: {exc}"
+            exited = server.proc.poll() is not None
+            if exited:
+                run["error"] = (run["error"] or "") + f" server exited ({server.proc.returncode})"
+            if rate is not None:
+                run["sustained"] = sustained(run, plan.p99_bound_ms)
+                missed[conc] = 0 if run["sustained"] else missed.get(conc, 0) + 1
+            yield _with_log(run, log)
+            if exited:
+                for c, r in levels[measured:]:
+                    yield _with_log(base | {"conc": c, "rate": r, "error": "not attempted: the server had exited"}, log)
+                return
+            time.sleep(plan.pause)
+    except RuntimeError as exc:  # a server that never became ready
+        for c, r in levels[measured:]:
+            yield _with_log(base | {"conc": c, "rate": r, "error": str(exc)}, log)
 
 
 def _with_log(run: dict, log) -> dict:
