@@ -37,7 +37,7 @@ from pathlib import Path
 
 import pyperf
 
-from ..harness.interpreters import Interpreter, python_for
+from ..harness.interpreters import Interpreter, describe, python_for
 
 ROOT = Path(__file__).resolve().parents[2]
 SWITCHES = ("switch-threads-lock", "switch-asyncio-event", "switch-threads-socket", "switch-asyncio-socket")
@@ -62,9 +62,7 @@ def available() -> dict[str, str]:
             python = python_for(interpreter)
         except SystemExit:
             continue
-        version = subprocess.run([python, "-c", "import sys; print(sys.version.split()[0])"],
-                                 capture_output=True, text=True, timeout=60).stdout.strip()
-        found[f"{version} ({interpreter})"] = python
+        found[f"{describe(interpreter).get('version', '?')} ({interpreter})"] = python
     return found
 
 
