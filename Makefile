@@ -56,11 +56,13 @@ experiment: venv tools $(if $(findstring freethreaded,$(INTERPRETERS)),freethrea
 
 # The seeds' claims, measured and judged: results/REPORT.md (CLAIM=7 runs one).
 # INTERPRETERS=standard-3.13,freethreaded judges every claim on each, side by side.
-# FROM=results/claims-<id> judges a committed run again without measuring.
+# FROM=results/claims-<id> judges a committed run again without measuring; SECOND=results/claims-<id>
+# (with FROM) marks each verdict reproduced or not by that second run (by default, the run
+# results/REPRODUCIBILITY.md compared it with).
 claims: venv tools $(if $(findstring freethreaded,$(INTERPRETERS)),freethreaded) \
 	  $(if $(findstring standard-3.13,$(INTERPRETERS)),standard-3.13)
 	$(PY) -m experiments.claims $(if $(CLAIM),--claim $(CLAIM)) $(if $(FROM),--from $(FROM)) \
-	  $(if $(INTERPRETERS),--interpreters $(INTERPRETERS))
+	  $(if $(SECOND),--second $(SECOND)) $(if $(INTERPRETERS),--interpreters $(INTERPRETERS))
 
 # Hello world, astra on every runtime with both HTTP/1 parsers, against uvicorn, granian,
 # hypercorn, waitress and the raw floors, at 1, 64 and 1,000 connections, three interleaved

@@ -107,11 +107,19 @@ def test_claims_judged_per_interpreter_side_by_side(tmp_path):
     assert "| seeds on standard | ours on standard | seeds on freethreaded | ours on freethreaded |" in report
     assert report.count("### on standard") == 1 and report.count("### on freethreaded") == 1
     assert "## Without the GIL: the same claims, side by side" in report and PENDING not in report
-    # judged again from the files alone, the same interpreters come back
-    again = subprocess.run([sys.executable, "-m", "experiments.claims", "--from", str(run_dir), "--claim", "7"],
-                           cwd=ROOT, capture_output=True, text=True, timeout=120)
+    # judged again from the files alone, the same interpreters come back; a second run (here: itself) marks
+    # every verdict reproduced, in the report and in the lessons
+    again = subprocess.run([sys.executable, "-m", "experiments.claims", "--from", str(run_dir), "--claim", "7",
+                            "--second", str(run_dir)], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert again.returncode == 0, again.stderr[-2000:]
-    assert "### on freethreaded" in (run_dir / "REPORT.md").read_text()
+    report = (run_dir / "REPORT.md").read_text()
+    assert "### on freethreaded" in report
+    assert f"second full run, `{run_dir.name}`: 2 of 2 verdicts the same" in report
+    assert report.count("run 2: the same") == 6 and "so not settled" not in report  # 4 cells, 2 sections
+    assert "Run 2: the same." in (run_dir / "LESSONS.md").read_text()
+    lonely = subprocess.run([sys.executable, "-m", "experiments.claims", "--second", str(run_dir)],
+                            cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert lonely.returncode != 0 and "--second needs --from" in lonely.stderr
 
 
 def test_a_run_compared_with_itself_reproduces_everything():

@@ -106,7 +106,8 @@ def over_a_network(results: Results, design: Design) -> list[str]:
     clear = [f for _, f, c in pairs if c]
     return [f"over a 10 ms round trip (hello, reported): {t_name} sustains {fmt(capacity(t), ',.0f', ' req/s')}, "
             f"{a_name} {fmt(capacity(a), ',.0f', ' req/s')}; p99 async/threads "
-            + (f"median {statistics.median(clear):.2f}x over {len(clear)} clear of {len(pairs)} rates" if clear
+            + (f"median {statistics.median(clear):.2f}x over {len(clear)} clear of {len(pairs)} "
+                  f"rate{'s' if len(pairs) != 1 else ''}" if clear
                else f"no clear difference over {len(pairs)} rates")]
 
 

@@ -133,11 +133,26 @@ def capacity_rows(a_dir: Path, b_dir: Path) -> list[dict]:
     return out
 
 
+#: A run whose calibrations (before and after, both cores) spread wider than this was not on one steady machine.
+STEADY = 1.15
+
+
+def _calibrations(run_dir: Path) -> list[float]:
+    return [v for cpus in (meta_of(run_dir).get("calibration") or {}).values() for v in cpus.values() if v]
+
+
+def unsteady(a_dir: Path, b_dir: Path) -> list[str]:
+    """The runs whose machine's speed moved during the run (measured in sittings on several machines, or a
+    neighbour came and went): for them no single factor describes the machine."""
+    return [f"`{d.name}` ({min(v):.1f} to {max(v):.1f} us)" for d in (a_dir, b_dir)
+            if (v := _calibrations(d)) and max(v) / min(v) > STEADY]
+
+
 def machine_speed(a_dir: Path, b_dir: Path) -> float | None:
     """How much slower the second run's machine was (calibration time ratio), if both recorded it."""
     means = []
     for d in (a_dir, b_dir):
-        values = [v for cpus in (meta_of(d).get("calibration") or {}).values() for v in cpus.values() if v]
+        values = _calibrations(d)
         if not values:
             return None
         means.append(statistics.fmean(values))
@@ -194,8 +209,10 @@ def render(a_dir: Path, b_dir: Path) -> str:
            "Written by `python -m experiments reproduce` (`experiments/claims/compare.py`). Both runs are judged with "
            "the same claim modules (`experiments/claims/cNN_*.py`); every number below comes from the two "
            "directories' files. Interpreters both runs measured: " + ", ".join(interpreters) + ".", ""]
-    speed = machine_speed(a_dir, b_dir)
-    for section in (_verdicts_section(a_dir, b_dir, interpreters), _speed_section(speed),
+    speed, moved = machine_speed(a_dir, b_dir), unsteady(a_dir, b_dir)
+    if moved:
+        speed = None  # one factor for a machine that changed under a run would correct by a made-up amount
+    for section in (_verdicts_section(a_dir, b_dir, interpreters), _speed_section(speed, moved),
                     _throughput_section(harness_points(a_dir, b_dir), speed), _capacity_section(a_dir, b_dir),
                     _micro_section(a_dir, b_dir, interpreters), _memory_section(a_dir, b_dir, interpreters),
                     _slowloris_section(a_dir, b_dir, interpreters)):
@@ -226,8 +243,14 @@ def _verdicts_section(a_dir: Path, b_dir: Path, interpreters: list[Interpreter])
     return out
 
 
-def _speed_section(speed: float | None) -> list[str]:
+def _speed_section(speed: float | None, moved: list[str]) -> list[str]:
     out = ["", "## Machine speed", ""]
+    if moved:
+        return out + ["The calibration task moved by more than " f"{STEADY - 1:.0%} within " + " and ".join(moved)
+                      + " (before and after the run, CPU 0 and CPU 1): a run measured in sittings can change "
+                      "machines, so no single factor describes it and none is divided out. Compare the throughput "
+                      "below as measured, against the runs' own spreads; the report's \"How the run was measured\" "
+                      "lists each sitting's machine."]
     if speed is None:
         return out + ["Not recorded by both runs (`experiments/harness/calibrate.py` runs before and after each run "
                       "since it was added), so throughput below is compared as measured."]

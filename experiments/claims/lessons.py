@@ -19,6 +19,7 @@ from pathlib import Path
 
 from .claim import Claim
 from .results import ASYNC, DESIGNS, Design, Results, Verdict
+from .report import reproduction
 
 __all__ = ["LESSONS", "PRIMERS", "write_lessons"]
 
@@ -113,23 +114,28 @@ PRIMERS = {
 }
 
 
-def write_lessons(run_dir: Path, claims: list[Claim], judged: dict, results: dict[str, Results]) -> Path:
-    """LESSONS.md in ``run_dir``, answered from this run's verdicts (first interpreter's)."""
+def write_lessons(run_dir: Path, claims: list[Claim], judged: dict, results: dict[str, Results],
+                  second: tuple[str, dict] | None = None) -> Path:
+    """LESSONS.md in ``run_dir``, answered from this run's verdicts (first interpreter's); with a second run,
+    each answer says whether it reproduced."""
     first = next(iter(judged))
-    by_number = {claim.number: (claim, judged[first][k]) for k, claim in enumerate(claims)}
+    again = second[1].get(first) if second else None
+    by_number = {claim.number: (claim, judged[first][k], again[k] if again else None) for k, claim in enumerate(claims)}
     pictures = draw_primer_pictures(run_dir, results[first])
     out = ["# Lessons: one per claim, answered by a run", "",
            f"Every answer below is read from `{run_dir.name}` (the verdicts and figures of its REPORT.md; "
            "interpreter: " + str(first) + "). Your machine's absolute numbers will differ; the ratios between "
            "runtimes measured in the same run are what travels. Each lesson ends with the one command that "
-           "measures it again; `make claims FROM=<run>` judges a run again without measuring.", "",
+           "measures it again; `make claims FROM=<run>` judges a run again without measuring."
+           + (f" Each answer says whether a second full run of the same rules (`{second[0]}`) gave the same "
+              "verdict; one it did not is not settled." if again else ""), "",
            "Start with `make test` (it builds the environment and the load tools), then `docs/tour.md` for the "
            "request path on each runtime.", ""]
     for lesson in LESSONS:
         if lesson.claim not in by_number:
             continue
-        claim, verdicts = by_number[lesson.claim]
-        out += _lesson(lesson, claim, verdicts, run_dir, results[first], list(judged))
+        claim, verdicts, repeated = by_number[lesson.claim]
+        out += _lesson(lesson, claim, verdicts, run_dir, results[first], list(judged), repeated)
     out += ["## Primers", ""]
     for key, primer in PRIMERS.items():
         out += [f"### {primer.title}", "", primer.text, ""]
@@ -141,12 +147,13 @@ def write_lessons(run_dir: Path, claims: list[Claim], judged: dict, results: dic
 
 
 def _lesson(lesson: Lesson, claim: Claim, verdicts: dict[str, Verdict], run_dir: Path, results: Results,
-            interpreters: list) -> list[str]:
+            interpreters: list, repeated: dict[str, Verdict] | None = None) -> list[str]:
     out = [f"## {lesson.claim}. {lesson.title}", "", f"*Question.* {claim.question} The seeds say: \"{claim.claim}\" "
            f"(seed {claim.source}).", "", "*Answer, measured here.*", ""]
     for key, verdict in verdicts.items():
         who = {"seeds": "The seeds' design", "ours": "Ours"}.get(key, key) if claim.by_design else "Threads"
-        out.append(f"- {who}: **{verdict.verdict}**: {verdict.summary}.")
+        out.append(f"- {who}: **{verdict.verdict}**: {verdict.summary}."
+                   + (f" R{reproduction(verdict, repeated, key)[1:]}." if repeated is not None else ""))
         design = next((d for d in DESIGNS if d.key == key), DESIGNS[0])
         rows = [n for n in verdict.numbers if lesson.rows is None or lesson.rows(n, design)]
         out += [f"  - {n}" for n in rows[:ROWS]] + ([f"  - ({len(rows) - ROWS} more rows in the report)"]

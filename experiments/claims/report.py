@@ -18,6 +18,8 @@ from .sittings import measured_on, sittings_section
 
 #: judged[interpreter][k][design key]: the verdict of claim k on that design (claims judged once: "seeds" only).
 Judged = dict[Interpreter, list[dict[str, Verdict]]]
+#: A second run of the same rules, judged: its name and its verdicts (on the interpreters both runs measured).
+Second = tuple[str, Judged]
 
 #: Files the pre-registered rules name, moved when experiments/ became subpackages (December 2026). A rule's
 #: text cannot follow them without changing its fingerprint, so the report says where they went instead.
@@ -31,28 +33,44 @@ def _moved_note(rule: str) -> list[str]:
     return [f"(The rule names files as they were when it was registered: {'; '.join(moved)}.)", ""] if moved else []
 
 
-def _cell(verdicts: dict[str, Verdict], key: str) -> str:
+def _cell(verdicts: dict[str, Verdict], key: str, again: dict[str, Verdict] | None) -> str:
     v = verdicts.get(key) or verdicts.get(SEEDS.key)
     mark = "" if v.rule_state in ("pre-registered", "") else " ⚠"
-    return f"**{v.verdict}**{mark}"
+    return f"**{v.verdict}**{mark}" + (f"<br>{reproduction(v, again, key)}" if again is not None else "")
+
+
+def reproduction(verdict: Verdict, again: dict[str, Verdict] | None, key: str) -> str:
+    """What the second run said of the same verdict: a verdict it did not repeat is not settled."""
+    if again is None:
+        return "run 2: not measured"
+    other = again.get(key) or again.get(SEEDS.key)
+    return "run 2: the same" if other.verdict == verdict.verdict else f"run 2: {other.verdict}, so not settled"
+
+
+def _again(second: Second | None, interpreter: Interpreter, k: int) -> dict[str, Verdict] | None:
+    if second is None or interpreter not in second[1]:
+        return None
+    return second[1][interpreter][k]
 
 
 def write_report(run_dir: Path, meta: dict, claims: list[Claim], judged: Judged,
-                 results: dict[Interpreter, Results]) -> list[Path]:
+                 results: dict[Interpreter, Results], second: Second | None = None) -> list[Path]:
     """REPORT.md: a verdict column per design and interpreter, the rules' provenance, one section per claim."""
     interpreters = list(judged)
     plots = [p for r in results.values() for p in draw_plots(run_dir, r)]
     several = len(interpreters) > 1
     if several:
         plots += draw_gil_plot(run_dir, results)
-    lines = _header(run_dir, meta, interpreters) + _summary_table(claims, judged) + _rules_section(meta, claims, judged)
+    lines = (_header(run_dir, meta, interpreters, _reproduced(run_dir, claims, judged, second))
+             + _summary_table(claims, judged, second) + _rules_section(meta, claims, judged))
     lines += ["", "Experiments run: " + "; ".join(
         f"{name} ({info.get('minutes', '?')} min: {info['what']}"
         + (f"; {info['note']}" if info.get("note") else "") + (f"; FAILED: {info['error']}" if info.get("error") else "")
         + ")" for name, info in meta.get("experiments", {}).items()), ""]
     lines += sittings_section(run_dir)
     for k, claim in enumerate(claims):
-        lines += _claim_section(run_dir, meta, claim, {i: judged[i][k] for i in interpreters}, results)
+        lines += _claim_section(run_dir, meta, claim, {i: judged[i][k] for i in interpreters}, results,
+                                {i: _again(second, i, k) for i in interpreters} if second else None)
     for interpreter, r in results.items():
         if _has_gil(meta, interpreter):
             lines += gil_section(r, plots, f" ({interpreter})" if several else "")
@@ -63,7 +81,7 @@ def write_report(run_dir: Path, meta: dict, claims: list[Claim], judged: Judged,
     return [path, *plots]
 
 
-def _summary_table(claims: list[Claim], judged: Judged) -> list[str]:
+def _summary_table(claims: list[Claim], judged: Judged, second: Second | None) -> list[str]:
     interpreters = list(judged)
     several = len(interpreters) > 1
     columns = [(i, d) for i in interpreters for d in DESIGNS]
@@ -74,7 +92,8 @@ def _summary_table(claims: list[Claim], judged: Judged) -> list[str]:
         line = "<br>".join(f"{'' if not several else f'{i}, '}{d.key if claim.by_design else 'both'}: "
                            f"{judged[i][k][d.key].summary}" for i in interpreters for d in claim.designs())
         lines.append(f"| {claim.number} | {claim.claim} ({claim.source}) | "
-                     + " | ".join(_cell(judged[i][k], d.key) for i, d in columns) + f" | {line} |")
+                     + " | ".join(_cell(judged[i][k], d.key, _again(second, i, k) if second else None)
+                                  for i, d in columns) + f" | {line} |")
     return lines + ["", "Columns: **seeds** judges the seeds' own design, " + SEEDS.title.split("(", 1)[1].rstrip(")")
                     + "; **ours** judges threaded and hybrid (" + OURS.title.split("(", 1)[1].rstrip(")") + "); both "
                     "against the event loops (" + ", ".join(ASYNC) + "). Claims 5 and 7 are properties of threads and "
@@ -83,7 +102,8 @@ def _summary_table(claims: list[Claim], judged: Judged) -> list[str]:
 
 
 def _claim_section(run_dir: Path, meta: dict, claim: Claim, verdicts: dict[Interpreter, dict[str, Verdict]],
-                   results: dict[Interpreter, Results]) -> list[str]:
+                   results: dict[Interpreter, Results],
+                   again: dict[Interpreter, dict[str, Verdict] | None] | None = None) -> list[str]:
     """One claim: the seeds' words, the question and the commands, the rule, then its verdict on each
     interpreter and design."""
     interpreters = list(verdicts)
@@ -104,6 +124,9 @@ def _claim_section(run_dir: Path, meta: dict, claim: Claim, verdicts: dict[Inter
                 lines += [f"### {', '.join(heading)}", ""]
             lines += _claim_body(run_dir, claim, by_design[design.key], gil=_has_gil(meta, interpreter),
                                  context=claim.read_with(results[interpreter], design))
+            if again is not None:
+                lines += [f"*Reproduced?* {reproduction(by_design[design.key], again[interpreter], design.key)}.",
+                          ""]
     return lines
 
 
@@ -120,7 +143,7 @@ def _rules_section(meta: dict, claims: list[Claim], judged: Judged) -> list[str]
     return lines + [""]
 
 
-def _header(run_dir: Path, meta: dict, interpreters: list[Interpreter]) -> list[str]:
+def _header(run_dir: Path, meta: dict, interpreters: list[Interpreter], reproduced: str) -> list[str]:
     lines = [
         "# Threads or async, in Python: the seeds' claims, measured",
         "",
@@ -139,7 +162,7 @@ def _header(run_dir: Path, meta: dict, interpreters: list[Interpreter]) -> list[
         "of Rust, load generators wrk "
         "(closed loop) and openload (open loop, ours) instead of the seeds' tools.",
     ]
-    lines.append(_reproduced(run_dir))
+    lines.append(reproduced)
     calibration = meta.get("calibration") or {}
     if calibration:
         lines.append("Machine speed (`experiments/harness/calibrate.py`, the protocol layer's CPU per request, CPU 0 / CPU 1; "
@@ -149,8 +172,17 @@ def _header(run_dir: Path, meta: dict, interpreters: list[Interpreter]) -> list[
     return lines
 
 
-def _reproduced(run_dir: Path) -> str:
+def _reproduced(run_dir: Path, claims: list[Claim], judged: Judged, second: Second | None) -> str:
     """Whether a second run has checked these verdicts: a single run is one measurement, not a settled answer."""
+    if second is not None:
+        name, again = second
+        pairs = [(v, again[i][k].get(key)) for i in judged if i in again for k in range(len(claims))
+                 for key, v in judged[i][k].items()]
+        same = sum(1 for v, w in pairs if w is not None and v.verdict == w.verdict)
+        return (f"Reproducibility: judged again by the same rules on a second full run, `{name}`: {same} of "
+                f"{len(pairs)} verdicts the same. Each verdict below says whether run 2 repeated it; one it did not "
+                "repeat is not settled: read it as inconclusive (`results/REPRODUCIBILITY.md` compares the two runs "
+                "point by point).")
     check = run_dir.parent / "REPRODUCIBILITY.md"
     first = check.read_text().splitlines()[0] if check.exists() else ""
     if f"`{run_dir.name}`" in first:
@@ -409,5 +441,5 @@ def _slowloris_plot(doc: dict, path: Path) -> Path:
 
 def _save(fig, path: Path) -> Path:
     fig.savefig(path, dpi=110)
-    fig.savefig(path.with_suffix(".svg"))
+    fig.savefig(path.with_suffix(".svg"), metadata={"Date": None})  # no date: the same results, the same file
     return path

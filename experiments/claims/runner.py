@@ -125,6 +125,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true", help="print the plan and its estimated duration")
     p.add_argument("--from", dest="source", type=Path, help="judge an earlier claims-* directory again")
     p.add_argument("--resume", type=Path, help="carry on an interrupted claims-* run: measure what it lacks")
+    p.add_argument("--second", type=Path, help="with --from: a second run of the same rules; every verdict says "
+                   "whether it reproduced there")
     p.add_argument("--results-dir", type=Path, default=RESULTS)
     p.add_argument("--allow-uncommitted-rules", action="store_true",
                    help="measure even though a rule has uncommitted changes (its verdicts are marked so)")
@@ -182,7 +184,9 @@ def main(argv: list[str] | None = None) -> int:
 def _find_earlier_run(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     """--from and --resume name an earlier run by its path, or by its name in the results directory; anything
     else is an error (not a new empty run judged as if it were one)."""
-    for name in ("source", "resume"):
+    if args.second is not None and args.source is None:
+        p.error("--second needs --from: the run it is a second run of")
+    for name in ("source", "resume", "second"):
         given = getattr(args, name)
         if given is not None and not (given / "claims.json").exists():
             if not (args.results_dir / given / "claims.json").exists():
@@ -237,8 +241,10 @@ def write_outputs(args: argparse.Namespace, meta: dict, run_dir: Path, claims: l
 
     results = {i: Results(run_dir, i) for i in interpreters}
     judged = {i: [judge(claim, r, meta.get("rules")) for claim in claims] for i, r in results.items()}
-    paths = write_report(run_dir, meta, claims, judged, results)
-    paths.append(write_lessons(run_dir, claims, judged, results))
+    again = getattr(args, "second", None) or _checked_against(run_dir, args.results_dir)
+    second = _judge_second(again, claims, interpreters) if again else None
+    paths = write_report(run_dir, meta, claims, judged, results, second)
+    paths.append(write_lessons(run_dir, claims, judged, results, second))
     # Only a full, real run replaces the reference report: not --quick now, nor a quick run judged again.
     if not (args.quick or meta.get("quick")) and not args.claim and complete:
         args.results_dir.mkdir(parents=True, exist_ok=True)
@@ -250,6 +256,30 @@ def write_outputs(args: argparse.Namespace, meta: dict, run_dir: Path, claims: l
             lessons.write_text(paths[-1].read_text().replace("](./", f"]({prefix}"))
             print(f"wrote {lessons}")
     print("wrote " + ", ".join(str(p) for p in paths))
+
+
+def _checked_against(run_dir: Path, results_dir: Path) -> Path | None:
+    """The second run that ``results_dir/REPRODUCIBILITY.md`` checked this run against, if it did: judging the
+    run again keeps saying which verdicts reproduced."""
+    check = results_dir / "REPRODUCIBILITY.md"
+    head = check.read_text().partition("\n")[0] if check.exists() else ""
+    prefix = f"# Reproducibility: `{run_dir.name}` against `"
+    if not head.startswith(prefix):
+        return None
+    second = results_dir / head[len(prefix):].split("`")[0]
+    return second if (second / "claims.json").exists() else None
+
+
+def _judge_second(second_dir: Path, claims: list, interpreters: list[Interpreter]):
+    """The second run judged by the same rules, on the interpreters both runs measured: (its name, verdicts)."""
+    import json
+
+    from .results import Results
+
+    second_meta = json.loads((second_dir / "claims.json").read_text())
+    measured = [Interpreter(n) for n in second_meta.get("interpreters") or {"standard": {}}]
+    return second_dir.name, {i: [judge(claim, Results(second_dir, i), second_meta.get("rules")) for claim in claims]
+                             for i in interpreters if i in measured}
 
 
 def judge(claim, results, recorded: dict | None) -> dict:

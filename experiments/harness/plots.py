@@ -50,7 +50,6 @@ def plot(doc: dict, rows: list[dict], out_dir: Path, stem: str | None,
     """
     from matplotlib.backends.backend_agg import FigureCanvasAgg  # Agg: no display, no pyplot state
     from matplotlib.figure import Figure
-    from matplotlib.ticker import NullFormatter, ScalarFormatter
 
     style = runtime_styles(rows)
     paths = []
@@ -58,49 +57,10 @@ def plot(doc: dict, rows: list[dict], out_dir: Path, stem: str | None,
         fig = Figure(figsize=(16, 8.6), layout="constrained")
         FigureCanvasAgg(fig)
         grid = fig.subplots(2, 3, sharex=True)
-        axes = list(grid.flat)
-        for ax, (key, label, yscale) in zip(axes, PANELS):
-            ax.set_xmargin(0.08)
-            top = 0
-            for rt, (color, marker, line) in style.items():
-                pts = [r for r in group if str(r["runtime"]) == rt and not r["failed"] and r[key] is not None
-                       and (yscale == "linear" or r[key] > 0)]
-                if not pts:
-                    continue
-                top = max(top, *(r[key] for r in pts))
-                ax.plot([r["conc"] for r in pts], [r[key] for r in pts], marker=marker, color=color,
-                        linestyle=line, label=rt)
-                if key == "rps":  # whiskers: the rounds' min..max, where there were several
-                    _whiskers(ax, [r for r in pts if len(r.get("rps_all") or []) > 1], color)
-                bad = [r for r in pts if r["errors"]]
-                ax.scatter([r["conc"] for r in bad], [r[key] for r in bad], s=90, marker=marker,
-                           facecolors="white", edgecolors=color, linewidths=1.5, zorder=3)
-            ax.set_xscale("log")
-            ax.set_yscale(yscale)
-            if yscale == "linear" and top > 0:
-                ax.set_ylim(0, top * 1.1)  # from zero, with room for the markers at the top
-            ax.set_title(label)
-            ax.grid(True, which="major", alpha=0.35)
-        for ax in grid[-1]:
-            ax.set_xlabel("concurrent connections (log scale)")
-        concs = sorted({r["conc"] for r in group if r["conc"]})
-        if concs:
-            axes[0].set_xticks(concs)  # shared: every panel gets them
-        axes[0].xaxis.set_major_formatter(ScalarFormatter())
-        axes[0].xaxis.set_minor_formatter(NullFormatter())
-        handles = {lab: h for ax in axes for h, lab in zip(*ax.get_legend_handles_labels())}
-        if handles:
-            ordered = [rt for rt in style if rt in handles]
-            legend_title = "runtime" + ("\n(dashed: peer servers,\nfor reference)" if any(map(is_peer, ordered))
-                                        else "")
-            fig.legend([handles[rt] for rt in ordered], ordered, title=legend_title, loc="outside right upper")
-        title = f"{workload} ({proto})"
-        failed = [f"{r['runtime']}@{r['conc']}" for r in group if r["failed"]]
-        if failed:
-            title += f"\nnot plotted, run failed: {', '.join(failed)}"
-        if any(r["errors"] for r in group if not r["failed"]):
-            title += "\nhollow marker: the run had errors, its latency is not trustworthy"
-        fig.suptitle(title)
+        for ax, panel in zip(grid.flat, PANELS):
+            _draw_panel(ax, group, style, *panel)
+        _shared_axes(fig, grid, group, style)
+        fig.suptitle(_title(workload, proto, group))
         base = Path(out_dir) / figure_stem(stem, workload, proto)
         for fmt in formats:
             path = base.with_name(f"{base.name}.{fmt}")
@@ -108,6 +68,61 @@ def plot(doc: dict, rows: list[dict], out_dir: Path, stem: str | None,
             fig.savefig(path, dpi=110, metadata={"Date": None} if fmt == "svg" else None)
             paths.append(path)
     return paths
+
+
+def _draw_panel(ax, group: list[dict], style: dict, key: str, label: str, yscale: str) -> None:
+    """One measure against concurrency, a line per runtime; a run with errors gets a hollow marker."""
+    ax.set_xmargin(0.08)
+    top = 0
+    for rt, (color, marker, line) in style.items():
+        pts = [r for r in group if str(r["runtime"]) == rt and not r["failed"] and r[key] is not None
+               and (yscale == "linear" or r[key] > 0)]
+        if not pts:
+            continue
+        top = max(top, *(r[key] for r in pts))
+        ax.plot([r["conc"] for r in pts], [r[key] for r in pts], marker=marker, color=color,
+                linestyle=line, label=rt)
+        if key == "rps":  # whiskers: the rounds' min..max, where there were several
+            _whiskers(ax, [r for r in pts if len(r.get("rps_all") or []) > 1], color)
+        bad = [r for r in pts if r["errors"]]
+        ax.scatter([r["conc"] for r in bad], [r[key] for r in bad], s=90, marker=marker,
+                   facecolors="white", edgecolors=color, linewidths=1.5, zorder=3)
+    ax.set_xscale("log")
+    ax.set_yscale(yscale)
+    if yscale == "linear" and top > 0:
+        ax.set_ylim(0, top * 1.1)  # from zero, with room for the markers at the top
+    ax.set_title(label)
+    ax.grid(True, which="major", alpha=0.35)
+
+
+def _shared_axes(fig, grid, group: list[dict], style: dict) -> None:
+    """The concurrency ticks every panel shares, and one legend for the figure."""
+    from matplotlib.ticker import NullFormatter, ScalarFormatter
+
+    axes = list(grid.flat)
+    for ax in grid[-1]:
+        ax.set_xlabel("concurrent connections (log scale)")
+    concs = sorted({r["conc"] for r in group if r["conc"]})
+    if concs:
+        axes[0].set_xticks(concs)  # shared: every panel gets them
+    axes[0].xaxis.set_major_formatter(ScalarFormatter())
+    axes[0].xaxis.set_minor_formatter(NullFormatter())
+    handles = {lab: h for ax in axes for h, lab in zip(*ax.get_legend_handles_labels())}
+    if handles:
+        ordered = [rt for rt in style if rt in handles]
+        legend_title = "runtime" + ("\n(dashed: peer servers,\nfor reference)" if any(map(is_peer, ordered))
+                                    else "")
+        fig.legend([handles[rt] for rt in ordered], ordered, title=legend_title, loc="outside right upper")
+
+
+def _title(workload, proto, group: list[dict]) -> str:
+    title = f"{workload} ({proto})"
+    failed = [f"{r['runtime']}@{r['conc']}" for r in group if r["failed"]]
+    if failed:
+        title += f"\nnot plotted, run failed: {', '.join(failed)}"
+    if any(r["errors"] for r in group if not r["failed"]):
+        title += "\nhollow marker: the run had errors, its latency is not trustworthy"
+    return title
 
 
 def tables(rows: list[dict]) -> dict[tuple, list[dict]]:

@@ -216,42 +216,16 @@ def measure(runtime: str, mode: str, proxy: str, header_timeout: float, args, to
             server.wait_ready()
             port = server_port
             if proxy != "direct":
-                port = free_port()
-                tmp = Path(tempfile.mkdtemp(prefix="astra-nginx-", dir=workdir))
-                conf = tmp / "nginx.conf"
-                conf.write_text(NGINX_CONF.format(tmp=tmp, port=port, upstream=server_port,
-                                                  buffering="on" if result["buffering"] else "off",
-                                                  user="user root;\n" if os.geteuid() == 0 else ""))
-                nginx = subprocess.Popen(["taskset", "-c", CLIENT_CPU, tools["nginx"], "-c", str(conf), "-p", str(tmp)],
-                                         stdout=log, stderr=log)
-                _wait_port(port)
+                nginx, port = _start_nginx(tools, workdir, server_port, result["buffering"], log)
             costs = {"server": CostSampler([server.proc.pid])}
             if nginx is not None:
                 costs["nginx"] = CostSampler([nginx.pid])
             for sampler in costs.values():
                 sampler.start()
             prefix = workdir / f"slow-{label}"
-            path = "/big" if mode == "read" else "/"
-            # The opening rate fills the attack in about 5 s, before the visitor starts.
-            rate = max(200, args.connections // 5)
-            slow = subprocess.Popen(
-                ["taskset", "-c", CLIENT_CPU, tools["slowhttptest"], MODES[mode], "-c", str(args.connections),
-                 "-r", str(rate), "-i", "5", "-l", str(int(args.seconds)), "-s", "65536", "-p", "5",
-                 "-g", "-o", str(prefix), "-u", f"http://127.0.0.1:{port}{path}"]
-                + (["-k", "2", "-n", "5", "-w", "8", "-y", "16", "-z", "4"] if mode == "read" else []),
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            slow = _start_attack(tools, mode, port, args, prefix)
             time.sleep(min(6.0, args.seconds / 3))  # let the slow connections pile up first
-            with KernelTcpMemory() as kernel:
-                probe_out = subprocess.run(
-                    ["taskset", "-c", CLIENT_CPU, sys.executable, "-m", "experiments.hostile.slowloris", "--probe", str(port),
-                     "--seconds", str(max(1.0, args.seconds - 7))], capture_output=True, text=True, cwd=ROOT,
-                    timeout=args.seconds + 60)
-                result["probe"] = json.loads(probe_out.stdout) if probe_out.returncode == 0 else {"error": probe_out.stderr[-300:]}
-                try:
-                    slow.wait(timeout=args.seconds + 60)
-                except subprocess.TimeoutExpired:
-                    slow.kill()
-            result["kernel_tcp_peak_pages"] = kernel.peak_pages
+            result["probe"], result["kernel_tcp_peak_pages"] = _probe_during(slow, port, args)
             result["slowhttptest"] = slowhttptest_summary(prefix.with_suffix(".csv"))
             for who, sampler in costs.items():
                 cost = sampler.stop(0)
@@ -268,6 +242,47 @@ def measure(runtime: str, mode: str, proxy: str, header_timeout: float, args, to
                     nginx.kill()
             server.stop()
     return result
+
+
+def _start_nginx(tools: dict, workdir: Path, upstream: int, buffering: bool, log) -> tuple[subprocess.Popen, int]:
+    """nginx in front of the server, on the client's core; returns it and the port it listens on."""
+    port = free_port()
+    tmp = Path(tempfile.mkdtemp(prefix="astra-nginx-", dir=workdir))
+    conf = tmp / "nginx.conf"
+    conf.write_text(NGINX_CONF.format(tmp=tmp, port=port, upstream=upstream, buffering="on" if buffering else "off",
+                                      user="user root;\n" if os.geteuid() == 0 else ""))
+    nginx = subprocess.Popen(["taskset", "-c", CLIENT_CPU, tools["nginx"], "-c", str(conf), "-p", str(tmp)],
+                             stdout=log, stderr=log)
+    _wait_port(port)
+    return nginx, port
+
+
+def _start_attack(tools: dict, mode: str, port: int, args, prefix: Path) -> subprocess.Popen:
+    """slowhttptest against the port, writing its per-second CSV to ``prefix``.csv."""
+    path = "/big" if mode == "read" else "/"
+    # The opening rate fills the attack in about 5 s, before the visitor starts.
+    rate = max(200, args.connections // 5)
+    return subprocess.Popen(
+        ["taskset", "-c", CLIENT_CPU, tools["slowhttptest"], MODES[mode], "-c", str(args.connections),
+         "-r", str(rate), "-i", "5", "-l", str(int(args.seconds)), "-s", "65536", "-p", "5",
+         "-g", "-o", str(prefix), "-u", f"http://127.0.0.1:{port}{path}"]
+        + (["-k", "2", "-n", "5", "-w", "8", "-y", "16", "-z", "4"] if mode == "read" else []),
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def _probe_during(slow: subprocess.Popen, port: int, args) -> tuple[dict, int]:
+    """The ordinary visitor's experience while the attack runs, and the kernel's peak TCP memory (pages)."""
+    with KernelTcpMemory() as kernel:
+        probe_out = subprocess.run(
+            ["taskset", "-c", CLIENT_CPU, sys.executable, "-m", "experiments.hostile.slowloris", "--probe", str(port),
+             "--seconds", str(max(1.0, args.seconds - 7))], capture_output=True, text=True, cwd=ROOT,
+            timeout=args.seconds + 60)
+        probe = json.loads(probe_out.stdout) if probe_out.returncode == 0 else {"error": probe_out.stderr[-300:]}
+        try:
+            slow.wait(timeout=args.seconds + 60)
+        except subprocess.TimeoutExpired:
+            slow.kill()
+    return probe, kernel.peak_pages
 
 
 def cases(args, proxies: list[str]) -> list[tuple[str, str, str, float]]:

@@ -339,25 +339,8 @@ def run_h2load(targets: list[Target], conns: int, duration: float, *, h1: bool =
                               *([f"--log-file={log}"] if log_percentiles else []), target.url + path[1:]]
                     for target, n, log in zip(targets, shares, logs)]
         outputs = _run_all(commands, warmup + duration + timeout + _slack(conns), Path(tmp))
-        latency = None
-        if log_percentiles:
-            counts = Counter()
-            for log in logs:
-                if log.exists():
-                    with open(log) as f:
-                        parse_h2load_log(f, counts)
-            latency = percentiles(counts)
-    per_process = []
-    for argv, (text, errors) in zip(commands, outputs):
-        try:
-            per_process.append(parse_h2load(text))
-        except ValueError as e:
-            raise LoadGenError(f"{e} from {argv}: {errors.strip()[-500:]}") from None
-        if per_process[-1]["protocol"] is None:
-            notes.append(f"no connection was established by {argv}")
-    done = [p["done"] for p in per_process]
-    timed = [(p["request_time_us"], n) for p, n in zip(per_process, done) if n > 0]  # 0us = no data
-    rps = [p["client_rps"] for p in per_process]
+        latency = _pooled_latency(logs) if log_percentiles else None
+    per_process = _parse_h2load_outputs(commands, outputs, notes)
     return {
         "tool": "h2load", "version": tool_versions()["h2load"], "processes": len(targets), "conns": conns,
         "duration_s": float(duration), "warmup_s": float(warmup), "h1": h1, "streams": streams,
@@ -366,6 +349,40 @@ def run_h2load(targets: list[Target], conns: int, duration: float, *, h1: bool =
         "requests_per_s": sum(p["requests_per_s"] for p in per_process),
         **{key: sum(p[key] for p in per_process) for key in ("failed", "errored", "timeout")},
         "status": {cls: sum(p["status"][cls] for p in per_process) for cls in ("2xx", "3xx", "4xx", "5xx")},
+        **_merged_timings(per_process, shares),
+        "clients_starved": None,
+        "latency_us": latency,
+        "per_process": per_process, "commands": commands,
+    }
+
+
+def _pooled_latency(logs: list[Path]) -> dict | None:
+    """Exact percentiles over every process's ``--log-file`` (one line per request)."""
+    counts = Counter()
+    for log in logs:
+        if log.exists():
+            with open(log) as f:
+                parse_h2load_log(f, counts)
+    return percentiles(counts)
+
+
+def _parse_h2load_outputs(commands: list[list[str]], outputs, notes: list[str]) -> list[dict]:
+    per_process = []
+    for argv, (text, errors) in zip(commands, outputs):
+        try:
+            per_process.append(parse_h2load(text))
+        except ValueError as e:
+            raise LoadGenError(f"{e} from {argv}: {errors.strip()[-500:]}") from None
+        if per_process[-1]["protocol"] is None:
+            notes.append(f"no connection was established by {argv}")
+    return per_process
+
+
+def _merged_timings(per_process: list[dict], shares: list[int]) -> dict:
+    """h2load's own request-time and per-client-rate summaries, merged over processes."""
+    timed = [(p["request_time_us"], p["done"]) for p in per_process if p["done"] > 0]  # 0us = no data
+    rps = [p["client_rps"] for p in per_process]
+    return {
         "request_time_us": {
             "min": min((t["min"] for t, _ in timed), default=0.0),
             "max": max((t["max"] for t, _ in timed), default=0.0),
@@ -376,7 +393,4 @@ def run_h2load(targets: list[Target], conns: int, duration: float, *, h1: bool =
             "min": min(r["min"] for r in rps), "max": max(r["max"] for r in rps),
             "mean": _weighted_mean([r["mean"] for r in rps], shares), "sd": max(r["sd"] for r in rps),
         },
-        "clients_starved": None,
-        "latency_us": latency,
-        "per_process": per_process, "commands": commands,
     }
