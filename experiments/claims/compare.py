@@ -26,7 +26,6 @@ run has (an experiment that changed between them) are listed as such.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 from pathlib import Path
@@ -35,7 +34,7 @@ from ..harness.compare import compare
 from ..harness.interpreters import Interpreter
 from ..harness.report import load_run, summarize
 from . import CLAIMS
-from .results import INCONCLUSIVE, Results
+from .results import INCONCLUSIVE, Results, interpreters_of, meta_of
 from .runner import judge
 
 TOLERANCES = (0.10, 0.20)
@@ -58,16 +57,6 @@ def changed_experiments(a_dir: Path, b_dir: Path) -> set[str]:
     whats = [meta_of(d).get("experiments") or {} for d in (a_dir, b_dir)]
     return {name for name in whats[0].keys() & whats[1].keys()
             if whats[0][name].get("what") != whats[1][name].get("what")}
-
-
-def meta_of(run_dir: Path) -> dict:
-    path = run_dir / "claims.json"
-    return json.loads(path.read_text()) if path.exists() else {}
-
-
-def interpreters_of(run_dir: Path) -> list[Interpreter]:
-    """The servers' interpreters a run measured (runs before there was a choice measured the standard one)."""
-    return [Interpreter(name) for name in meta_of(run_dir).get("interpreters") or {"standard": {}}]
 
 
 def shared_interpreters(a_dir: Path, b_dir: Path) -> list[Interpreter]:

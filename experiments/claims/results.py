@@ -19,7 +19,18 @@ from ..harness.report import load_run, summarize
 
 __all__ = ["ASYNC", "CAVEAT", "DESIGNS", "Design", "FAILS", "HOLDS", "INCONCLUSIVE", "OURS", "PENDING", "SEEDS",
            "THREADS", "Results", "Verdict", "band", "best", "combine", "fmt", "hello_pairs", "missing", "noise", "ratio", "rps",
-           "spread"]
+           "spread", "interpreters_of", "meta_of"]
+
+
+def meta_of(run_dir: Path) -> dict:
+    """A claims run's metadata (claims.json): its rules, interpreters, experiments and calibration."""
+    path = run_dir / "claims.json"
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def interpreters_of(run_dir: Path) -> list[Interpreter]:
+    """The servers' interpreters a run measured (runs before there was a choice measured the standard one)."""
+    return [Interpreter(name) for name in meta_of(run_dir).get("interpreters") or {"standard": {}}]
 
 
 ASYNC = ("asyncio", "trio")

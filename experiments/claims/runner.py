@@ -272,14 +272,11 @@ def _checked_against(run_dir: Path, results_dir: Path) -> Path | None:
 
 def _judge_second(second_dir: Path, claims: list, interpreters: list[Interpreter]):
     """The second run judged by the same rules, on the interpreters both runs measured: (its name, verdicts)."""
-    import json
+    from .results import Results, interpreters_of, meta_of
 
-    from .results import Results
-
-    second_meta = json.loads((second_dir / "claims.json").read_text())
-    measured = [Interpreter(n) for n in second_meta.get("interpreters") or {"standard": {}}]
-    return second_dir.name, {i: [judge(claim, Results(second_dir, i), second_meta.get("rules")) for claim in claims]
-                             for i in interpreters if i in measured}
+    recorded = meta_of(second_dir).get("rules")
+    return second_dir.name, {i: [judge(claim, Results(second_dir, i), recorded) for claim in claims]
+                             for i in interpreters if i in interpreters_of(second_dir)}
 
 
 def judge(claim, results, recorded: dict | None) -> dict:
