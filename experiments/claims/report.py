@@ -183,12 +183,8 @@ def _reproduced(run_dir: Path, claims: list[Claim], judged: Judged, second: Seco
                 f"{len(pairs)} verdicts the same. Each verdict below says whether run 2 repeated it; one it did not "
                 "repeat is not settled: read it as inconclusive (`results/REPRODUCIBILITY.md` compares the two runs "
                 "point by point).")
-    check = run_dir.parent / "REPRODUCIBILITY.md"
-    first = check.read_text().splitlines()[0] if check.exists() else ""
-    if f"`{run_dir.name}`" in first:
-        return (f"Reproducibility: checked against a second run in `{check.name}` next to this report's copy "
-                "(`python -m experiments reproduce`); read a verdict that differs there as unsettled.")
-    return ("Reproducibility: not yet checked against a second run (`python -m experiments reproduce FIRST SECOND`): "
+    return ("Reproducibility: not yet checked against a second run (`python -m experiments reproduce FIRST SECOND`, "
+            "then `make claims FROM=... SECOND=...`): "
             "read these verdicts as one measurement.")
 
 
